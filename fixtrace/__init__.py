@@ -1,0 +1,19 @@
+"""fixtrace: explain CNN image classifiers through their ONNX graph."""
+
+__version__ = "0.1.0"
+
+from fixtrace.api import Explainer, explain  # noqa: E402
+from fixtrace.errors import (  # noqa: E402
+    FixtraceError,
+    ImageError,
+    InputShapeError,
+    ModelError,
+    TargetError,
+    UnsupportedOpError,
+)
+from fixtrace.explanation import ClassScore, Explanation, LayerFixations  # noqa: E402
+
+__all__ = [
+    "ClassScore", "Explainer", "Explanation", "FixtraceError", "ImageError", "InputShapeError", "LayerFixations",
+    "ModelError", "TargetError", "UnsupportedOpError", "explain", "__version__",
+]

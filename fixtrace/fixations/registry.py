@@ -1,0 +1,83 @@
+"""Backward rules keyed by ONNX op type: adding an op is adding one small rule class."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from fixtrace.errors import UnsupportedOpError
+
+if TYPE_CHECKING:
+    from fixtrace.fixations.fixation_set import FixationSet
+    from fixtrace.fixations.options import FixationOptions
+    from fixtrace.fixations.walk import Tensors
+    from fixtrace.model.layer_graph import LayerGraph, Node
+
+_RULES: dict[str, type["Rule"]] = {}
+
+
+class Rule:
+    """Base of every backward rule; one instance is prepared per node, attributes read once.
+
+    Subclasses set ``needs`` (tensor names whose values ``backtrack`` reads) in ``__init__``
+    and implement ``backtrack``.
+
+    Args:
+        node: the node this rule serves.
+        graph: the layer graph (for weights and neighbours).
+        options: the walk's options.
+
+    Raises:
+        UnsupportedOpError: the op type has a rule but this node's configuration does not.
+    """
+
+    def __init__(self, node: "Node", graph: "LayerGraph", options: "FixationOptions") -> None:
+        self.node = node
+        self.needs: tuple[str, ...] = ()
+
+    def backtrack(self, fixations: "FixationSet", tensors: "Tensors") -> Iterable[tuple[str, "FixationSet"]]:
+        """Map fixations on the node's first output to fixations on its inputs.
+
+        Args:
+            fixations: fixations on ``node.outputs[0]``.
+            tensors: values and shapes of the current run.
+
+        Returns:
+            (input tensor name, fixations on it) pairs; constants never appear.
+        """
+        raise NotImplementedError
+
+    def unsupported(self, detail: str) -> UnsupportedOpError:
+        """An error saying this node's configuration is not handled."""
+        return UnsupportedOpError(self.node.op_type, self.node.name, supported_ops(), detail)
+
+
+def rule(*op_types: str) -> Callable[[type[Rule]], type[Rule]]:
+    """Class decorator registering a rule for the given ONNX op types."""
+
+    def register(cls: type[Rule]) -> type[Rule]:
+        for op in op_types:
+            if op in _RULES:
+                raise RuntimeError(f"two fixation rules for {op}: {_RULES[op].__name__} and {cls.__name__}")
+            _RULES[op] = cls
+        return cls
+
+    return register
+
+
+def rule_for(node: "Node") -> type[Rule]:
+    """The rule class for ``node``.
+
+    Raises:
+        UnsupportedOpError: no rule handles the node's op type.
+    """
+    cls = _RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+    if cls is None:
+        raise UnsupportedOpError(node.op_type, node.name, supported_ops())
+    return cls
+
+
+def supported_ops() -> list[str]:
+    """Every op type that has a fixation rule, sorted."""
+    from fixtrace.fixations import rules  # noqa: F401  (registers the rules)
+
+    return sorted(_RULES)

@@ -1,0 +1,142 @@
+"""The backward walk: from a class neuron to fixations on the image input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from fixtrace.errors import ModelError
+from fixtrace.fixations.fixation_set import FixationSet, union
+from fixtrace.fixations.options import FixationOptions
+from fixtrace.fixations.registry import Rule, rule_for, supported_ops
+from fixtrace.model.layer_graph import LayerGraph
+
+# Ops that may sit between the class logits and the graph output.
+_AFTER_LOGITS = {"Softmax", "LogSoftmax", "Identity", "Dropout", "Flatten", "Reshape", "Squeeze"}
+_SOFTMAX = {"Softmax", "LogSoftmax"}
+
+
+class Tensors:
+    """Values and shapes of one run.
+
+    Args:
+        values: tensor name -> value, as returned by the session.
+        shapes: tensor name -> static shape for this input shape.
+        constants: the layer graph's constant tensors.
+    """
+
+    def __init__(self, values: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], constants: dict[str, np.ndarray]) -> None:
+        self.values = values
+        self.shapes = shapes
+        self.constants = constants
+
+    def value(self, name: str) -> np.ndarray:
+        """The value of a tensor (a computed one that was kept, a constant, or the input)."""
+        if name in self.values:
+            return self.values[name]
+        if name in self.constants:
+            return self.constants[name]
+        raise ModelError(f"tensor {name!r} was not kept by the session; this is a fixtrace bug")
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of a tensor in this run."""
+        if name in self.values:
+            return tuple(self.values[name].shape)
+        if name in self.shapes:
+            return self.shapes[name]
+        if name in self.constants:
+            return tuple(self.constants[name].shape)
+        raise ModelError(f"the shape of tensor {name!r} is unknown; this is a fixtrace bug")
+
+
+@dataclass
+class BacktrackResult:
+    """What one walk found.
+
+    Attributes:
+        per_tensor: fixations on every tensor the walk reached, from the logits down.
+        input: fixations on the image input tensor.
+    """
+
+    per_tensor: dict[str, FixationSet] = field(default_factory=dict)
+    input: FixationSet | None = None
+
+
+class BacktrackPlan:
+    """The rules of every node between the image input and the class logits, prepared once.
+
+    Args:
+        graph: the layer graph.
+        options: walk options.
+        output: graph output to explain (default: the first).
+
+    Raises:
+        UnsupportedOpError: a node on the path has no rule.
+        ModelError: the logits do not depend on the image input.
+    """
+
+    def __init__(self, graph: LayerGraph, options: FixationOptions | None = None, output: str | None = None) -> None:
+        self.graph = graph
+        self.options = options or FixationOptions()
+        self.logits = find_logits(graph, output)
+        top = graph.producer.get(self.logits)
+        if top is None:
+            raise ModelError(f"output {self.logits!r} is not computed by any node")
+        reached = nx.ancestors(graph.graph, top.name) | {top.name}
+        if not any(graph.image_input.name in graph.node(name).inputs for name in reached):
+            raise ModelError(f"output {self.logits!r} does not depend on the image input {graph.image_input.name!r}")
+        supported_ops()  # registers the rules
+        path = [n for n in reversed(graph.nodes) if n.name in reached]
+        self.rules: list[Rule] = [rule_for(n)(n, graph, self.options) for n in path]
+        self.needs: set[str] = {t for r in self.rules for t in r.needs}
+        self.touched: set[str] = {t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)}
+
+    def run(self, start: FixationSet, tensors: Tensors) -> BacktrackResult:
+        """Walk from fixations on the logits to fixations on the image input.
+
+        Args:
+            start: fixations on the logits tensor (flat indices, batch included).
+            tensors: values and shapes of the run.
+
+        Returns:
+            Fixations per tensor and on the input.
+        """
+        pending: dict[str, list[FixationSet]] = {self.logits: [start]}
+        result = BacktrackResult()
+        for r in self.rules:
+            arriving = pending.pop(r.node.outputs[0], None)
+            if not arriving:
+                continue
+            fixations = union(arriving)
+            result.per_tensor[r.node.outputs[0]] = fixations
+            for name, sent in r.backtrack(fixations, tensors):
+                if len(sent):
+                    pending.setdefault(name, []).append(sent)
+        arrived = pending.get(self.graph.image_input.name, [])
+        result.input = union(arrived) if arrived else FixationSet.single([])
+        result.per_tensor[self.graph.image_input.name] = result.input
+        return result
+
+
+def find_logits(graph: LayerGraph, output: str | None = None) -> str:
+    """The tensor holding the class scores: the graph output, or the input of its Softmax.
+
+    Args:
+        graph: the layer graph.
+        output: the graph output to start from (default: the first).
+
+    Raises:
+        ModelError: ``output`` is not a graph output.
+    """
+    name = output or graph.outputs[0]
+    if name not in graph.outputs:
+        raise ModelError(f"{name!r} is not an output of the model; outputs: {', '.join(graph.outputs)}")
+    tensor = name
+    while tensor in graph.producer and graph.producer[tensor].op_type in _AFTER_LOGITS:
+        node = graph.producer[tensor]
+        if node.op_type in _SOFTMAX:
+            return node.inputs[0]
+        tensor = node.inputs[0]
+    return name

@@ -1,0 +1,1 @@
+"""Images in: loading and validation, preprocessing presets, and the geometry back to the photo."""

@@ -1,0 +1,41 @@
+"""Where each model-input pixel came from in the original photo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The resize-then-crop that turned the photo into the model input.
+
+    Attributes:
+        original: photo (width, height).
+        resized: (width, height) after resizing.
+        crop: (left, top) of the crop inside the resized image.
+        input: model input (width, height).
+    """
+
+    original: tuple[int, int]
+    resized: tuple[int, int]
+    crop: tuple[int, int]
+    input: tuple[int, int]
+
+    def to_original(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Map input pixel (row, col) centres to photo coordinates.
+
+        Args:
+            rows, cols: pixel indices in the model input.
+
+        Returns:
+            float64 (n, 2) array of (x, y) in photo pixels, clipped to the photo.
+        """
+        sx = self.resized[0] / self.original[0]
+        sy = self.resized[1] / self.original[1]
+        x = (np.asarray(cols, dtype=np.float64) + 0.5 + self.crop[0]) / sx - 0.5
+        y = (np.asarray(rows, dtype=np.float64) + 0.5 + self.crop[1]) / sy - 0.5
+        x = np.clip(x, 0, self.original[0] - 1)
+        y = np.clip(y, 0, self.original[1] - 1)
+        return np.stack([x, y], axis=1)

@@ -1,0 +1,106 @@
+"""Preprocessing presets: photo -> model input tensor, plus the Geometry to go back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from fixtrace.images.geometry import Geometry
+from fixtrace.model.layer_graph import ImageInput
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How a model family expects its input.
+
+    Attributes:
+        name: preset name.
+        resize: ``"short"`` resizes the short side to ``input * resize_ratio`` then centre-crops;
+            ``"exact"`` resizes straight to the input size.
+        resize_ratio: short side / crop side for ``"short"`` (256 / 224 for ImageNet).
+        bgr: feed channels in BGR order.
+        scale: multiply 0..255 pixel values by this first.
+        mean, std: per-channel (in the fed order), applied after ``scale``: (x - mean) / std.
+        default_size: input side used when the model's spatial size is symbolic.
+    """
+
+    name: str
+    resize: str
+    resize_ratio: float
+    bgr: bool
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    default_size: int = 224
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("imagenet", "short", 256 / 224, False, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+               description="torchvision: resize 256, centre crop 224, RGB in [0, 1], ImageNet mean/std"),
+        Preset("caffe", "short", 256 / 224, True, 1.0, (104.0, 117.0, 123.0), (1.0, 1.0, 1.0),
+               description="Caffe: resize 256, centre crop 224, BGR 0..255 minus the mean pixel"),
+        Preset("tf", "exact", 1.0, False, 1 / 127.5, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0),
+               description="Keras/TF: resize to the input size, RGB scaled to [-1, 1]"),
+        Preset("raw", "exact", 1.0, False, 1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
+               description="resize to the input size, RGB in [0, 1], nothing else"),
+    )
+}
+
+
+def get_preset(name: str | Preset) -> Preset:
+    """Look a preset up by name (a Preset passes through).
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if isinstance(name, Preset):
+        return name
+    if name not in PRESETS:
+        raise ValueError(f"unknown preprocessing preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def input_size(spec: ImageInput, preset: Preset) -> tuple[int, int]:
+    """(width, height) of the model input: the graph's, else the preset's default."""
+    return (spec.width or preset.default_size, spec.height or preset.default_size)
+
+
+def preprocess(rgb: np.ndarray, spec: ImageInput, preset: Preset) -> tuple[np.ndarray, Geometry]:
+    """Turn an RGB photo into one model input sample.
+
+    Args:
+        rgb: uint8 (H, W, 3).
+        spec: the model's image input (layout, channels, size).
+        preset: the preprocessing to apply.
+
+    Returns:
+        (float32 tensor shaped (C, H, W) or (H, W, C) as the model's layout wants, Geometry).
+    """
+    width, height = input_size(spec, preset)
+    photo = Image.fromarray(rgb)
+    if preset.resize == "short":
+        short = round(min(width, height) * preset.resize_ratio)
+        ratio = short / min(photo.size)
+        resized = (max(width, round(photo.size[0] * ratio)), max(height, round(photo.size[1] * ratio)))
+    else:
+        resized = (width, height)
+    crop = ((resized[0] - width) // 2, (resized[1] - height) // 2)
+    image = photo.resize(resized, Image.Resampling.BILINEAR) if resized != photo.size else photo
+    pixels = np.asarray(image, dtype=np.float32)[crop[1]: crop[1] + height, crop[0]: crop[0] + width]
+    if spec.channels == 1:
+        pixels = (pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+        mean, std = np.float32(preset.mean[0]), np.float32(preset.std[0])
+    else:
+        if preset.bgr:
+            pixels = pixels[:, :, ::-1]
+        mean, std = np.asarray(preset.mean, np.float32), np.asarray(preset.std, np.float32)
+    tensor = (pixels * np.float32(preset.scale) - mean) / std
+    if spec.layout == "NCHW":
+        tensor = tensor.transpose(2, 0, 1)
+    geometry = Geometry(original=photo.size, resized=resized, crop=crop, input=(width, height))
+    return np.ascontiguousarray(tensor, dtype=np.float32), geometry

@@ -1,0 +1,1 @@
+"""Numba kernels behind the rules: ``cpu/`` (``@njit``); every kernel keeps the same contract on every backend."""

@@ -1,0 +1,92 @@
+"""Conv backtrack kernel: one output fixation -> one input fixation."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from fixtrace.kernels.cpu.window import better, centre_distance
+
+LOCATION_ARGMAX = 0
+LOCATION_CENTRE = 1
+
+
+@njit(cache=True)
+def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilations, location):  # pragma: no cover - numba
+    """Map conv output fixations to input fixations.
+
+    For output (b, m, r, q): over the input channels of m's group, sum window x weight over
+    the window (zero padding contributes nothing) and keep the channel with the largest sum
+    (first on ties). Its location is the receptive-field centre (``LOCATION_CENTRE``, clamped
+    into the image) or the window cell with the largest x * w of that channel
+    (``LOCATION_ARGMAX``, valid cells only, ties towards the centre).
+
+    Args:
+        x: input activations, float32 (B, C, H, W).
+        w: weights, float32 (M, C // groups, KH, KW).
+        out_index: int64 flat indices into the output (B, M, out_h, out_w).
+        out_h, out_w: output spatial size.
+        groups: conv groups.
+        strides, pads, dilations: int64 arrays (sh, sw), (top, left), (dh, dw).
+        location: LOCATION_ARGMAX or LOCATION_CENTRE.
+
+    Returns:
+        int64 flat indices into x, one per output fixation.
+    """
+    n_batch, n_in, height, width = x.shape
+    n_out, c_group, kh, kw = w.shape
+    m_group = n_out // groups
+    sh, sw = strides[0], strides[1]
+    pt, pl = pads[0], pads[1]
+    dh, dw = dilations[0], dilations[1]
+    result = np.empty(out_index.size, dtype=np.int64)
+    for f in range(out_index.size):
+        flat = out_index[f]
+        q = flat % out_w
+        r = (flat // out_w) % out_h
+        m = (flat // (out_w * out_h)) % n_out
+        b = flat // (out_w * out_h * n_out)
+        c0 = (m // m_group) * c_group
+        top = r * sh - pt
+        left = q * sw - pl
+        best_c = 0
+        best_sum = -np.inf
+        for c in range(c_group):
+            acc = 0.0
+            for i in range(kh):
+                y = top + i * dh
+                if y < 0 or y >= height:
+                    continue
+                for j in range(kw):
+                    xx = left + j * dw
+                    if xx < 0 or xx >= width:
+                        continue
+                    acc += np.float64(x[b, c0 + c, y, xx]) * np.float64(w[m, c, i, j])
+            if acc > best_sum:
+                best_sum = acc
+                best_c = c
+        if location == LOCATION_CENTRE:
+            y = min(max(top + ((kh - 1) // 2) * dh, 0), height - 1)
+            xx = min(max(left + ((kw - 1) // 2) * dw, 0), width - 1)
+        else:
+            y = -1
+            xx = -1
+            best_score = -np.inf
+            best_dist = 1 << 30
+            for i in range(kh):
+                yy = top + i * dh
+                if yy < 0 or yy >= height:
+                    continue
+                for j in range(kw):
+                    xj = left + j * dw
+                    if xj < 0 or xj >= width:
+                        continue
+                    score = np.float64(x[b, c0 + best_c, yy, xj]) * np.float64(w[m, best_c, i, j])
+                    dist = centre_distance(i, j, kh, kw)
+                    if better(score, dist, best_score, best_dist):
+                        best_score = score
+                        best_dist = dist
+                        y = yy
+                        xx = xj
+        result[f] = ((b * n_in + c0 + best_c) * height + y) * width + xx
+    return result

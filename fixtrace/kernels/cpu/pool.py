@@ -1,0 +1,90 @@
+"""Pooling backtrack kernels: window argmax (max and average pools) and global argmax."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from fixtrace.kernels.cpu.window import better, centre_distance
+
+
+@njit(cache=True)
+def pool_argmax(x, out_index, out_h, out_w, kernel, strides, pads, dilations):  # pragma: no cover - numba
+    """Map pool output fixations to the input cell holding the window's max.
+
+    Args:
+        x: input activations (B, C, H, W).
+        out_index: int64 flat indices into the output (B, C, out_h, out_w).
+        out_h, out_w: output spatial size.
+        kernel, strides, pads, dilations: int64 arrays (kh, kw), (sh, sw), (top, left), (dh, dw).
+
+    Returns:
+        int64 flat indices into x; ties go towards the window centre (see window.py).
+    """
+    n_batch, n_chan, height, width = x.shape
+    kh, kw = kernel[0], kernel[1]
+    result = np.empty(out_index.size, dtype=np.int64)
+    for f in range(out_index.size):
+        flat = out_index[f]
+        q = flat % out_w
+        r = (flat // out_w) % out_h
+        bc = flat // (out_w * out_h)
+        c = bc % n_chan
+        b = bc // n_chan
+        top = r * strides[0] - pads[0]
+        left = q * strides[1] - pads[1]
+        best_score = -np.inf
+        best_dist = 1 << 30
+        y = min(max(top, 0), height - 1)
+        xx = min(max(left, 0), width - 1)
+        for i in range(kh):
+            yy = top + i * dilations[0]
+            if yy < 0 or yy >= height:
+                continue
+            for j in range(kw):
+                xj = left + j * dilations[1]
+                if xj < 0 or xj >= width:
+                    continue
+                score = np.float64(x[b, c, yy, xj])
+                dist = centre_distance(i, j, kh, kw)
+                if better(score, dist, best_score, best_dist):
+                    best_score = score
+                    best_dist = dist
+                    y = yy
+                    xx = xj
+        result[f] = ((b * n_chan + c) * height + y) * width + xx
+    return result
+
+
+@njit(cache=True)
+def global_argmax(x, channel_index):  # pragma: no cover - numba
+    """Map (batch, channel) fixations to the spatial argmax of that channel.
+
+    Args:
+        x: input activations (B, C, H, W).
+        channel_index: int64 flat indices b * C + c.
+
+    Returns:
+        int64 flat indices into x; ties go towards the map centre.
+    """
+    n_batch, n_chan, height, width = x.shape
+    result = np.empty(channel_index.size, dtype=np.int64)
+    for f in range(channel_index.size):
+        bc = channel_index[f]
+        c = bc % n_chan
+        b = bc // n_chan
+        best_score = -np.inf
+        best_dist = 1 << 30
+        y = 0
+        xx = 0
+        for i in range(height):
+            for j in range(width):
+                score = np.float64(x[b, c, i, j])
+                dist = centre_distance(i, j, height, width)
+                if better(score, dist, best_score, best_dist):
+                    best_score = score
+                    best_dist = dist
+                    y = i
+                    xx = j
+        result[f] = (bc * height + y) * width + xx
+    return result

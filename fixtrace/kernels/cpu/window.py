@@ -1,0 +1,24 @@
+"""Window geometry and the tie rule shared by the conv and pool kernels.
+
+Tie rule: among equal scores, the position nearest the window centre wins (squared distance
+in kernel-index units); remaining ties go to the first position in raster order. Taking the
+first maximum instead drifts locations towards the top-left after ReLU zeros.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def centre_distance(i: int, j: int, kh: int, kw: int) -> int:
+    """Twice-scaled squared distance of kernel cell (i, j) from the kernel centre (integer, exact)."""
+    di = 2 * i - (kh - 1)
+    dj = 2 * j - (kw - 1)
+    return di * di + dj * dj
+
+
+@njit(cache=True, inline="always")
+def better(score: float, dist: int, best_score: float, best_dist: int) -> bool:
+    """True when (score, dist) beats the best so far under the tie rule."""
+    return score > best_score or (score == best_score and dist < best_dist)

@@ -1,0 +1,27 @@
+"""A bounding box from a heat map: threshold, keep the largest connected blob."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def box_from_heatmap(heat: np.ndarray, threshold: float = 0.2) -> tuple[int, int, int, int] | None:
+    """Box around the largest connected region where heat >= threshold x max (CAM's rule: 0.2;
+    Grad-CAM used 0.15).
+
+    Args:
+        heat: (H, W) map.
+        threshold: fraction of the map's max.
+
+    Returns:
+        (x0, y0, x1, y1) in pixels, x1/y1 exclusive; None for an all-zero map.
+    """
+    top = float(heat.max()) if heat.size else 0.0
+    if top <= 0:
+        return None
+    labels, n = ndimage.label(heat >= threshold * top)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    rows, cols = ndimage.find_objects((labels == int(np.argmax(sizes))).astype(np.int32))[0]
+    return int(cols.start), int(rows.start), int(cols.stop), int(rows.stop)

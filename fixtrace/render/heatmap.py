@@ -1,0 +1,67 @@
+"""Fixation points -> outlier mask and a Gaussian heat map."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from fixtrace.kernels.cpu.points import neighbour_mass
+
+#: The authors blur with sigma = 20 px on images whose short side is 256.
+DEFAULT_SIGMA = 20 / 256
+#: Short side of the grid the blur is computed on before resizing to the photo.
+WORK_SIDE = 64
+
+
+def inlier_mask(xy: np.ndarray, counts: np.ndarray, size: tuple[int, int], radius: float = 0.1, share: float = 0.05) -> np.ndarray:
+    """Keep a point when the points within ``radius`` x image diagonal of it (itself included,
+    weighted by count) hold more than ``share`` of all the counts (the authors' rule).
+
+    Args:
+        xy: (n, 2) positions in photo pixels.
+        counts: (n,) counts.
+        size: photo (width, height).
+        radius: neighbourhood radius as a fraction of the diagonal.
+        share: minimum share of the total count.
+
+    Returns:
+        bool (n,) mask of the points to keep.
+    """
+    if len(xy) == 0:
+        return np.zeros(0, dtype=bool)
+    diagonal = float(np.hypot(*size))
+    mass = neighbour_mass(np.ascontiguousarray(xy, dtype=np.float64), np.ascontiguousarray(counts, dtype=np.float64), radius * diagonal)
+    return mass > share * counts.sum()
+
+
+def heatmap(xy: np.ndarray, counts: np.ndarray, size: tuple[int, int], sigma: float = DEFAULT_SIGMA) -> np.ndarray:
+    """Sum of Gaussians at the points, weighted by count, scaled so the max is 1.
+
+    The sum is computed exactly on a grid whose short side is ``WORK_SIDE`` (separable:
+    one small matrix product), then resized bilinearly to the photo: the map is smooth at
+    this sigma, so nothing is lost.
+
+    Args:
+        xy: (n, 2) positions in photo pixels.
+        counts: (n,) weights.
+        size: photo (width, height).
+        sigma: Gaussian sigma as a fraction of the photo's short side.
+
+    Returns:
+        float32 (height, width) in [0, 1] (all zeros when there are no points).
+    """
+    width, height = size
+    scale = min(1.0, WORK_SIDE / min(width, height))
+    grid_w, grid_h = max(1, round(width * scale)), max(1, round(height * scale))
+    if len(xy) == 0:
+        return np.zeros((height, width), dtype=np.float32)
+    s = sigma * min(width, height) * scale
+    gx = (xy[:, 0] + 0.5) * (grid_w / width) - 0.5
+    gy = (xy[:, 1] + 0.5) * (grid_h / height) - 0.5
+    cols = np.exp(-((np.arange(grid_w)[None, :] - gx[:, None]) ** 2) / (2 * s * s))
+    rows = np.exp(-((np.arange(grid_h)[:, None] - gy[None, :]) ** 2) / (2 * s * s)) * counts[None, :]
+    grid = (rows @ cols).astype(np.float32)
+    if (grid_w, grid_h) != (width, height):
+        grid = np.asarray(Image.fromarray(grid).resize((width, height), Image.Resampling.BILINEAR))
+    top = float(grid.max())
+    return np.clip(grid / top, 0.0, 1.0) if top > 0 else np.zeros((height, width), dtype=np.float32)
