@@ -1,0 +1,181 @@
+"""The ``fixtrace`` command line. Every known failure ends as one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from fixtrace.errors import FixtraceError
+
+EXIT_OK, EXIT_ITEM_FAILED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fixtrace`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except FixtraceError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as exc:  # the CLI never shows a raw traceback unless asked to
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        _error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        return EXIT_INTERNAL
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fixtrace", description="Explain CNN image classifiers through their ONNX graph.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser("explain", help="explain photos with CNN Fixations and write overlays, heat maps and JSON")
+    ex.add_argument("model", help="the .onnx model")
+    ex.add_argument("images", nargs="+", help="image files or folders of images")
+    ex.add_argument("--out", default="out", help="output folder (default: out); one sub-folder per image")
+    which = ex.add_mutually_exclusive_group()
+    which.add_argument("--class", dest="target", type=int, action="append", metavar="N",
+                       help="class index to explain (repeatable); default: the predicted class")
+    which.add_argument("--top-k", type=int, metavar="K", help="explain the K best classes, one map each")
+    ex.add_argument("--preset", default="imagenet", help="preprocessing: imagenet, caffe, tf, raw (default: imagenet)")
+    ex.add_argument("--conv-location", choices=("argmax", "centre"), default="argmax",
+                    help="where a conv fixation lands in its window (default: argmax)")
+    ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")
+    ex.add_argument("--sigma", type=float, default=20 / 256, help="heat-map blur, fraction of the short side (default: 20/256)")
+    ex.add_argument("--box-threshold", type=float, default=0.2, help="box cut at this fraction of the heat max (default: 0.2)")
+    ex.add_argument("--layers", action="store_true", help="also write per-layer fixation counts and points")
+    ex.add_argument("--labels", help="class names file, one per line (default: ImageNet names for 1000 classes)")
+    ex.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
+    ex.add_argument("--quiet", action="store_true", help="print only errors")
+    ex.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    ex.set_defaults(run=_explain)
+
+    info = sub.add_parser("info", help="print versions, onnxruntime providers and the supported ops")
+    info.add_argument("model", nargs="?", help="also describe this model: input, layout, logits, unsupported ops")
+    info.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from fixtrace.api import Explainer
+    from fixtrace.images.preprocess import get_preset
+    from fixtrace.progress import Progress
+
+    try:
+        preset = get_preset(args.preset)
+    except ValueError as exc:
+        raise FixtraceError(str(exc)) from None
+    images = _collect_images(args.images)
+    explainer = Explainer(args.model, preset=preset, conv_location=args.conv_location, labels=args.labels, threads=args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(images), enabled=not args.quiet)
+    summary: list[dict] = []
+    failed = 0
+    for image, folder in zip(images, _folders(images)):
+        try:
+            result = explainer.explain(image, args.target, args.top_k, outlier_removal=not args.no_outlier_removal,
+                                       sigma=args.sigma, box_threshold=args.box_threshold)
+            explanations = result if isinstance(result, list) else [result]
+            written = []
+            for e in explanations:
+                target_dir = out / folder if len(explanations) == 1 else out / folder / f"{e.target.index}_{_slug(e.target.name)}"
+                e.save(target_dir, layers=args.layers)
+                written.append(str(target_dir))
+            if not args.quiet:
+                _report(image, explanations, written)
+            summary.append({"image": str(image), "status": "ok", "outputs": written,
+                            "classes": [e.target.index for e in explanations]})
+        except FixtraceError as exc:
+            failed += 1
+            _error(f"{image}: {exc}")
+            summary.append({"image": str(image), "status": "error", "error": str(exc)})
+        # Written after every image so that an interrupted batch keeps what it finished.
+        (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        progress.step(image.name)
+    if len(images) > 1 and not args.quiet:
+        print(f"{len(images) - failed} of {len(images)} images explained; summary in {out / 'summary.json'}")
+    return EXIT_ITEM_FAILED if failed else EXIT_OK
+
+
+def _report(image: Path, explanations: list, written: list[str]) -> None:
+    first = explanations[0]
+    print(f"{image}")
+    for rank, c in enumerate(first.top_classes, start=1):
+        print(f"  {rank}. {c.index:>4d} {c.name:<28s} {c.probability:7.2%}")
+    for e, where in zip(explanations, written):
+        inliers = int(e.inliers.sum())
+        print(f"  explained {e.target.index} {e.target.name}: {inliers} fixation points, box {e.box} -> {where}")
+
+
+def _collect_images(items: Sequence[str]) -> list[Path]:
+    images: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise FixtraceError(f"no images in folder {path}")
+            images.extend(found)
+        else:
+            images.append(path)  # a missing file fails on its own, without stopping the batch
+    return images
+
+
+def _folders(images: list[Path]) -> list[str]:
+    """One output folder name per image: its stem, made unique."""
+    seen: dict[str, int] = {}
+    names = []
+    for image in images:
+        stem = _slug(image.stem) or "image"
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return names
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60]
+
+
+def _info(args: argparse.Namespace) -> int:
+    import numba
+    import numpy
+    import onnx
+
+    import fixtrace
+    from fixtrace.fixations import supported_ops
+    from fixtrace.runtime.session import available_providers, ort
+
+    print(f"fixtrace {fixtrace.__version__}")
+    print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, numba {numba.__version__}, numpy {numpy.__version__}")
+    print(f"onnxruntime providers available: {', '.join(available_providers())}")
+    print("backend: cpu (numba njit)")
+    print(f"fixation rules for: {', '.join(supported_ops())}")
+    if args.model:
+        from fixtrace.api import Explainer
+
+        explainer = Explainer(args.model)
+        spec = explainer.graph.image_input
+        print(f"model {args.model}: input {spec.name!r} {spec.shape} {spec.layout}, opset {explainer.graph.opset}, "
+              f"logits {explainer.plan.logits!r} ({explainer.num_classes} classes), "
+              f"{len(explainer.plan.rules)} nodes on the backward path, providers in use: {', '.join(explainer.session.providers_in_use)}")
+    return EXIT_OK
+
+
+def _error(message: str) -> None:
+    print(f"fixtrace: error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

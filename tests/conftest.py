@@ -1,0 +1,45 @@
+"""Shared fixtures: the bundled model and photos, and models that come from installed packages."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+IMAGES = MODELS / "images"
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A file shipped inside an installed package, or skip the test saying which package is missing."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"package {package!r} is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        pytest.skip(f"{relative} is not in the installed {package!r}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mobilenet_path() -> Path:
+    return MODELS / "mobilenet_v2.onnx"
+
+
+@pytest.fixture(scope="session")
+def mobilenet(mobilenet_path):
+    from fixtrace import Explainer
+
+    return Explainer(mobilenet_path)
+
+
+@pytest.fixture(scope="session")
+def chelsea_path() -> Path:
+    return IMAGES / "chelsea.jpg"
+
+
+@pytest.fixture(scope="session")
+def coffee_path() -> Path:
+    return IMAGES / "coffee.jpg"
