@@ -16,6 +16,7 @@ from fixtrace.errors import TargetError
 from fixtrace.explanation import ClassScore, Explanation, LayerFixations
 from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
 from fixtrace.fixations.walk import BacktrackResult, Tensors
+from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import ImageSource, load_image
 from fixtrace.images.preprocess import Preset, get_preset, input_size, preprocess
 from fixtrace.labels import class_names
@@ -82,15 +83,33 @@ class Explainer:
             InputShapeError: the preprocessed image does not fit the model.
             TargetError: a class index outside the model's outputs.
         """
-        timings: dict[str, float] = {}
         t0 = time.perf_counter()
         photo = load_image(image)
         sample, geometry = preprocess(photo, self.graph.image_input, self.preset)
-        batch = sample[None]
+        load_ms = (time.perf_counter() - t0) * 1e3
+        return self.explain_prepared(photo, sample[None], geometry, target, top_k, outlier_removal=outlier_removal,
+                                     sigma=sigma, box_threshold=box_threshold, load_ms=load_ms)
+
+    def explain_prepared(self, photo: np.ndarray, batch: np.ndarray, geometry: Geometry,
+                         target: int | Sequence[int] | None = None, top_k: int | None = None, *,
+                         outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float = 0.2,
+                         load_ms: float = 0.0) -> Explanation | list[Explanation]:
+        """Explain an already preprocessed photo (the part of ``explain`` after loading).
+
+        Args:
+            photo: the original photo, uint8 (H, W, 3).
+            batch: the model input, a batch of one.
+            geometry: how ``batch`` was cut from ``photo``.
+            target, top_k, outlier_removal, sigma, box_threshold: as in ``explain``.
+            load_ms: time spent loading, reported in the timings.
+
+        Returns:
+            As ``explain``.
+        """
         t1 = time.perf_counter()
         values = self.session.run(batch)
         t2 = time.perf_counter()
-        timings["load_ms"], timings["forward_ms"] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        timings = {"load_ms": load_ms, "forward_ms": (t2 - t1) * 1e3}
         logits = values[self.plan.logits].reshape(1, -1)[0].astype(np.float64)
         scores = self._scores(logits)
         targets = self._targets(scores, target, top_k)

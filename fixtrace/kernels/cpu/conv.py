@@ -11,7 +11,7 @@ LOCATION_ARGMAX = 0
 LOCATION_CENTRE = 1
 
 
-@njit(cache=True)
+@njit(cache=True, boundscheck=False)
 def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilations, location):  # pragma: no cover - numba
     """Map conv output fixations to input fixations.
 
@@ -35,6 +35,10 @@ def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilatio
     """
     n_batch, n_in, height, width = x.shape
     n_out, c_group, kh, kw = w.shape
+    xf = x.reshape(-1)  # flat views: explicit offsets are much faster than 4-D indexing here
+    wf = w.reshape(-1)
+    plane = height * width
+    kernel = kh * kw
     m_group = n_out // groups
     sh, sw = strides[0], strides[1]
     pt, pl = pads[0], pads[1]
@@ -49,19 +53,23 @@ def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilatio
         c0 = (m // m_group) * c_group
         top = r * sh - pt
         left = q * sw - pl
+        # Valid kernel rows/cols, hoisted out of the channel loop (padding contributes zero).
+        i_lo = max(0, (-top + dh - 1) // dh)
+        i_hi = min(kh, (height - top + dh - 1) // dh)
+        j_lo = max(0, (-left + dw - 1) // dw)
+        j_hi = min(kw, (width - left + dw - 1) // dw)
+        x_base = (b * n_in + c0) * plane
+        w_base = m * c_group * kernel
         best_c = 0
         best_sum = -np.inf
         for c in range(c_group):
             acc = 0.0
-            for i in range(kh):
-                y = top + i * dh
-                if y < 0 or y >= height:
-                    continue
-                for j in range(kw):
-                    xx = left + j * dw
-                    if xx < 0 or xx >= width:
-                        continue
-                    acc += np.float64(x[b, c0 + c, y, xx]) * np.float64(w[m, c, i, j])
+            xc = x_base + c * plane
+            wc = w_base + c * kernel
+            for i in range(i_lo, i_hi):
+                row = xc + (top + i * dh) * width + left
+                for j in range(j_lo, j_hi):
+                    acc += np.float64(xf[row + j * dw]) * np.float64(wf[wc + i * kw + j])
             if acc > best_sum:
                 best_sum = acc
                 best_c = c
@@ -73,15 +81,13 @@ def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilatio
             xx = -1
             best_score = -np.inf
             best_dist = 1 << 30
-            for i in range(kh):
+            xc = x_base + best_c * plane
+            wc = w_base + best_c * kernel
+            for i in range(i_lo, i_hi):
                 yy = top + i * dh
-                if yy < 0 or yy >= height:
-                    continue
-                for j in range(kw):
+                for j in range(j_lo, j_hi):
                     xj = left + j * dw
-                    if xj < 0 or xj >= width:
-                        continue
-                    score = np.float64(x[b, c0 + best_c, yy, xj]) * np.float64(w[m, best_c, i, j])
+                    score = np.float64(xf[xc + yy * width + xj]) * np.float64(wf[wc + i * kw + j])
                     dist = centre_distance(i, j, kh, kw)
                     if better(score, dist, best_score, best_dist):
                         best_score = score
