@@ -52,7 +52,7 @@ class Explainer:
         width, height = input_size(self.graph.image_input, self.preset)
         shapes = self.graph.shapes(self._batch_shape(1, height, width))
         unknown = {t for t in self.plan.touched if t not in shapes}
-        self.session = Session(self.graph, self.plan.needs | unknown, threads=threads)
+        self.session = Session(self.graph, self.plan.needs | unknown | {self.plan.logits}, threads=threads)
         self.labels_file = labels
         self._names: list[str] | None = None
 

@@ -18,7 +18,8 @@ _RULES: dict[str, type["Rule"]] = {}
 class Rule:
     """Base of every backward rule; one instance is prepared per node, attributes read once.
 
-    Subclasses set ``needs`` (tensor names whose values ``backtrack`` reads) in ``__init__``
+    Subclasses set ``needs`` (tensor names whose values ``backtrack`` reads) and, when it is
+    not just the first input, ``routes`` (the inputs fixations can be sent to) in ``__init__``,
     and implement ``backtrack``.
 
     Args:
@@ -33,6 +34,7 @@ class Rule:
     def __init__(self, node: "Node", graph: "LayerGraph", options: "FixationOptions") -> None:
         self.node = node
         self.needs: tuple[str, ...] = ()
+        self.routes: tuple[str, ...] = (node.inputs[0],)
 
     def backtrack(self, fixations: "FixationSet", tensors: "Tensors") -> Iterable[tuple[str, "FixationSet"]]:
         """Map fixations on the node's first output to fixations on its inputs.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
 
 from fixtrace.errors import ModelError
@@ -84,12 +83,20 @@ class BacktrackPlan:
         top = graph.producer.get(self.logits)
         if top is None:
             raise ModelError(f"output {self.logits!r} is not computed by any node")
-        reached = nx.ancestors(graph.graph, top.name) | {top.name}
-        if not any(graph.image_input.name in graph.node(name).inputs for name in reached):
-            raise ModelError(f"output {self.logits!r} does not depend on the image input {graph.image_input.name!r}")
         supported_ops()  # registers the rules
-        path = [n for n in reversed(graph.nodes) if n.name in reached]
-        self.rules: list[Rule] = [rule_for(n)(n, graph, self.options) for n in path]
+        # Follow only the inputs fixations can reach: nodes that merely compute a Reshape
+        # target or a Clip bound are never visited, so they need no rule.
+        prepared: dict[str, Rule] = {}
+        frontier = [top]
+        while frontier:
+            node = frontier.pop()
+            if node.name in prepared:
+                continue
+            prepared[node.name] = rule_for(node)(node, graph, self.options)
+            frontier.extend(graph.producer[t] for t in prepared[node.name].routes if t in graph.producer)
+        if not any(graph.image_input.name in r.routes for r in prepared.values()):
+            raise ModelError(f"output {self.logits!r} does not depend on the image input {graph.image_input.name!r}")
+        self.rules: list[Rule] = sorted(prepared.values(), key=lambda r: -r.node.order)
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
         self.touched: set[str] = {t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)}
 

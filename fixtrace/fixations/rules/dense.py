@@ -27,7 +27,8 @@ class DenseRule(Rule):
         w = graph.constants[weight]
         if w.ndim != 2:
             raise self.unsupported(f"a rank-{w.ndim} weight; only a 2-D weight matrix is handled")
-        self.weights = np.ascontiguousarray(w.T if node.attr("transB", 0) else w, dtype=np.float32)
+        alpha = float(node.attr("alpha", 1.0))
+        self.weights = np.ascontiguousarray(alpha * (w.T if node.attr("transB", 0) else w), dtype=np.float32)
         self.source = data
         while self.source in graph.producer and graph.producer[self.source].op_type in _REINDEX:
             self.source = graph.producer[self.source].inputs[0]
@@ -38,7 +39,8 @@ class DenseRule(Rule):
         if a.ndim != 2:
             raise self.unsupported(f"a rank-{a.ndim} input; only (batch, features) is handled")
         source_shape = tensors.shape(self.source)
-        if len(source_shape) >= 3 and int(np.prod(source_shape[2:])) > 1:
+        # A feature map has at least two non-batch dims > 1 (channels and space, either layout).
+        if sum(d > 1 for d in source_shape[1:]) >= 2:
             index = dense_argmax(a, self.weights, fixations.index)
             return [(self.node.inputs[0], fixations.with_index(index))]
         index, count = dense_positive(a, self.weights, fixations.index, fixations.count)

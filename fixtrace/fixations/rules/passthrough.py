@@ -26,6 +26,7 @@ class OneComputedOperand(Rule):
     def __init__(self, node, graph, options):
         super().__init__(node, graph, options)
         self.computed = [t for t in node.inputs if not graph.is_constant(t)]
+        self.routes = tuple(self.computed)
 
     def backtrack(self, fixations, tensors):
         name = self.computed[0]

@@ -73,12 +73,11 @@ def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilatio
             if acc > best_sum:
                 best_sum = acc
                 best_c = c
-        if location == LOCATION_CENTRE:
-            y = min(max(top + ((kh - 1) // 2) * dh, 0), height - 1)
-            xx = min(max(left + ((kw - 1) // 2) * dw, 0), width - 1)
-        else:
-            y = -1
-            xx = -1
+        # The receptive-field centre, clamped: the answer for LOCATION_CENTRE, and the
+        # fallback of LOCATION_ARGMAX when the whole window lies in the padding.
+        y = min(max(top + ((kh - 1) // 2) * dh, 0), height - 1)
+        xx = min(max(left + ((kw - 1) // 2) * dw, 0), width - 1)
+        if location == LOCATION_ARGMAX:
             best_score = -np.inf
             best_dist = 1 << 30
             xc = x_base + best_c * plane
