@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import onnx
 
-from fixtrace.errors import TargetError
+from fixtrace.errors import FixtraceError, TargetError
 from fixtrace.explanation import ClassScore, Explanation, LayerFixations
 from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
 from fixtrace.fixations.walk import BacktrackResult, Tensors
@@ -54,7 +54,7 @@ class Explainer:
         unknown = {t for t in self.plan.touched if t not in shapes}
         self.session = Session(self.graph, self.plan.needs | unknown | {self.plan.logits}, threads=threads)
         self.labels_file = labels
-        self._names: list[str] | None = None
+        self._names: list[str] | None = class_names(self.num_classes, labels) if self.num_classes > 0 else None
 
     def _batch_shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
         spec = self.graph.image_input
@@ -83,6 +83,7 @@ class Explainer:
             InputShapeError: the preprocessed image does not fit the model.
             TargetError: a class index outside the model's outputs.
         """
+        check_render_options(sigma, box_threshold)
         t0 = time.perf_counter()
         photo = load_image(image)
         sample, geometry = preprocess(photo, self.graph.image_input, self.preset)
@@ -112,7 +113,9 @@ class Explainer:
         timings = {"load_ms": load_ms, "forward_ms": (t2 - t1) * 1e3}
         logits = values[self.plan.logits].reshape(1, -1)[0].astype(np.float64)
         scores = self._scores(logits)
-        targets = self._targets(scores, target, top_k)
+        targets = self.check_targets(target, top_k, len(scores)) or [
+            c.index for c in sorted(scores, key=lambda c: -c.probability)[: top_k or 1]
+        ]
         tensors = Tensors(values | {self.graph.image_input.name: batch}, self.graph.shapes(batch.shape), self.graph.constants)
         settings = {
             "method": "fixations", "preset": self.preset.name, "conv_location": self.options.conv_location,
@@ -153,18 +156,30 @@ class Explainer:
         probability = shifted / shifted.sum()
         return [ClassScore(i, self._names[i], float(p), float(v)) for i, (p, v) in enumerate(zip(probability, logits))]
 
-    @staticmethod
-    def _targets(scores: list[ClassScore], target: int | Sequence[int] | None, top_k: int | None) -> list[int]:
-        n = len(scores)
+    def check_targets(self, target: int | Sequence[int] | None, top_k: int | None, n: int | None = None) -> list[int]:
+        """Validate the requested classes before any image is run.
+
+        Args:
+            target: class index or indices, or None.
+            top_k: number of best classes, or None.
+            n: number of classes (default: read from the graph).
+
+        Returns:
+            The explicit targets (empty when the best classes are wanted).
+
+        Raises:
+            TargetError: an index outside 0..n-1, or top_k outside 1..n.
+        """
+        n = self.num_classes if n is None else n
         if top_k is not None:
-            if not 1 <= top_k <= n:
+            if n > 0 and not 1 <= top_k <= n or top_k < 1:
                 raise TargetError(f"top-k must be between 1 and {n} (the model's classes), not {top_k}")
-            return [c.index for c in sorted(scores, key=lambda c: -c.probability)[:top_k]]
+            return []
         if target is None:
-            return [max(scores, key=lambda c: c.probability).index]
+            return []
         wanted = list(target) if isinstance(target, (list, tuple)) else [target]
         for t in wanted:
-            if not isinstance(t, (int, np.integer)) or not 0 <= int(t) < n:
+            if not isinstance(t, (int, np.integer)) or t < 0 or (n > 0 and t >= n):
                 raise TargetError(f"class index {t} is out of range: the model has {n} classes (0..{n - 1})")
         return [int(t) for t in wanted]
 
@@ -221,6 +236,14 @@ def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] 
             _CACHE.popitem(last=False)
     _CACHE.move_to_end(key)
     return explainer.explain(image, target, top_k, **kwargs)
+
+
+def check_render_options(sigma: float, box_threshold: float) -> None:
+    """Raise FixtraceError unless sigma > 0 and 0 < box_threshold <= 1."""
+    if not sigma > 0:
+        raise FixtraceError(f"sigma (--sigma) must be a positive fraction of the short side, not {sigma}")
+    if not 0 < box_threshold <= 1:
+        raise FixtraceError(f"the box threshold (--box-threshold) must be in (0, 1], not {box_threshold}")
 
 
 def _model_key(model: ModelSource) -> tuple:

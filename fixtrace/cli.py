@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from fixtrace.api import Explainer
+    from fixtrace.api import Explainer, check_render_options
     from fixtrace.images.preprocess import get_preset
     from fixtrace.progress import Progress
 
@@ -76,10 +76,15 @@ def _explain(args: argparse.Namespace) -> int:
         preset = get_preset(args.preset)
     except ValueError as exc:
         raise FixtraceError(str(exc)) from None
+    check_render_options(args.sigma, args.box_threshold)
     images = _collect_images(args.images)
-    explainer = Explainer(args.model, preset=preset, conv_location=args.conv_location, labels=args.labels, threads=args.threads)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FixtraceError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    explainer = Explainer(args.model, preset=preset, conv_location=args.conv_location, labels=args.labels, threads=args.threads)
+    explainer.check_targets(args.target, args.top_k)
     progress = Progress(len(images), enabled=not args.quiet)
     summary: list[dict] = []
     failed = 0
@@ -135,12 +140,16 @@ def _collect_images(items: Sequence[str]) -> list[Path]:
 
 def _folders(images: list[Path]) -> list[str]:
     """One output folder name per image: its stem, made unique."""
-    seen: dict[str, int] = {}
+    used: set[str] = set()
     names = []
     for image in images:
         stem = _slug(image.stem) or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+        name, k = stem, 1
+        while name in used:
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        names.append(name)
     return names
 
 

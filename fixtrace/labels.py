@@ -26,7 +26,11 @@ def class_names(num_classes: int, labels_file: str | Path | None = None) -> list
         path = Path(labels_file)
         if not path.is_file():
             raise FixtraceError(f"labels file not found: {path}")
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError) as exc:
+            raise FixtraceError(f"cannot read labels file {path} as UTF-8 text: {exc}") from None
+        names = [line.strip() for line in text.splitlines() if line.strip()]
         if len(names) < num_classes:
             raise FixtraceError(f"labels file {path} has {len(names)} names for {num_classes} classes")
         return names[:num_classes]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -49,9 +51,21 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     raise ImageError(f"an image must be a path, bytes, PIL image or numpy array, not {type(source).__name__}")
 
 
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
 def _open(fp, where: str, max_pixels: int) -> np.ndarray:
     try:
-        with Image.open(fp) as image:
+        # Pillow's own decompression-bomb guard would refuse (or warn about) large images before
+        # our size check can name the size; it is lifted only while the header is read.
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(fp)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with image:
             return _from_pil(image, where, max_pixels)
     except UnidentifiedImageError:
         raise ImageError(f"{where} is not an image format Pillow can read") from None
@@ -71,6 +85,8 @@ def _from_pil(image: Image.Image, where: str, max_pixels: int) -> np.ndarray:
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _from_array(np.asarray(image))
+    if image.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their plain twins
+        image = image.convert("LA" if image.mode == "La" else "RGBA")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
@@ -103,6 +119,7 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.bool_:
         return a.astype(np.uint8) * 255
     if np.issubdtype(a.dtype, np.integer):
+        a = a.astype(a.dtype.newbyteorder("="))  # big-endian 16-bit (I;16B, TIFF) compares as uint16 below
         # 16-bit data (PNG I;16, TIFF) scaled to 8 bits; wider ints are assumed to hold 16-bit values too.
         top = 65535.0 if a.max(initial=0) > 255 or a.dtype == np.uint16 else 255.0
         return np.clip(np.round(a.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)

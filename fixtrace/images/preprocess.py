@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from fixtrace.errors import ImageError
 from fixtrace.images.geometry import Geometry
 from fixtrace.model.layer_graph import ImageInput
 
@@ -84,14 +85,13 @@ def preprocess(rgb: np.ndarray, spec: ImageInput, preset: Preset) -> tuple[np.nd
     width, height = input_size(spec, preset)
     photo = Image.fromarray(rgb)
     if preset.resize == "short":
-        short = round(min(width, height) * preset.resize_ratio)
-        ratio = short / min(photo.size)
-        resized = (max(width, round(photo.size[0] * ratio)), max(height, round(photo.size[1] * ratio)))
+        resized = _short_side_size(photo.size, round(min(width, height) * preset.resize_ratio), (width, height))
     else:
         resized = (width, height)
-    crop = ((resized[0] - width) // 2, (resized[1] - height) // 2)
+    # torchvision's CenterCrop offsets.
+    crop = (int(round((resized[0] - width) / 2.0)), int(round((resized[1] - height) / 2.0)))
     image = photo.resize(resized, Image.Resampling.BILINEAR) if resized != photo.size else photo
-    pixels = np.asarray(image, dtype=np.float32)[crop[1]: crop[1] + height, crop[0]: crop[0] + width]
+    pixels = np.asarray(image.crop((crop[0], crop[1], crop[0] + width, crop[1] + height)), dtype=np.float32)
     if spec.channels == 1:
         pixels = (pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
         mean, std = np.float32(preset.mean[0]), np.float32(preset.std[0])
@@ -104,3 +104,24 @@ def preprocess(rgb: np.ndarray, spec: ImageInput, preset: Preset) -> tuple[np.nd
         tensor = tensor.transpose(2, 0, 1)
     geometry = Geometry(original=photo.size, resized=resized, crop=crop, input=(width, height))
     return np.ascontiguousarray(tensor, dtype=np.float32), geometry
+
+
+#: Refuse photos whose resized copy would exceed this many times the model input's area.
+MAX_RESIZED_AREA_RATIO = 64
+
+
+def _short_side_size(size: tuple[int, int], short: int, crop: tuple[int, int]) -> tuple[int, int]:
+    """torchvision's Resize(int): the short side becomes ``short``, the long side int(short * long / short_old).
+
+    Raises:
+        ImageError: the aspect ratio is so extreme that the resized photo would be huge.
+    """
+    w, h = size
+    if w <= h:
+        new = (short, int(short * h / w))
+    else:
+        new = (int(short * w / h), short)
+    new = (max(new[0], crop[0]), max(new[1], crop[1]))
+    if new[0] * new[1] > MAX_RESIZED_AREA_RATIO * crop[0] * crop[1]:
+        raise ImageError(f"the photo's aspect ratio ({w}x{h}) is too extreme to resize and centre-crop to {crop[0]}x{crop[1]}")
+    return new

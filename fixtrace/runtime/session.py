@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import re
+
 import numpy as np
 import onnx
 
@@ -43,7 +45,7 @@ class Session:
             model.graph.output.append(onnx.ValueInfoProto(name=name))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fixtrace reports failures itself, in one line
         # Idle onnxruntime threads must not spin while numba backtracks between runs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wanted = providers or ["CPUExecutionProvider"]
@@ -53,7 +55,7 @@ class Session:
                 model.SerializeToString(), options, providers=[p for p in wanted if p in available] or ["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own exception classes; all mean "cannot run"
-            raise ModelError(f"onnxruntime cannot load the model: {first_line(exc)}") from None
+            raise ModelError(f"onnxruntime cannot load the model: {_clean(first_line(exc))}") from None
         self.providers_requested = wanted
         self.providers_in_use = list(self._session.get_providers())
         self.output_names = [o.name for o in self._session.get_outputs()]
@@ -82,7 +84,7 @@ class Session:
         try:
             values = self._session.run(self.output_names, {self.input_name: tensor})
         except Exception as exc:  # onnxruntime's own error types
-            raise ModelError(f"onnxruntime failed while running the model: {first_line(exc)}") from None
+            raise ModelError(f"onnxruntime failed while running the model: {_clean(first_line(exc))}") from None
         return dict(zip(self.output_names, values))
 
 
@@ -99,3 +101,8 @@ def check_input_shape(layer_graph: LayerGraph, shape: tuple[int, ...]) -> None:
 def available_providers() -> list[str]:
     """The execution providers this onnxruntime build offers."""
     return list(ort.get_available_providers())
+
+
+def _clean(message: str) -> str:
+    """Drop onnxruntime's source locations ("/onnxruntime_src/...cc:123 func(...)") from an error."""
+    return re.sub(r"\S*onnxruntime_src\S*(\s+\S+\([^)]*\))?\s*", "", message).strip()
