@@ -44,6 +44,7 @@ def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilatio
     pt, pl = pads[0], pads[1]
     dh, dw = dilations[0], dilations[1]
     result = np.empty(out_index.size, dtype=np.int64)
+    sums = np.empty(c_group, dtype=np.float64)
     for f in range(out_index.size):
         flat = out_index[f]
         q = flat % out_w
@@ -60,19 +61,20 @@ def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilatio
         j_hi = min(kw, (width - left + dw - 1) // dw)
         x_base = (b * n_in + c0) * plane
         w_base = m * c_group * kernel
-        best_c = 0
-        best_sum = -np.inf
-        for c in range(c_group):
-            acc = 0.0
-            xc = x_base + c * plane
-            wc = w_base + c * kernel
-            for i in range(i_lo, i_hi):
-                row = xc + (top + i * dh) * width + left
-                for j in range(j_lo, j_hi):
-                    acc += np.float64(xf[row + j * dw]) * np.float64(wf[wc + i * kw + j])
-            if acc > best_sum:
-                best_sum = acc
-                best_c = c
+        if i_hi - i_lo == 1 and j_hi - j_lo == 1:
+            # One valid cell (every 1x1 conv): the sum is the single product, no buffer needed.
+            xo = x_base + (top + i_lo * dh) * width + left + j_lo * dw
+            wo = w_base + i_lo * kw + j_lo
+            best_c = 0
+            best_sum = np.float64(xf[xo]) * np.float64(wf[wo])
+            for c in range(1, c_group):
+                v = np.float64(xf[xo + c * plane]) * np.float64(wf[wo + c * kernel])
+                if v > best_sum:
+                    best_sum = v
+                    best_c = c
+        else:
+            best_c, best_sum = _best_channel(xf, wf, sums, x_base, w_base, plane, kernel, width, top, left,
+                                             i_lo, i_hi, j_lo, j_hi, dh, dw, kw, c_group)
         # The receptive-field centre, clamped: the answer for LOCATION_CENTRE, and the
         # fallback of LOCATION_ARGMAX when the whole window lies in the padding.
         y = min(max(top + ((kh - 1) // 2) * dh, 0), height - 1)
@@ -95,3 +97,29 @@ def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilatio
                         xx = xj
         result[f] = ((b * n_in + c0 + best_c) * height + y) * width + xx
     return result
+
+
+@njit(cache=True, boundscheck=False, inline="always")
+def _best_channel(xf, wf, sums, x_base, w_base, plane, kernel, width, top, left,
+                  i_lo, i_hi, j_lo, j_hi, dh, dw, kw, c_group):  # pragma: no cover - numba
+    """The channel with the largest window x weight sum (first on ties) and that sum.
+
+    Per-channel sums are accumulated cell by cell so the inner loop runs over channels;
+    each channel still adds its cells in raster order.
+    """
+    for c in range(c_group):
+        sums[c] = 0.0
+    for i in range(i_lo, i_hi):
+        row = x_base + (top + i * dh) * width + left
+        for j in range(j_lo, j_hi):
+            xo = row + j * dw
+            wo = w_base + i * kw + j
+            for c in range(c_group):
+                sums[c] += np.float64(xf[xo + c * plane]) * np.float64(wf[wo + c * kernel])
+    best_c = 0
+    best_sum = sums[0]
+    for c in range(1, c_group):
+        if sums[c] > best_sum:
+            best_sum = sums[c]
+            best_c = c
+    return best_c, best_sum
