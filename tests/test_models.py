@@ -28,7 +28,6 @@ from fixtrace.fixations import FixationSet, supported_ops
 from fixtrace.fixations.walk import BacktrackResult, Tensors
 from fixtrace.images.load import load_image
 from fixtrace.images.preprocess import Preset, preprocess
-from fixtrace.runtime.session import Session
 from test_rules_oracle import best_cell, conv_oracle, pool_oracle
 
 SAMPLE = 200  # output fixations checked per layer
@@ -320,18 +319,8 @@ def test_open_nsfw_every_node_supported_and_invariants_hold(nsfw_walk):
     assert (positions[:, 1:3] < 224).all()
 
 
-def test_open_nsfw_explain_runs(nsfw_path):
-    Explainer(nsfw_path, preset="caffe").explain(IMAGES / "chelsea.jpg")
-
-
-def keeping_logits(explainer: Explainer) -> Explainer:
-    """Work around the bug above: a session that also returns the logits."""
-    explainer.session = Session(explainer.graph, set(explainer.session.kept) | {explainer.plan.logits})
-    return explainer
-
-
 def test_open_nsfw_explain_points_inside_the_photo(nsfw_path):
-    explainer = keeping_logits(Explainer(nsfw_path, preset="caffe"))
+    explainer = Explainer(nsfw_path, preset="caffe")
     explanation = explainer.explain(IMAGES / "coffee.jpg")
     height, width = explanation.image.shape[:2]
     assert explanation.target.index == 0 and len(explanation.points) > 0
