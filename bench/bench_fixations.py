@@ -46,7 +46,6 @@ def main() -> None:
 
     from fixtrace import Explainer
     from fixtrace.fixations import FixationSet
-    from fixtrace.fixations.walk import Tensors
     from fixtrace.images.load import load_image
     from fixtrace.images.preprocess import preprocess
     from fixtrace.runtime.session import Session
@@ -58,7 +57,7 @@ def main() -> None:
     batch = sample[None]
     target = explainer.explain_prepared(photo, batch, geometry).target.index
     values = explainer.session.run(batch)
-    tensors = Tensors(values | {explainer.graph.image_input.name: batch}, explainer.graph.shapes(batch.shape), explainer.graph.constants)
+    tensors = explainer.tensors(values, batch)
 
     stages: dict[str, list[float]] = {"plain forward": [], "fixations end to end": [], "forward with intermediates": [], "backtrack alone": []}
     for _ in range(3):  # warm-up

@@ -112,11 +112,13 @@ class Explainer:
         t2 = time.perf_counter()
         timings = {"load_ms": load_ms, "forward_ms": (t2 - t1) * 1e3}
         logits = values[self.plan.logits].reshape(1, -1)[0].astype(np.float64)
-        scores = self._scores(logits)
-        targets = self.check_targets(target, top_k, len(scores)) or [
-            c.index for c in sorted(scores, key=lambda c: -c.probability)[: top_k or 1]
-        ]
-        tensors = Tensors(values | {self.graph.image_input.name: batch}, self.graph.shapes(batch.shape), self.graph.constants)
+        probability = np.exp(logits - logits.max())
+        probability /= probability.sum()
+        ranking = np.argsort(-probability, kind="stable")
+        targets = self.check_targets(target, top_k, logits.size) or [int(i) for i in ranking[: top_k or 1]]
+        score = self._scorer(logits, probability)
+        top_classes = [score(int(i)) for i in ranking[:5]]
+        tensors = self.tensors(values, batch)
         settings = {
             "method": "fixations", "preset": self.preset.name, "conv_location": self.options.conv_location,
             "outlier_removal": outlier_removal, "sigma": sigma, "box_threshold": box_threshold,
@@ -136,11 +138,16 @@ class Explainer:
                 "versions": _versions(),
             }
             results.append(Explanation(
-                image=photo, target=scores[t], top_classes=sorted(scores, key=lambda c: -c.probability)[:5],
+                image=photo, target=score(t), top_classes=top_classes,
                 points=xy, counts=counts, inliers=keep, heatmap=heat, per_layer=self._layers(walk, tensors),
                 box_threshold=box_threshold, settings=settings, info=info,
             ))
         return results[0] if len(results) == 1 and top_k is None and not isinstance(target, (list, tuple)) else results
+
+    def tensors(self, values: dict[str, np.ndarray], batch: np.ndarray) -> Tensors:
+        """The values of one run, with the input, shapes, constants and recompute recipes."""
+        return Tensors(values | {self.graph.image_input.name: batch}, self.graph.shapes(batch.shape),
+                       self.graph.constants, self.plan.recipes)
 
     @property
     def num_classes(self) -> int:
@@ -149,12 +156,12 @@ class Explainer:
         shape = self.graph.shapes(self._batch_shape(1, height, width)).get(self.plan.logits)
         return int(np.prod(shape[1:])) if shape else -1
 
-    def _scores(self, logits: np.ndarray) -> list[ClassScore]:
+    def _scorer(self, logits: np.ndarray, probability: np.ndarray):
+        """A function class index -> ClassScore for this image."""
         if self._names is None or len(self._names) != logits.size:
             self._names = class_names(logits.size, self.labels_file)
-        shifted = np.exp(logits - logits.max())
-        probability = shifted / shifted.sum()
-        return [ClassScore(i, self._names[i], float(p), float(v)) for i, (p, v) in enumerate(zip(probability, logits))]
+        names = self._names
+        return lambda i: ClassScore(i, names[i], float(probability[i]), float(logits[i]))
 
     def check_targets(self, target: int | Sequence[int] | None, top_k: int | None, n: int | None = None) -> list[int]:
         """Validate the requested classes before any image is run.
@@ -200,7 +207,7 @@ class Explainer:
             shape = tensors.shape(name)
             layers[name] = LayerFixations(
                 tensor=name, node=node.name if node else "", op_type=node.op_type if node else "Input",
-                shape=(1, *shape[1:]), positions=fixations.positions(shape)[:, 1:], counts=fixations.count,
+                shape=tuple(shape), fixations=fixations,
             )
         return layers
 

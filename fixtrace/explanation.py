@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from fixtrace.fixations.fixation_set import FixationSet
 from fixtrace.render.box import box_from_heatmap
 from fixtrace.render.overlay import overlay
 
@@ -41,20 +42,28 @@ class LayerFixations:
         node: name of the node that writes it ("" for the image input).
         op_type: that node's op type ("Input" for the image input).
         shape: the tensor's shape for this image (batch of 1).
-        positions: int64 (n, rank) multi-indices, batch dim dropped.
-        counts: float64 (n,) counts.
+        fixations: the fixations on it (flat indices and counts).
     """
 
     tensor: str
     node: str
     op_type: str
     shape: tuple[int, ...]
-    positions: np.ndarray
-    counts: np.ndarray
+    fixations: FixationSet
+
+    @property
+    def positions(self) -> np.ndarray:
+        """int64 (n, rank - 1) multi-indices of the fixations, batch dim dropped."""
+        return self.fixations.positions(self.shape)[:, 1:]
+
+    @property
+    def counts(self) -> np.ndarray:
+        """float64 (n,) counts."""
+        return self.fixations.count
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "tensor": self.tensor, "node": self.node, "op_type": self.op_type, "shape": list(self.shape),
+            "tensor": self.tensor, "node": self.node, "op_type": self.op_type, "shape": [1, *self.shape[1:]],
             "fixations": int(len(self.counts)), "total_count": float(self.counts.sum()),
             "positions": [[*map(int, p), float(c)] for p, c in zip(self.positions, self.counts)],
         }

@@ -18,9 +18,10 @@ _RULES: dict[str, type["Rule"]] = {}
 class Rule:
     """Base of every backward rule; one instance is prepared per node, attributes read once.
 
-    Subclasses set ``needs`` (tensor names whose values ``backtrack`` reads) and, when it is
-    not just the first input, ``routes`` (the inputs fixations can be sent to) in ``__init__``,
-    and implement ``backtrack``.
+    Subclasses set in ``__init__``: ``needs``, the tensors whose whole value ``backtrack``
+    reads; ``reads``, those it reads only at a few positions, which the plan may leave
+    unkept when ``tensors.recipes`` can recompute them; and, when it is not just
+    the first input, ``routes``, the inputs fixations can be sent to. Then implement ``backtrack``.
 
     Args:
         node: the node this rule serves.
@@ -34,6 +35,7 @@ class Rule:
     def __init__(self, node: "Node", graph: "LayerGraph", options: "FixationOptions") -> None:
         self.node = node
         self.needs: tuple[str, ...] = ()
+        self.reads: tuple[str, ...] = ()
         self.routes: tuple[str, ...] = (node.inputs[0],)
 
     def backtrack(self, fixations: "FixationSet", tensors: "Tensors") -> Iterable[tuple[str, "FixationSet"]]:

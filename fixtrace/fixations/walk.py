@@ -9,6 +9,7 @@ import numpy as np
 from fixtrace.errors import ModelError
 from fixtrace.fixations.fixation_set import FixationSet, union
 from fixtrace.fixations.options import FixationOptions
+from fixtrace.fixations.recompute import ConvRecipe, find_recipe
 from fixtrace.fixations.registry import Rule, rule_for, supported_ops
 from fixtrace.model.layer_graph import LayerGraph
 
@@ -24,12 +25,15 @@ class Tensors:
         values: tensor name -> value, as returned by the session.
         shapes: tensor name -> static shape for this input shape.
         constants: the layer graph's constant tensors.
+        recipes: how rules that read a few positions of an unkept tensor recompute them.
     """
 
-    def __init__(self, values: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], constants: dict[str, np.ndarray]) -> None:
+    def __init__(self, values: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], constants: dict[str, np.ndarray],
+                 recipes: dict[str, ConvRecipe] | None = None) -> None:
         self.values = values
         self.shapes = shapes
         self.constants = constants
+        self.recipes = recipes or {}
 
     def value(self, name: str) -> np.ndarray:
         """The value of a tensor (a computed one that was kept, a constant, or the input)."""
@@ -98,6 +102,14 @@ class BacktrackPlan:
             raise ModelError(f"output {self.logits!r} does not depend on the image input {graph.image_input.name!r}")
         self.rules: list[Rule] = sorted(prepared.values(), key=lambda r: -r.node.order)
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
+        # Tensors read at a few positions only are recomputed from a kept conv input when they can be.
+        self.recipes: dict[str, ConvRecipe] = {}
+        for name in sorted({t for r in self.rules for t in r.reads} - self.needs):
+            recipe = find_recipe(graph, name)
+            if recipe is not None and (recipe.source in self.needs or recipe.source == graph.image_input.name):
+                self.recipes[name] = recipe
+            else:
+                self.needs.add(name)
         self.touched: set[str] = {t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)}
 
     def run(self, start: FixationSet, tensors: Tensors) -> BacktrackResult:

@@ -6,7 +6,14 @@ import numpy as np
 
 from fixtrace.fixations.rules.geometry import window
 from fixtrace.fixations.registry import Rule, rule
-from fixtrace.kernels.cpu.conv import LOCATION_ARGMAX, LOCATION_CENTRE, conv_backtrack
+from fixtrace.kernels.cpu.conv import (
+    LOCATION_ARGMAX,
+    LOCATION_CENTRE,
+    PARALLEL_WORK,
+    conv_backtrack,
+    conv_backtrack_parallel,
+    depthwise_backtrack_recomputed,
+)
 
 _LOCATIONS = {"argmax": LOCATION_ARGMAX, "centre": LOCATION_CENTRE}
 
@@ -25,14 +32,29 @@ class ConvRule(Rule):
         self.weights = np.ascontiguousarray(weights, dtype=np.float32)
         self.groups = int(node.attr("group", 1))
         self.location = _LOCATIONS[options.conv_location]
-        self.needs = (node.inputs[0],)
+        # A depthwise conv reads only its fixations' windows in one channel: those can be recomputed.
+        self.depthwise = self.weights.shape[1] == 1
+        if self.depthwise:
+            self.reads = (node.inputs[0],)
+        else:
+            self.needs = (node.inputs[0],)
 
     def backtrack(self, fixations, tensors):
-        x = tensors.value(self.node.inputs[0])
+        name = self.node.inputs[0]
         out_shape = tensors.shape(self.node.outputs[0])
-        win = window(self.node, self.weights.shape[2:], x.shape[2:], out_shape[2:])
-        index = conv_backtrack(
-            np.ascontiguousarray(x, dtype=np.float32), self.weights, fixations.index, out_shape[2], out_shape[3],
-            self.groups, win.strides, win.pads, win.dilations, self.location,
+        in_shape = tensors.shape(name)
+        win = window(self.node, self.weights.shape[2:], in_shape[2:], out_shape[2:])
+        if self.depthwise and name not in tensors.values:
+            recipe = tensors.recipes[name]
+            index = depthwise_backtrack_recomputed(
+                *recipe.arguments(tensors.value(recipe.source), in_shape), self.weights, fixations.index, in_shape[2],
+                in_shape[3], out_shape[2], out_shape[3], self.groups, win.strides, win.pads, win.dilations, self.location,
+            )
+            return [(name, fixations.with_index(index))]
+        work = len(fixations) * self.weights[0].size
+        kernel = conv_backtrack_parallel if work > PARALLEL_WORK else conv_backtrack
+        index = kernel(
+            np.ascontiguousarray(tensors.value(name), dtype=np.float32), self.weights, fixations.index, out_shape[2],
+            out_shape[3], self.groups, win.strides, win.pads, win.dilations, self.location,
         )
-        return [(self.node.inputs[0], fixations.with_index(index))]
+        return [(name, fixations.with_index(index))]

@@ -1,14 +1,16 @@
-"""Conv backtrack kernel: one output fixation -> one input fixation."""
+"""Conv backtrack kernels: one output fixation -> one input fixation (serial and parallel drivers)."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from fixtrace.kernels.cpu.window import better, centre_distance
 
 LOCATION_ARGMAX = 0
 LOCATION_CENTRE = 1
+#: Work (fixations x channels x kernel cells) above which the parallel driver pays off.
+PARALLEL_WORK = 200_000
 
 
 @njit(cache=True, boundscheck=False)
@@ -33,71 +35,90 @@ def conv_backtrack(x, w, out_index, out_h, out_w, groups, strides, pads, dilatio
     Returns:
         int64 flat indices into x, one per output fixation.
     """
-    n_batch, n_in, height, width = x.shape
-    n_out, c_group, kh, kw = w.shape
+    result = np.empty(out_index.size, dtype=np.int64)
+    sums = np.empty(w.shape[1], dtype=np.float64)
     xf = x.reshape(-1)  # flat views: explicit offsets are much faster than 4-D indexing here
     wf = w.reshape(-1)
+    for f in range(out_index.size):
+        result[f] = _one(xf, wf, sums, out_index[f], x.shape, w.shape, out_h, out_w, groups, strides, pads, dilations, location)
+    return result
+
+
+@njit(cache=True, boundscheck=False, parallel=True)
+def conv_backtrack_parallel(x, w, out_index, out_h, out_w, groups, strides, pads, dilations, location):  # pragma: no cover - numba
+    """``conv_backtrack`` with the fixations shared out over threads; same results."""
+    result = np.empty(out_index.size, dtype=np.int64)
+    xf = x.reshape(-1)
+    wf = w.reshape(-1)
+    chunks = 16
+    step = (out_index.size + chunks - 1) // chunks
+    for k in prange(chunks):
+        sums = np.empty(w.shape[1], dtype=np.float64)
+        for f in range(k * step, min((k + 1) * step, out_index.size)):
+            result[f] = _one(xf, wf, sums, out_index[f], x.shape, w.shape, out_h, out_w, groups, strides, pads, dilations, location)
+    return result
+
+
+@njit(cache=True, boundscheck=False, inline="always")
+def _one(xf, wf, sums, flat, x_shape, w_shape, out_h, out_w, groups, strides, pads, dilations, location):  # pragma: no cover - numba
+    """The input fixation of one output fixation (see ``conv_backtrack``)."""
+    n_batch, n_in, height, width = x_shape
+    n_out, c_group, kh, kw = w_shape
     plane = height * width
     kernel = kh * kw
     m_group = n_out // groups
     sh, sw = strides[0], strides[1]
     pt, pl = pads[0], pads[1]
     dh, dw = dilations[0], dilations[1]
-    result = np.empty(out_index.size, dtype=np.int64)
-    sums = np.empty(c_group, dtype=np.float64)
-    for f in range(out_index.size):
-        flat = out_index[f]
-        q = flat % out_w
-        r = (flat // out_w) % out_h
-        m = (flat // (out_w * out_h)) % n_out
-        b = flat // (out_w * out_h * n_out)
-        c0 = (m // m_group) * c_group
-        top = r * sh - pt
-        left = q * sw - pl
-        # Valid kernel rows/cols, hoisted out of the channel loop (padding contributes zero).
-        i_lo = max(0, (-top + dh - 1) // dh)
-        i_hi = min(kh, (height - top + dh - 1) // dh)
-        j_lo = max(0, (-left + dw - 1) // dw)
-        j_hi = min(kw, (width - left + dw - 1) // dw)
-        x_base = (b * n_in + c0) * plane
-        w_base = m * c_group * kernel
-        if i_hi - i_lo == 1 and j_hi - j_lo == 1:
-            # One valid cell (every 1x1 conv): the sum is the single product, no buffer needed.
-            xo = x_base + (top + i_lo * dh) * width + left + j_lo * dw
-            wo = w_base + i_lo * kw + j_lo
-            best_c = 0
-            best_sum = np.float64(xf[xo]) * np.float64(wf[wo])
-            for c in range(1, c_group):
-                v = np.float64(xf[xo + c * plane]) * np.float64(wf[wo + c * kernel])
-                if v > best_sum:
-                    best_sum = v
-                    best_c = c
-        else:
-            best_c, best_sum = _best_channel(xf, wf, sums, x_base, w_base, plane, kernel, width, top, left,
-                                             i_lo, i_hi, j_lo, j_hi, dh, dw, kw, c_group)
-        # The receptive-field centre, clamped: the answer for LOCATION_CENTRE, and the
-        # fallback of LOCATION_ARGMAX when the whole window lies in the padding.
-        y = min(max(top + ((kh - 1) // 2) * dh, 0), height - 1)
-        xx = min(max(left + ((kw - 1) // 2) * dw, 0), width - 1)
-        if location == LOCATION_ARGMAX:
-            best_score = -np.inf
-            best_dist = 1 << 30
-            xc = x_base + best_c * plane
-            wc = w_base + best_c * kernel
-            for i in range(i_lo, i_hi):
-                yy = top + i * dh
-                for j in range(j_lo, j_hi):
-                    xj = left + j * dw
-                    score = np.float64(xf[xc + yy * width + xj]) * np.float64(wf[wc + i * kw + j])
-                    dist = centre_distance(i, j, kh, kw)
-                    if better(score, dist, best_score, best_dist):
-                        best_score = score
-                        best_dist = dist
-                        y = yy
-                        xx = xj
-        result[f] = ((b * n_in + c0 + best_c) * height + y) * width + xx
-    return result
-
+    q = flat % out_w
+    r = (flat // out_w) % out_h
+    m = (flat // (out_w * out_h)) % n_out
+    b = flat // (out_w * out_h * n_out)
+    c0 = (m // m_group) * c_group
+    top = r * sh - pt
+    left = q * sw - pl
+    # Valid kernel rows/cols, hoisted out of the channel loop (padding contributes zero).
+    i_lo = max(0, (-top + dh - 1) // dh)
+    i_hi = min(kh, (height - top + dh - 1) // dh)
+    j_lo = max(0, (-left + dw - 1) // dw)
+    j_hi = min(kw, (width - left + dw - 1) // dw)
+    x_base = (b * n_in + c0) * plane
+    w_base = m * c_group * kernel
+    if i_hi - i_lo == 1 and j_hi - j_lo == 1:
+        # One valid cell (every 1x1 conv): the sum is the single product, no buffer needed.
+        xo = x_base + (top + i_lo * dh) * width + left + j_lo * dw
+        wo = w_base + i_lo * kw + j_lo
+        best_c = 0
+        best_sum = np.float64(xf[xo]) * np.float64(wf[wo])
+        for c in range(1, c_group):
+            v = np.float64(xf[xo + c * plane]) * np.float64(wf[wo + c * kernel])
+            if v > best_sum:
+                best_sum = v
+                best_c = c
+    else:
+        best_c, best_sum = _best_channel(xf, wf, sums, x_base, w_base, plane, kernel, width, top, left,
+                                         i_lo, i_hi, j_lo, j_hi, dh, dw, kw, c_group)
+    # The receptive-field centre, clamped: the answer for LOCATION_CENTRE, and the
+    # fallback of LOCATION_ARGMAX when the whole window lies in the padding.
+    y = min(max(top + ((kh - 1) // 2) * dh, 0), height - 1)
+    xx = min(max(left + ((kw - 1) // 2) * dw, 0), width - 1)
+    if location == LOCATION_ARGMAX:
+        best_score = -np.inf
+        best_dist = 1 << 30
+        xc = x_base + best_c * plane
+        wc = w_base + best_c * kernel
+        for i in range(i_lo, i_hi):
+            yy = top + i * dh
+            for j in range(j_lo, j_hi):
+                xj = left + j * dw
+                score = np.float64(xf[xc + yy * width + xj]) * np.float64(wf[wc + i * kw + j])
+                dist = centre_distance(i, j, kh, kw)
+                if better(score, dist, best_score, best_dist):
+                    best_score = score
+                    best_dist = dist
+                    y = yy
+                    xx = xj
+    return ((b * n_in + c0 + best_c) * height + y) * width + xx
 
 @njit(cache=True, boundscheck=False, inline="always")
 def _best_channel(xf, wf, sums, x_base, w_base, plane, kernel, width, top, left,
@@ -123,3 +144,94 @@ def _best_channel(xf, wf, sums, x_base, w_base, plane, kernel, width, top, left,
             best_sum = sums[c]
             best_c = c
     return best_c, best_sum
+
+
+
+@njit(cache=True, boundscheck=False, fastmath=True, inline="always")
+def _value_at(x_nhwc, w_mhwc, bias, flat, out_h, out_w, groups, strides, pads, dilations, low, high):  # pragma: no cover - numba
+    """One conv output value, optionally clipped: what onnxruntime would have kept there.
+
+    Channels-last operands make the channel sum contiguous and fastmath lets it vectorise:
+    the value matches onnxruntime's to float32 rounding, which its own kernels do not
+    promise across machines either.
+    """
+    n_batch, height, width, n_in = x_nhwc.shape
+    n_out, kh, kw, c_group = w_mhwc.shape
+    q = flat % out_w
+    r = (flat // out_w) % out_h
+    m = (flat // (out_w * out_h)) % n_out
+    b = flat // (out_w * out_h * n_out)
+    c0 = (m // (n_out // groups)) * c_group
+    top = r * strides[0] - pads[0]
+    left = q * strides[1] - pads[1]
+    acc = np.float32(0.0)
+    for i in range(kh):
+        y = top + i * dilations[0]
+        if y < 0 or y >= height:
+            continue
+        for j in range(kw):
+            xx = left + j * dilations[1]
+            if xx < 0 or xx >= width:
+                continue
+            for c in range(c_group):
+                acc += x_nhwc[b, y, xx, c0 + c] * w_mhwc[m, i, j, c]
+    return min(max(acc + bias[m], low), high)
+
+
+@njit(cache=True, boundscheck=False)
+def depthwise_backtrack_recomputed(src_nhwc, src_w, src_bias, src_groups, src_strides, src_pads, src_dilations, low, high,
+                                   w, out_index, in_h, in_w, out_h, out_w, groups, strides, pads, dilations, location):  # pragma: no cover - numba
+    """``conv_backtrack`` for a depthwise conv whose input was not kept but is Clip(Conv(src)).
+
+    The channel of a depthwise fixation is fixed by its group; only the location needs input
+    values, and only in its own window: they are recomputed from ``src`` cell by cell.
+
+    Args:
+        src_nhwc, src_w, src_bias, src_groups, src_strides, src_pads, src_dilations, low, high:
+            the producing conv: its input channels last (B, H, W, C), weights channels last
+            (M, KH, KW, C // groups), bias, window and clip bounds (-inf, inf for none).
+        w: the depthwise weights (M, 1, KH, KW).
+        out_index: flat indices into the depthwise output (B, M, out_h, out_w).
+        in_h, in_w: the depthwise input's spatial size; other args as in ``conv_backtrack``.
+
+    Returns:
+        int64 flat indices into the depthwise input (B, C, in_h, in_w).
+    """
+    n_out, c_group, kh, kw = w.shape
+    n_in = groups * c_group
+    m_group = n_out // groups
+    result = np.empty(out_index.size, dtype=np.int64)
+    for f in range(out_index.size):
+        flat = out_index[f]
+        q = flat % out_w
+        r = (flat // out_w) % out_h
+        m = (flat // (out_w * out_h)) % n_out
+        b = flat // (out_w * out_h * n_out)
+        c = (m // m_group) * c_group
+        top = r * strides[0] - pads[0]
+        left = q * strides[1] - pads[1]
+        y = min(max(top + ((kh - 1) // 2) * dilations[0], 0), in_h - 1)
+        xx = min(max(left + ((kw - 1) // 2) * dilations[1], 0), in_w - 1)
+        if location == LOCATION_ARGMAX:
+            best_score = -np.inf
+            best_dist = 1 << 30
+            for i in range(kh):
+                yy = top + i * dilations[0]
+                if yy < 0 or yy >= in_h:
+                    continue
+                for j in range(kw):
+                    xj = left + j * dilations[1]
+                    if xj < 0 or xj >= in_w:
+                        continue
+                    cell = ((b * n_in + c) * in_h + yy) * in_w + xj
+                    value = _value_at(src_nhwc, src_w, src_bias, cell, in_h, in_w, src_groups, src_strides, src_pads,
+                                      src_dilations, low, high)
+                    score = np.float64(value) * np.float64(w[m, 0, i, j])
+                    dist = centre_distance(i, j, kh, kw)
+                    if better(score, dist, best_score, best_dist):
+                        best_score = score
+                        best_dist = dist
+                        y = yy
+                        xx = xj
+        result[f] = ((b * n_in + c) * in_h + y) * in_w + xx
+    return result

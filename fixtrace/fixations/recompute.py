@@ -1,0 +1,85 @@
+"""Values the session did not keep, recomputed at the few positions a rule reads.
+
+Exposing an intermediate costs onnxruntime a layout conversion of the whole tensor (its CPU
+convs run in a blocked layout). A depthwise conv reads its input only in its fixations'
+windows, one channel each, to locate the argmax; when that input is Relu/Clip(Conv(x)) with
+x kept anyway, the values are recomputed from x instead (MobileNetV2: 46 tensors kept instead
+of 63, forward 1.4x a plain run instead of 1.85x).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fixtrace.fixations.rules.geometry import window
+from fixtrace.model.layer_graph import LayerGraph, Node
+
+
+@dataclass(frozen=True)
+class ConvRecipe:
+    """How to recompute a tensor that is Conv(source), optionally followed by Relu or Clip.
+
+    Attributes:
+        conv: the Conv node.
+        weights: float32 weights, channels last (M, KH, KW, C // groups).
+        bias: float32 bias (zeros when absent).
+        low, high: clip bounds (-inf, inf without an activation).
+    """
+
+    conv: Node
+    weights: np.ndarray
+    bias: np.ndarray
+    low: float
+    high: float
+
+    @property
+    def source(self) -> str:
+        return self.conv.inputs[0]
+
+    def arguments(self, source: np.ndarray, out_shape: tuple[int, ...]) -> tuple:
+        """The leading kernel arguments (source channels last, weights, bias, window, bounds)."""
+        win = window(self.conv, self.weights.shape[1:3], source.shape[2:], out_shape[2:])
+        return (np.ascontiguousarray(source.transpose(0, 2, 3, 1)), self.weights, self.bias, int(self.conv.attr("group", 1)),
+                win.strides, win.pads, win.dilations, self.low, self.high)
+
+
+def find_recipe(graph: LayerGraph, tensor: str) -> ConvRecipe | None:
+    """A recipe for ``tensor`` when it is Conv(x) or Relu/Clip(Conv(x)) with constant weights, else None."""
+    node = graph.producer.get(tensor)
+    low, high = -np.inf, np.inf
+    if node is not None and node.op_type in ("Relu", "Clip"):
+        bounds = _clip_bounds(graph, node)
+        if bounds is None:
+            return None
+        low, high = bounds
+        node = graph.producer.get(node.inputs[0])
+    if node is None or node.op_type != "Conv" or not graph.is_constant(node.inputs[1]):
+        return None
+    weights = graph.constants[node.inputs[1]]
+    if weights.ndim != 4:
+        return None
+    has_bias = len(node.inputs) > 2 and node.inputs[2]
+    if has_bias and not graph.is_constant(node.inputs[2]):
+        return None
+    bias = graph.constants[node.inputs[2]] if has_bias else np.zeros(weights.shape[0])
+    return ConvRecipe(node, np.ascontiguousarray(weights.transpose(0, 2, 3, 1), dtype=np.float32),
+                      np.ascontiguousarray(bias, dtype=np.float32), low, high)
+
+
+def _clip_bounds(graph: LayerGraph, node: Node) -> tuple[float, float] | None:
+    if node.op_type == "Relu":
+        return 0.0, np.inf
+    if "min" in node.attrs or "max" in node.attrs:  # opset < 11
+        return float(node.attr("min", -np.inf)), float(node.attr("max", np.inf))
+    bounds = []
+    for k, default in ((1, -np.inf), (2, np.inf)):
+        name = node.inputs[k] if len(node.inputs) > k else ""
+        if not name:
+            bounds.append(default)
+        elif graph.is_constant(name):
+            bounds.append(float(graph.constants[name]))
+        else:
+            return None
+    return bounds[0], bounds[1]
