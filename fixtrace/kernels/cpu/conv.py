@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fixtrace.kernels.cpu.window import better, centre_distance
+from fixtrace.kernels.cpu.window import better, centre_distance, unravel4
 
 LOCATION_ARGMAX = 0
 LOCATION_CENTRE = 1
@@ -70,10 +70,7 @@ def _one(xf, wf, sums, flat, x_shape, w_shape, out_h, out_w, groups, strides, pa
     sh, sw = strides[0], strides[1]
     pt, pl = pads[0], pads[1]
     dh, dw = dilations[0], dilations[1]
-    q = flat % out_w
-    r = (flat // out_w) % out_h
-    m = (flat // (out_w * out_h)) % n_out
-    b = flat // (out_w * out_h * n_out)
+    b, m, r, q = unravel4(flat, n_out, out_h, out_w)
     c0 = (m // m_group) * c_group
     top = r * sh - pt
     left = q * sw - pl
@@ -157,10 +154,7 @@ def _value_at(x_nhwc, w_mhwc, bias, flat, out_h, out_w, groups, strides, pads, d
     """
     n_batch, height, width, n_in = x_nhwc.shape
     n_out, kh, kw, c_group = w_mhwc.shape
-    q = flat % out_w
-    r = (flat // out_w) % out_h
-    m = (flat // (out_w * out_h)) % n_out
-    b = flat // (out_w * out_h * n_out)
+    b, m, r, q = unravel4(flat, n_out, out_h, out_w)
     c0 = (m // (n_out // groups)) * c_group
     top = r * strides[0] - pads[0]
     left = q * strides[1] - pads[1]
@@ -203,10 +197,7 @@ def depthwise_backtrack_recomputed(src_nhwc, src_w, src_bias, src_groups, src_st
     result = np.empty(out_index.size, dtype=np.int64)
     for f in range(out_index.size):
         flat = out_index[f]
-        q = flat % out_w
-        r = (flat // out_w) % out_h
-        m = (flat // (out_w * out_h)) % n_out
-        b = flat // (out_w * out_h * n_out)
+        b, m, r, q = unravel4(flat, n_out, out_h, out_w)
         c = (m // m_group) * c_group
         top = r * strides[0] - pads[0]
         left = q * strides[1] - pads[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fixtrace.kernels.cpu.window import better, centre_distance
+from fixtrace.kernels.cpu.window import better, centre_distance, unravel4
 
 
 @njit(cache=True)
@@ -26,11 +26,7 @@ def pool_argmax(x, out_index, out_h, out_w, kernel, strides, pads, dilations):  
     result = np.empty(out_index.size, dtype=np.int64)
     for f in range(out_index.size):
         flat = out_index[f]
-        q = flat % out_w
-        r = (flat // out_w) % out_h
-        bc = flat // (out_w * out_h)
-        c = bc % n_chan
-        b = bc // n_chan
+        b, c, r, q = unravel4(flat, n_chan, out_h, out_w)
         top = r * strides[0] - pads[0]
         left = q * strides[1] - pads[1]
         best_score = -np.inf

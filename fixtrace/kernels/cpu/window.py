@@ -22,3 +22,12 @@ def centre_distance(i: int, j: int, kh: int, kw: int) -> int:
 def better(score: float, dist: int, best_score: float, best_dist: int) -> bool:
     """True when (score, dist) beats the best so far under the tie rule."""
     return score > best_score or (score == best_score and dist < best_dist)
+
+
+@njit(cache=True, inline="always")
+def unravel4(flat: int, channels: int, height: int, width: int):
+    """(batch, channel, row, col) of a flat index into a (B, channels, height, width) tensor."""
+    col = flat % width
+    row = (flat // width) % height
+    channel = (flat // (width * height)) % channels
+    return flat // (width * height * channels), channel, row, col
