@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +46,26 @@ def chelsea_path() -> Path:
 @pytest.fixture(scope="session")
 def coffee_path() -> Path:
     return IMAGES / "coffee.jpg"
+
+
+def run_exposing(model: onnx.ModelProto, input_name: str, batch: np.ndarray, keep=lambda name: True) -> dict[str, np.ndarray]:
+    """One onnxruntime run (no graph optimisations) returning every node output ``keep`` accepts, plus the input.
+
+    The independent source of activations the oracles compare fixtrace against.
+    """
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    present = {o.name for o in exposed.graph.output}
+    for node in exposed.graph.node:
+        for name in node.output:
+            if name and keep(name) and name not in present:
+                exposed.graph.output.append(onnx.ValueInfoProto(name=name))
+                present.add(name)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = dict(zip(names, session.run(names, {input_name: batch})))
+    values[input_name] = batch
+    return values

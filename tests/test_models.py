@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 from PIL import Image
 
-from conftest import IMAGES, package_file
+from conftest import IMAGES, package_file, run_exposing
 from fixtrace import Explainer
 from fixtrace.fixations import FixationSet, supported_ops
 from fixtrace.fixations.walk import BacktrackResult, Tensors
@@ -56,23 +55,8 @@ def run_all(model: onnx.ModelProto, input_name: str, batch: np.ndarray) -> dict[
 
     Other weights built by nodes (VGG's 400 MB of fc weights) are not fetched, to save memory.
     """
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
     wanted = dynamic_tensors(model, input_name) | {t for n in model.graph.node if n.op_type == "Conv" for t in n.input[1:]}
-    present = {o.name for o in exposed.graph.output}
-    for node in exposed.graph.node:
-        for name in node.output:
-            if name and name in wanted and name not in present:
-                exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-                present.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    values = dict(zip(names, session.run(names, {input_name: batch})))
-    values[input_name] = batch
-    return values
+    return run_exposing(model, input_name, batch, keep=wanted.__contains__)
 
 
 def onnx_attrs(node: onnx.NodeProto) -> dict:

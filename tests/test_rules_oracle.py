@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from conftest import run_exposing
 from onnx import TensorProto, helper, numpy_helper
 
 from fixtrace import Explainer, UnsupportedOpError
@@ -39,22 +39,7 @@ def build(nodes, x_shape, outputs, inits=None, opset=13) -> onnx.ModelProto:
 
 def run_all(model: onnx.ModelProto, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every node output of one onnxruntime run (no graph optimisations), plus the input."""
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    present = {o.name for o in exposed.graph.output}
-    for node in exposed.graph.node:
-        for name in node.output:
-            if name and name not in present:
-                exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-                present.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    values = dict(zip(names, session.run(names, {"x": x})))
-    values["x"] = x
-    return values
+    return run_exposing(model, "x", x)
 
 
 class Case:
