@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fixtrace.kernels.cpu.window import better, centre_distance, unravel4
+from fixtrace.kernels.cpu.window import better, centre_distance, taps, unravel4
 
 LOCATION_ARGMAX = 0
 LOCATION_CENTRE = 1
@@ -75,10 +75,8 @@ def _one(xf, wf, sums, flat, x_shape, w_shape, out_h, out_w, groups, strides, pa
     top = r * sh - pt
     left = q * sw - pl
     # Valid kernel rows/cols, hoisted out of the channel loop (padding contributes zero).
-    i_lo = max(0, (-top + dh - 1) // dh)
-    i_hi = min(kh, (height - top + dh - 1) // dh)
-    j_lo = max(0, (-left + dw - 1) // dw)
-    j_hi = min(kw, (width - left + dw - 1) // dw)
+    i_lo, i_hi = taps(top, dh, kh, height)
+    j_lo, j_hi = taps(left, dw, kw, width)
     x_base = (b * n_in + c0) * plane
     w_base = m * c_group * kernel
     if i_hi - i_lo == 1 and j_hi - j_lo == 1:
@@ -158,15 +156,13 @@ def _value_at(x_nhwc, w_mhwc, bias, flat, out_h, out_w, groups, strides, pads, d
     c0 = (m // (n_out // groups)) * c_group
     top = r * strides[0] - pads[0]
     left = q * strides[1] - pads[1]
+    i_lo, i_hi = taps(top, dilations[0], kh, height)
+    j_lo, j_hi = taps(left, dilations[1], kw, width)
     acc = np.float32(0.0)
-    for i in range(kh):
+    for i in range(i_lo, i_hi):
         y = top + i * dilations[0]
-        if y < 0 or y >= height:
-            continue
-        for j in range(kw):
+        for j in range(j_lo, j_hi):
             xx = left + j * dilations[1]
-            if xx < 0 or xx >= width:
-                continue
             for c in range(c_group):
                 acc += x_nhwc[b, y, xx, c0 + c] * w_mhwc[m, i, j, c]
     return min(max(acc + bias[m], low), high)
@@ -206,14 +202,12 @@ def depthwise_backtrack_recomputed(src_nhwc, src_w, src_bias, src_groups, src_st
         if location == LOCATION_ARGMAX:
             best_score = -np.inf
             best_dist = 1 << 30
-            for i in range(kh):
+            i_lo, i_hi = taps(top, dilations[0], kh, in_h)
+            j_lo, j_hi = taps(left, dilations[1], kw, in_w)
+            for i in range(i_lo, i_hi):
                 yy = top + i * dilations[0]
-                if yy < 0 or yy >= in_h:
-                    continue
-                for j in range(kw):
+                for j in range(j_lo, j_hi):
                     xj = left + j * dilations[1]
-                    if xj < 0 or xj >= in_w:
-                        continue
                     cell = ((b * n_in + c) * in_h + yy) * in_w + xj
                     value = _value_at(src_nhwc, src_w, src_bias, cell, in_h, in_w, src_groups, src_strides, src_pads,
                                       src_dilations, low, high)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fixtrace.kernels.cpu.window import better, centre_distance, unravel4
+from fixtrace.kernels.cpu.window import better, centre_distance, taps, unravel4
 
 
 @njit(cache=True)
@@ -33,14 +33,12 @@ def pool_argmax(x, out_index, out_h, out_w, kernel, strides, pads, dilations):  
         best_dist = 1 << 30
         y = min(max(top, 0), height - 1)
         xx = min(max(left, 0), width - 1)
-        for i in range(kh):
+        i_lo, i_hi = taps(top, dilations[0], kh, height)
+        j_lo, j_hi = taps(left, dilations[1], kw, width)
+        for i in range(i_lo, i_hi):
             yy = top + i * dilations[0]
-            if yy < 0 or yy >= height:
-                continue
-            for j in range(kw):
+            for j in range(j_lo, j_hi):
                 xj = left + j * dilations[1]
-                if xj < 0 or xj >= width:
-                    continue
                 score = np.float64(x[b, c, yy, xj])
                 dist = centre_distance(i, j, kh, kw)
                 if better(score, dist, best_score, best_dist):

@@ -31,3 +31,13 @@ def unravel4(flat: int, channels: int, height: int, width: int):
     row = (flat // width) % height
     channel = (flat // (width * height)) % channels
     return flat // (width * height * channels), channel, row, col
+
+
+@njit(cache=True, inline="always")
+def taps(start: int, dilation: int, k: int, size: int):
+    """The kernel taps lo..hi-1 whose positions start + t * dilation fall inside 0..size-1.
+
+    Every window loop iterates over these instead of testing each tap: padding contributes
+    nothing and is never a fixation.
+    """
+    return max(0, (-start + dilation - 1) // dilation), min(k, (size - start + dilation - 1) // dilation)
