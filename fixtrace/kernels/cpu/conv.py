@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fixtrace.kernels.cpu.window import better, centre_distance, taps, unravel4
+from fixtrace.kernels.cpu.window import centre_distance, keep_best, taps, unravel4
 
 LOCATION_ARGMAX = 0
 LOCATION_CENTRE = 1
@@ -108,11 +108,7 @@ def _one(xf, wf, sums, flat, x_shape, w_shape, out_h, out_w, groups, strides, pa
                 xj = left + j * dw
                 score = np.float64(xf[xc + yy * width + xj]) * np.float64(wf[wc + i * kw + j])
                 dist = centre_distance(i, j, kh, kw)
-                if better(score, dist, best_score, best_dist):
-                    best_score = score
-                    best_dist = dist
-                    y = yy
-                    xx = xj
+                best_score, best_dist, y, xx = keep_best(score, dist, yy, xj, best_score, best_dist, y, xx)
     return ((b * n_in + c0 + best_c) * height + y) * width + xx
 
 @njit(cache=True, boundscheck=False, inline="always")
@@ -213,10 +209,6 @@ def depthwise_backtrack_recomputed(src_nhwc, src_w, src_bias, src_groups, src_st
                                       src_dilations, low, high)
                     score = np.float64(value) * np.float64(w[m, 0, i, j])
                     dist = centre_distance(i, j, kh, kw)
-                    if better(score, dist, best_score, best_dist):
-                        best_score = score
-                        best_dist = dist
-                        y = yy
-                        xx = xj
+                    best_score, best_dist, y, xx = keep_best(score, dist, yy, xj, best_score, best_dist, y, xx)
         result[f] = ((b * n_in + c) * in_h + y) * in_w + xx
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fixtrace.kernels.cpu.window import better, centre_distance, taps, unravel4
+from fixtrace.kernels.cpu.window import centre_distance, keep_best, taps, unravel4
 
 
 @njit(cache=True)
@@ -41,11 +41,7 @@ def pool_argmax(x, out_index, out_h, out_w, kernel, strides, pads, dilations):  
                 xj = left + j * dilations[1]
                 score = np.float64(x[b, c, yy, xj])
                 dist = centre_distance(i, j, kh, kw)
-                if better(score, dist, best_score, best_dist):
-                    best_score = score
-                    best_dist = dist
-                    y = yy
-                    xx = xj
+                best_score, best_dist, y, xx = keep_best(score, dist, yy, xj, best_score, best_dist, y, xx)
         result[f] = ((b * n_chan + c) * height + y) * width + xx
     return result
 
@@ -75,10 +71,6 @@ def global_argmax(x, channel_index):  # pragma: no cover - numba
             for j in range(width):
                 score = np.float64(x[b, c, i, j])
                 dist = centre_distance(i, j, height, width)
-                if better(score, dist, best_score, best_dist):
-                    best_score = score
-                    best_dist = dist
-                    y = i
-                    xx = j
+                best_score, best_dist, y, xx = keep_best(score, dist, i, j, best_score, best_dist, y, xx)
         result[f] = (bc * height + y) * width + xx
     return result

@@ -19,9 +19,11 @@ def centre_distance(i: int, j: int, kh: int, kw: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def better(score: float, dist: int, best_score: float, best_dist: int) -> bool:
-    """True when (score, dist) beats the best so far under the tie rule."""
-    return score > best_score or (score == best_score and dist < best_dist)
+def keep_best(score: float, dist: int, y: int, x: int, best_score: float, best_dist: int, best_y: int, best_x: int):
+    """The running argmax under the tie rule: (score, dist, y, x) if it beats the best so far, else the best."""
+    if score > best_score or (score == best_score and dist < best_dist):
+        return score, dist, y, x
+    return best_score, best_dist, best_y, best_x
 
 
 @njit(cache=True, inline="always")
