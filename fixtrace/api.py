@@ -7,11 +7,13 @@ import os
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import onnx
 
+from fixtrace.backends import cuda_status, get_backend
 from fixtrace.errors import FixtraceError, TargetError
 from fixtrace.explanation import ClassScore, Explanation, LayerFixations
 from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
@@ -26,6 +28,23 @@ from fixtrace.render.heatmap import DEFAULT_SIGMA, heatmap, inlier_mask
 from fixtrace.runtime.session import Session
 
 
+@dataclass
+class BatchItem:
+    """One photo of ``Explainer.explain_many``.
+
+    Attributes:
+        index: its position in the input list.
+        image: the image as given.
+        explanations: one per class asked for, best first (None on error).
+        error: why it failed (None on success).
+    """
+
+    index: int
+    image: Any
+    explanations: list[Explanation] | None = None
+    error: FixtraceError | None = None
+
+
 class Explainer:
     """A model prepared once (graph, rules, onnxruntime session) and explained on many photos.
 
@@ -36,14 +55,18 @@ class Explainer:
         output: graph output to explain (default: the first).
         labels: a labels file (one class name per line).
         threads: onnxruntime intra-op threads (0: onnxruntime's choice).
+        device: where the backward rules run: ``"auto"`` (CUDA when a GPU is present),
+            ``"cpu"`` or ``"cuda"``. On a GPU the forward asks for onnxruntime's CUDA provider
+            too; ``session.fallback`` says when it is not available.
 
     Raises:
         ModelError: the model cannot be read or run.
         UnsupportedOpError: a node between the input and the logits has no rule.
+        FixtraceError: ``device="cuda"`` where CUDA cannot run.
     """
 
     def __init__(self, model: ModelSource, *, preset: str | Preset = "imagenet", conv_location: str = "argmax",
-                 output: str | None = None, labels: str | Path | None = None, threads: int = 0) -> None:
+                 output: str | None = None, labels: str | Path | None = None, threads: int = 0, device: str = "auto") -> None:
         self.source = str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
         self.graph = LayerGraph.from_model(load_model(model))
         self.preset = get_preset(preset)
@@ -52,7 +75,9 @@ class Explainer:
         width, height = input_size(self.graph.image_input, self.preset)
         shapes = self.graph.shapes(self._batch_shape(1, height, width))
         unknown = {t for t in self.plan.touched if t not in shapes}
-        self.session = Session(self.graph, self.plan.needs | unknown | {self.plan.logits}, threads=threads)
+        self.backend = get_backend(device)
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_status()["gpu"] and self.backend.name == "cuda" else None
+        self.session = Session(self.graph, self.plan.needs | unknown | {self.plan.logits}, providers=providers, threads=threads)
         self.labels_file = labels
         self._names: list[str] | None = class_names(self.num_classes, labels) if self.num_classes > 0 else None
 
@@ -91,6 +116,69 @@ class Explainer:
         return self.explain_prepared(photo, sample[None], geometry, target, top_k, outlier_removal=outlier_removal,
                                      sigma=sigma, box_threshold=box_threshold, load_ms=load_ms)
 
+    def explain_many(self, images: Sequence[ImageSource], target: int | Sequence[int] | None = None,
+                     top_k: int | None = None, *, batch_size: int = 8, outlier_removal: bool = True,
+                     sigma: float = DEFAULT_SIGMA, box_threshold: float = 0.2) -> Iterator[BatchItem]:
+        """Explain many photos, ``batch_size`` at a time through one forward and one walk.
+
+        A photo that fails (unreadable, or its batch fails and it fails again alone) yields its
+        error; the others go on.
+
+        Args:
+            images: paths, bytes, PIL images or arrays.
+            target, top_k, outlier_removal, sigma, box_threshold: as in ``explain``.
+            batch_size: photos per forward and walk (capped by a fixed batch dim of the model).
+
+        Yields:
+            One BatchItem per photo, in order.
+
+        Raises:
+            TargetError: a class index outside the model's outputs (before any photo is run).
+            FixtraceError: a bad render option or batch size.
+        """
+        check_render_options(sigma, box_threshold)
+        if batch_size < 1:
+            raise FixtraceError(f"the batch size must be at least 1, not {batch_size}")
+        self.check_targets(target, top_k)
+        fixed = self.graph.image_input.shape[0]
+        size = min(batch_size, fixed) if isinstance(fixed, int) and fixed > 0 else batch_size
+        render = dict(outlier_removal=outlier_removal, sigma=sigma, box_threshold=box_threshold)
+        for first in range(0, len(images), size):
+            loaded: list[tuple[int, np.ndarray, np.ndarray, Geometry]] = []
+            failed: dict[int, FixtraceError] = {}
+            t0 = time.perf_counter()
+            for k in range(first, min(first + size, len(images))):
+                try:
+                    photo = load_image(images[k])
+                    sample, geometry = preprocess(photo, self.graph.image_input, self.preset)
+                    loaded.append((k, photo, sample, geometry))
+                except FixtraceError as exc:
+                    failed[k] = exc
+            load_ms = (time.perf_counter() - t0) * 1e3 / max(len(loaded), 1)
+            done = self._run_or_retry_alone(loaded, target, top_k, render, load_ms)
+            for k in range(first, min(first + size, len(images))):
+                result = done.get(k, failed.get(k))
+                if isinstance(result, FixtraceError):
+                    yield BatchItem(k, images[k], error=result)
+                else:
+                    yield BatchItem(k, images[k], explanations=result)
+
+    def _run_or_retry_alone(self, loaded, target, top_k, render, load_ms) -> dict[int, list[Explanation] | FixtraceError]:
+        """Explain a loaded batch; if it fails, each photo alone, so only the culprit fails."""
+        if not loaded:
+            return {}
+        try:
+            results = self.explain_batch([p for _, p, _, _ in loaded], np.stack([s for _, _, s, _ in loaded]),
+                                         [g for _, _, _, g in loaded], target, top_k, load_ms=load_ms, **render)
+            return {k: r for (k, *_), r in zip(loaded, results)}
+        except FixtraceError as exc:
+            if len(loaded) == 1:
+                return {loaded[0][0]: exc}
+        done: dict[int, list[Explanation] | FixtraceError] = {}
+        for item in loaded:
+            done |= self._run_or_retry_alone([item], target, top_k, render, load_ms)
+        return done
+
     def explain_prepared(self, photo: np.ndarray, batch: np.ndarray, geometry: Geometry,
                          target: int | Sequence[int] | None = None, top_k: int | None = None, *,
                          outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float = 0.2,
@@ -107,47 +195,78 @@ class Explainer:
         Returns:
             As ``explain``.
         """
+        results = self.explain_batch([photo], batch, [geometry], target, top_k, outlier_removal=outlier_removal,
+                                     sigma=sigma, box_threshold=box_threshold, load_ms=load_ms)[0]
+        return results[0] if len(results) == 1 and top_k is None and not isinstance(target, (list, tuple)) else results
+
+    def explain_batch(self, photos: list[np.ndarray], batch: np.ndarray, geometries: list[Geometry],
+                      target: int | Sequence[int] | None = None, top_k: int | None = None, *,
+                      outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float = 0.2,
+                      load_ms: float = 0.0) -> list[list[Explanation]]:
+        """Explain preprocessed photos with one forward and one backward walk per asked class rank.
+
+        Args:
+            photos: the original photos.
+            batch: the model input, one row per photo.
+            geometries: how each row was cut from its photo.
+            target, top_k, outlier_removal, sigma, box_threshold: as in ``explain``.
+            load_ms: time spent loading one photo, reported in the timings.
+
+        Returns:
+            Per photo, its explanations (one per class asked for, best first).
+        """
         t1 = time.perf_counter()
         values = self.session.run(batch)
         t2 = time.perf_counter()
-        timings = {"load_ms": load_ms, "forward_ms": (t2 - t1) * 1e3}
-        logits = values[self.plan.logits].reshape(1, -1)[0].astype(np.float64)
-        probability = np.exp(logits - logits.max())
-        probability /= probability.sum()
-        ranking = np.argsort(-probability, kind="stable")
-        targets = self.check_targets(target, top_k, logits.size) or [int(i) for i in ranking[: top_k or 1]]
-        score = self._scorer(logits, probability)
-        top_classes = [score(int(i)) for i in ranking[:5]]
+        n = len(photos)
+        all_logits = values[self.plan.logits].reshape(n, -1).astype(np.float64)
+        explicit = self.check_targets(target, top_k, all_logits.shape[1])
+        scores, targets = [], []
+        for logits in all_logits:
+            probability = np.exp(logits - logits.max())
+            probability /= probability.sum()
+            ranking = np.argsort(-probability, kind="stable")
+            score = self._scorer(logits, probability)
+            scores.append((score, [score(int(i)) for i in ranking[:5]]))
+            targets.append(explicit or [int(i) for i in ranking[: top_k or 1]])
         tensors = self.tensors(values, batch)
         settings = {
             "method": "fixations", "preset": self.preset.name, "conv_location": self.options.conv_location,
             "outlier_removal": outlier_removal, "sigma": sigma, "box_threshold": box_threshold,
         }
-        results = []
-        for t in targets:
+        per_item = int(np.prod(batch.shape[1:]))
+        results: list[list[Explanation]] = [[] for _ in range(n)]
+        for rank in range(len(targets[0])):
             t3 = time.perf_counter()
-            walk = self.plan.run(FixationSet.single([t]), tensors)
+            walk = self.plan.run(self.backend.start([b * all_logits.shape[1] + targets[b][rank] for b in range(n)]), tensors)
+            arrived = walk.input.host()
             t4 = time.perf_counter()
-            xy, counts = self._input_points(walk.input, batch.shape, geometry)
-            keep = inlier_mask(xy, counts, geometry.original) if outlier_removal else np.ones(len(xy), dtype=bool)
-            heat = heatmap(xy[keep], counts[keep], geometry.original, sigma)
-            t5 = time.perf_counter()
-            info = {
-                "model": self.source, "providers": self.session.providers_in_use, "backend": "cpu",
-                "timings_ms": {**timings, "backtrack_ms": (t4 - t3) * 1e3, "render_ms": (t5 - t4) * 1e3},
-                "versions": _versions(),
-            }
-            results.append(Explanation(
-                image=photo, target=score(t), top_classes=top_classes,
-                points=xy, counts=counts, inliers=keep, heatmap=heat, per_layer=self._layers(walk, tensors),
-                box_threshold=box_threshold, settings=settings, info=info,
-            ))
-        return results[0] if len(results) == 1 and top_k is None and not isinstance(target, (list, tuple)) else results
+            for b in range(n):
+                t5 = time.perf_counter()
+                xy, counts = self._input_points(arrived.item(b, per_item), (1, *batch.shape[1:]), geometries[b])
+                original = geometries[b].original
+                keep = inlier_mask(xy, counts, original) if outlier_removal else np.ones(len(xy), dtype=bool)
+                heat = heatmap(xy[keep], counts[keep], original, sigma)
+                timings = {"load_ms": load_ms, "forward_ms": (t2 - t1) * 1e3, "backtrack_ms": (t4 - t3) * 1e3,
+                           "render_ms": (time.perf_counter() - t5) * 1e3}
+                info = {
+                    "model": self.source, "providers": self.session.providers_in_use, **self.backend.describe(),
+                    "batch_size": n, "timings_ms": timings, "versions": _versions(),
+                }
+                if self.session.fallback:
+                    info["forward_fallback"] = self.session.fallback
+                score, top_classes = scores[b]
+                results[b].append(Explanation(
+                    image=photos[b], target=score(targets[b][rank]), top_classes=top_classes,
+                    points=xy, counts=counts, inliers=keep, heatmap=heat, per_layer=self._layers(walk, tensors, b),
+                    box_threshold=box_threshold, settings=settings, info=info,
+                ))
+        return results
 
     def tensors(self, values: dict[str, np.ndarray], batch: np.ndarray) -> Tensors:
         """The values of one run, with the input, shapes, constants and recompute recipes."""
         return Tensors(values | {self.graph.image_input.name: batch}, self.graph.shapes(batch.shape),
-                       self.graph.constants, self.plan.recipes)
+                       self.graph.constants, self.plan.recipes, self.backend)
 
     @property
     def num_classes(self) -> int:
@@ -191,7 +310,7 @@ class Explainer:
         return [int(t) for t in wanted]
 
     def _input_points(self, fixations: FixationSet, shape: tuple[int, ...], geometry) -> tuple[np.ndarray, np.ndarray]:
-        """Input fixations -> one point per input pixel (channels merged) on the photo."""
+        """Input fixations of one photo (host) -> one point per input pixel (channels merged) on the photo."""
         positions = fixations.positions(shape)
         rows, cols = (positions[:, 2], positions[:, 3]) if self.graph.image_input.layout == "NCHW" else (positions[:, 1], positions[:, 2])
         pixel = rows * shape[-1 if self.graph.image_input.layout == "NCHW" else -2] + cols
@@ -200,14 +319,14 @@ class Explainer:
         width = geometry.input[0]
         return geometry.to_original(unique // width, unique % width), counts
 
-    def _layers(self, walk: BacktrackResult, tensors: Tensors) -> dict[str, LayerFixations]:
+    def _layers(self, walk: BacktrackResult, tensors: Tensors, item: int) -> dict[str, LayerFixations]:
         layers = {}
         for name, fixations in walk.per_tensor.items():
             node = self.graph.producer.get(name)
             shape = tensors.shape(name)
             layers[name] = LayerFixations(
                 tensor=name, node=node.name if node else "", op_type=node.op_type if node else "Input",
-                shape=tuple(shape), fixations=fixations,
+                shape=(1, *shape[1:]), fixations=fixations, item=item,
             )
         return layers
 
@@ -218,7 +337,7 @@ _CACHE_SIZE = 4
 
 def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] | None = None, top_k: int | None = None,
             *, preset: str | Preset = "imagenet", conv_location: str = "argmax", labels: str | Path | None = None,
-            **kwargs: Any) -> Explanation | list[Explanation]:
+            device: str = "auto", **kwargs: Any) -> Explanation | list[Explanation]:
     """Explain a photo with CNN Fixations in one call; the prepared model is cached.
 
     Args:
@@ -229,15 +348,16 @@ def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] 
         preset: preprocessing preset.
         conv_location: ``"argmax"`` or ``"centre"``.
         labels: labels file.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see Explainer).
         **kwargs: passed to ``Explainer.explain`` (outlier_removal, sigma, box_threshold).
 
     Returns:
         An Explanation, or a list of them for several classes.
     """
-    key = (_model_key(model), get_preset(preset).name, conv_location, str(labels))
+    key = (_model_key(model), get_preset(preset).name, conv_location, str(labels), device)
     explainer = _CACHE.get(key)
     if explainer is None:
-        explainer = Explainer(model, preset=preset, conv_location=conv_location, labels=labels)
+        explainer = Explainer(model, preset=preset, conv_location=conv_location, labels=labels, device=device)
         _CACHE[key] = explainer
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)

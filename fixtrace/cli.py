@@ -56,12 +56,17 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--layers", action="store_true", help="also write per-layer fixation counts and points")
     ex.add_argument("--labels", help="class names file, one per line (default: ImageNet names for 1000 classes)")
     ex.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
+    ex.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="where the backward rules run: auto (CUDA when a GPU is present), cpu or cuda (default: auto)")
+    ex.add_argument("--batch-size", type=int, default=8, metavar="N",
+                    help="images per forward pass and backward walk (default: 8)")
     ex.add_argument("--quiet", action="store_true", help="print only errors")
     ex.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ex.set_defaults(run=_explain)
 
-    info = sub.add_parser("info", help="print versions, onnxruntime providers and the supported ops")
+    info = sub.add_parser("info", help="print versions, onnxruntime providers, CUDA status and the supported ops")
     info.add_argument("model", nargs="?", help="also describe this model: input, layout, logits, unsupported ops")
+    info.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for the model check (default: auto)")
     info.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     info.set_defaults(run=_info)
     return parser
@@ -83,16 +88,26 @@ def _explain(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FixtraceError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
-    explainer = Explainer(args.model, preset=preset, conv_location=args.conv_location, labels=args.labels, threads=args.threads)
+    if args.batch_size < 1:
+        raise FixtraceError(f"--batch-size must be at least 1, not {args.batch_size}")
+    explainer = Explainer(args.model, preset=preset, conv_location=args.conv_location, labels=args.labels,
+                          threads=args.threads, device=args.device)
     explainer.check_targets(args.target, args.top_k)
+    if explainer.session.fallback and not args.quiet:
+        print(f"fixtrace: note: forward on the CPU: {explainer.session.fallback}", file=sys.stderr)
     progress = Progress(len(images), enabled=not args.quiet)
     summary: list[dict] = []
     failed = 0
-    for image, folder in zip(images, _folders(images)):
+    folders = _folders(images)
+    items = explainer.explain_many(images, args.target, args.top_k, batch_size=args.batch_size,
+                                   outlier_removal=not args.no_outlier_removal, sigma=args.sigma,
+                                   box_threshold=args.box_threshold)
+    for item in items:
+        image, folder = images[item.index], folders[item.index]
         try:
-            result = explainer.explain(image, args.target, args.top_k, outlier_removal=not args.no_outlier_removal,
-                                       sigma=args.sigma, box_threshold=args.box_threshold)
-            explanations = result if isinstance(result, list) else [result]
+            if item.error is not None:
+                raise item.error
+            explanations = item.explanations
             written = []
             for e in explanations:
                 target_dir = out / folder if len(explanations) == 1 else out / folder / f"{e.target.index}_{_slug(e.target.name)}"
@@ -169,16 +184,26 @@ def _info(args: argparse.Namespace) -> int:
     print(f"fixtrace {fixtrace.__version__}")
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, numba {numba.__version__}, numpy {numpy.__version__}")
     print(f"onnxruntime providers available: {', '.join(available_providers())}")
-    print("backend: cpu (numba njit)")
+    from fixtrace.backends import cuda_status
+
+    status = cuda_status()
+    if status["gpu"]:
+        print(f"numba CUDA: GPU {status['name']} (compute capability {status['compute_capability']})")
+    else:
+        print(f"numba CUDA: no GPU ({status.get('reason', 'unavailable')})")
+    print(f"backend for --device auto: {'cuda (numba.cuda.jit)' if status['gpu'] else 'cpu (numba njit)'}")
     print(f"fixation rules for: {', '.join(supported_ops())}")
     if args.model:
         from fixtrace.api import Explainer
 
-        explainer = Explainer(args.model)
+        explainer = Explainer(args.model, device=args.device)
         spec = explainer.graph.image_input
         print(f"model {args.model}: input {spec.name!r} {spec.shape} {spec.layout}, opset {explainer.graph.opset}, "
               f"logits {explainer.plan.logits!r} ({explainer.num_classes} classes), "
-              f"{len(explainer.plan.rules)} nodes on the backward path, providers in use: {', '.join(explainer.session.providers_in_use)}")
+              f"{len(explainer.plan.rules)} nodes on the backward path, backend {explainer.backend.name}, "
+              f"providers in use: {', '.join(explainer.session.providers_in_use)}")
+        if explainer.session.fallback:
+            print(f"forward fallback: {explainer.session.fallback}")
     return EXIT_OK
 
 

@@ -35,14 +35,15 @@ class ClassScore:
 
 @dataclass(frozen=True)
 class LayerFixations:
-    """Fixations on one tensor of the graph.
+    """Fixations on one tensor of the graph, for one photo of the batch.
 
     Attributes:
         tensor: tensor name.
         node: name of the node that writes it ("" for the image input).
         op_type: that node's op type ("Input" for the image input).
-        shape: the tensor's shape for this image (batch of 1).
-        fixations: the fixations on it (flat indices and counts).
+        shape: the tensor's shape for one photo (batch of 1).
+        fixations: the fixations on it for the whole batch (host or device arrays).
+        item: which photo of the batch this is.
     """
 
     tensor: str
@@ -50,16 +51,22 @@ class LayerFixations:
     op_type: str
     shape: tuple[int, ...]
     fixations: FixationSet
+    item: int = 0
+
+    @cached_property
+    def own(self) -> FixationSet:
+        """This photo's fixations, on the host, re-based to a batch of one."""
+        return self.fixations.item(self.item, int(np.prod(self.shape[1:], dtype=np.int64)))
 
     @property
     def positions(self) -> np.ndarray:
         """int64 (n, rank - 1) multi-indices of the fixations, batch dim dropped."""
-        return self.fixations.positions(self.shape)[:, 1:]
+        return self.own.positions(self.shape)[:, 1:]
 
     @property
     def counts(self) -> np.ndarray:
         """float64 (n,) counts."""
-        return self.fixations.count
+        return self.own.count
 
     def to_json(self) -> dict[str, Any]:
         return {

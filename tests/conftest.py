@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+
+# CUDA kernels run in numba's simulator unless a GPU run asks otherwise (NUMBA_ENABLE_CUDASIM=0):
+# it must be set before numba is first imported. The simulator never counts as a GPU for
+# device="auto", so every other test still runs on the CPU backend.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 from pathlib import Path
 
 import numpy as np

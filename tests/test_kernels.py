@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtrace.kernels.cpu.conv import LOCATION_ARGMAX, LOCATION_CENTRE, conv_backtrack, conv_backtrack_parallel
+from fixtrace.kernels.cpu.conv import conv_backtrack, conv_backtrack_parallel, depthwise_backtrack_recomputed
+from fixtrace.kernels.shared.conv import LOCATION_ARGMAX, LOCATION_CENTRE, conv_geometry
 
 
 @pytest.mark.parametrize("groups, kernel, stride", [(1, 1, 1), (1, 3, 2), (4, 3, 1), (32, 3, 1)])
@@ -17,9 +18,9 @@ def test_parallel_conv_driver_equals_serial(groups, kernel, stride, location):
     pad = kernel // 2
     out = (15 + 2 * pad - kernel) // stride + 1
     index = np.sort(rng.choice(2 * 64 * out * out, 3000, replace=False)).astype(np.int64)
-    args = (index, out, out, groups, np.array([stride, stride]), np.array([pad, pad]), np.array([1, 1]), location)
-    serial = conv_backtrack(x, w, *args)
-    parallel = conv_backtrack_parallel(x, w, *args)
+    g = conv_geometry(x.shape, w.shape, (out, out), groups, (stride, stride), (pad, pad), (1, 1))
+    serial = conv_backtrack(x.reshape(-1), w.reshape(-1), index, g, location)
+    parallel = conv_backtrack_parallel(x.reshape(-1), w.reshape(-1), index, g, location)
     np.testing.assert_array_equal(parallel, serial)
     assert ((serial >= 0) & (serial < x.size)).all()
 
@@ -42,8 +43,6 @@ def _conv_numpy(x, w, bias, stride, pad, groups):
 
 @pytest.mark.parametrize("src_kernel, src_stride, dw_stride, multiplier", [(1, 1, 1, 1), (1, 1, 2, 1), (3, 2, 1, 2), (1, 1, 2, 2)])
 def test_depthwise_on_recomputed_input_equals_depthwise_on_the_dense_input(src_kernel, src_stride, dw_stride, multiplier):
-    from fixtrace.kernels.cpu.conv import depthwise_backtrack_recomputed
-
     rng = np.random.default_rng(src_kernel * 7 + dw_stride)
     src = rng.standard_normal((2, 5, 11, 11)).astype(np.float32)
     w_src = rng.standard_normal((8, 5, src_kernel, src_kernel)).astype(np.float32)
@@ -53,12 +52,12 @@ def test_depthwise_on_recomputed_input_equals_depthwise_on_the_dense_input(src_k
     w_dw = rng.standard_normal((8 * multiplier, 1, 3, 3)).astype(np.float32)
     out = (dense.shape[2] + 2 - 3) // dw_stride + 1
     index = np.arange(2 * 8 * multiplier * out * out, dtype=np.int64)
-    window = (np.array([dw_stride, dw_stride]), np.array([1, 1]), np.array([1, 1]))
+    g = conv_geometry(dense.shape, w_dw.shape, (out, out), 8, (dw_stride, dw_stride), (1, 1), (1, 1))
+    src_g = conv_geometry(src.shape, w_src.shape, dense.shape[2:], 1, (src_stride, src_stride), (src_pad, src_pad), (1, 1))
     for location in (LOCATION_ARGMAX, LOCATION_CENTRE):
-        expected = conv_backtrack(dense, w_dw, index, out, out, 8, *window, location)
+        expected = conv_backtrack(dense.reshape(-1), w_dw.reshape(-1), index, g, location)
         got = depthwise_backtrack_recomputed(
-            np.ascontiguousarray(src.transpose(0, 2, 3, 1)), np.ascontiguousarray(w_src.transpose(0, 2, 3, 1)), b_src, 1,
-            np.array([src_stride, src_stride]), np.array([src_pad, src_pad]), np.array([1, 1]), 0.0, 6.0,
-            w_dw, index, dense.shape[2], dense.shape[3], out, out, 8, *window, location,
+            np.ascontiguousarray(src.transpose(0, 2, 3, 1)).reshape(-1), np.ascontiguousarray(w_src.transpose(0, 2, 3, 1)).reshape(-1),
+            b_src, src_g, 0.0, 6.0, w_dw.reshape(-1), index, g, location,
         )
         np.testing.assert_array_equal(got, expected)

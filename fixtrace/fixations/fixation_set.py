@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -13,43 +14,56 @@ from fixtrace.kernels.cpu.sets import merge_duplicates
 class FixationSet:
     """Fixations on one tensor.
 
+    The arrays live where the backend computes: numpy arrays on the CPU, device arrays on a
+    GPU (where duplicates are not merged between layers; ``host`` merges them).
+
     Attributes:
         index: int64 flat indices into the tensor, batch included.
         count: float64 per index: how many fixations above merged into it.
         unique: True when ``index`` is known to be sorted and free of duplicates.
     """
 
-    index: np.ndarray
-    count: np.ndarray
+    index: Any
+    count: Any
     unique: bool = False
 
     @classmethod
     def single(cls, index: list[int] | np.ndarray) -> "FixationSet":
-        """Fixations with count 1 at the given flat indices."""
+        """Fixations with count 1 at the given flat indices (on the host)."""
         idx = np.asarray(index, dtype=np.int64).ravel()
         return cls(idx, np.ones(idx.size, dtype=np.float64)).merged()
 
     def __len__(self) -> int:
         return int(self.index.size)
 
-    def with_index(self, index: np.ndarray) -> "FixationSet":
+    def with_index(self, index: Any) -> "FixationSet":
         """The same counts moved to new indices (which may now collide)."""
-        return FixationSet(np.asarray(index, dtype=np.int64), self.count)
+        return FixationSet(index, self.count)
 
     def merged(self) -> "FixationSet":
-        """This set with duplicates merged (counts summed), indices sorted."""
+        """This set (host arrays) with duplicates merged (counts summed), indices sorted."""
         if self.unique:
             return self
         index, count = merge_duplicates(self.index, self.count)
         return FixationSet(index, count, unique=True)
 
+    def host(self) -> "FixationSet":
+        """This set merged, as numpy arrays (copied from the device if need be)."""
+        if isinstance(self.index, np.ndarray):
+            return self.merged()
+        return FixationSet(self.index.copy_to_host(), self.count.copy_to_host()).merged()
+
+    def item(self, b: int, per_item: int) -> "FixationSet":
+        """The fixations of batch item ``b`` (host arrays), re-based to a batch of one.
+
+        Args:
+            b: the batch index.
+            per_item: elements per batch item of the tensor.
+        """
+        own = self.host()
+        lo, hi = np.searchsorted(own.index, [b * per_item, (b + 1) * per_item])
+        return FixationSet(own.index[lo:hi] - b * per_item, own.count[lo:hi], unique=True)
+
     def positions(self, shape: tuple[int, ...]) -> np.ndarray:
-        """Multi-indices of the fixations in a tensor of ``shape``: int64 (n, rank)."""
-        return np.stack(np.unravel_index(self.index, shape), axis=1).astype(np.int64)
-
-
-def union(sets: list[FixationSet]) -> FixationSet:
-    """All fixations of several sets on the same tensor, counts summed where they meet."""
-    if len(sets) == 1:
-        return sets[0].merged()
-    return FixationSet(np.concatenate([s.index for s in sets]), np.concatenate([s.count for s in sets])).merged()
+        """Multi-indices of the fixations (host) in a tensor of ``shape``: int64 (n, rank)."""
+        return np.stack(np.unravel_index(self.host().index, shape), axis=1).astype(np.int64)

@@ -10,11 +10,16 @@ of 63, forward 1.4x a plain run instead of 1.85x).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fixtrace.fixations.rules.geometry import window
+from fixtrace.kernels.shared.conv import conv_geometry
 from fixtrace.model.layer_graph import LayerGraph, Node
+
+if TYPE_CHECKING:
+    from fixtrace.fixations.walk import Tensors
 
 
 @dataclass(frozen=True)
@@ -34,15 +39,31 @@ class ConvRecipe:
     low: float
     high: float
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flat_weights", self.weights.reshape(-1))
+
     @property
     def source(self) -> str:
         return self.conv.inputs[0]
 
-    def arguments(self, source: np.ndarray, out_shape: tuple[int, ...]) -> tuple:
-        """The leading kernel arguments (source channels last, weights, bias, window, bounds)."""
-        win = window(self.conv, self.weights.shape[1:3], source.shape[2:], out_shape[2:])
-        return (np.ascontiguousarray(source.transpose(0, 2, 3, 1)), self.weights, self.bias, int(self.conv.attr("group", 1)),
-                win.strides, win.pads, win.dilations, self.low, self.high)
+    def arguments(self, tensors: "Tensors", out_shape: tuple[int, ...]) -> tuple:
+        """The producing conv's arguments for the recompute kernel, in the backend's memory.
+
+        Args:
+            tensors: the run's tensors (holds the backend and the source's value).
+            out_shape: the recomputed tensor's shape.
+
+        Returns:
+            (source channels last, weights, bias, ``conv_geometry``, low, high).
+        """
+        in_shape = tensors.shape(self.source)
+        m, kh, kw, c_group = self.weights.shape
+        win = window(self.conv, (kh, kw), in_shape[2:], out_shape[2:])
+        g = conv_geometry(in_shape, (m, c_group, kh, kw), out_shape[2:], int(self.conv.attr("group", 1)), win.strides,
+                          win.pads, win.dilations)
+        backend = tensors.backend
+        return (tensors.channels_last(self.source), backend.constant(self.flat_weights), backend.constant(self.bias), g,
+                self.low, self.high)
 
 
 def find_recipe(graph: LayerGraph, tensor: str) -> ConvRecipe | None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fixtrace.errors import ModelError
-from fixtrace.fixations.fixation_set import FixationSet, union
+from fixtrace.fixations.fixation_set import FixationSet
 from fixtrace.fixations.options import FixationOptions
 from fixtrace.fixations.recompute import ConvRecipe, find_recipe
 from fixtrace.fixations.registry import Rule, rule_for, supported_ops
 from fixtrace.model.layer_graph import LayerGraph
+
+if TYPE_CHECKING:
+    from fixtrace.backends.base import Backend
 
 # Ops that may sit between the class logits and the graph output.
 _AFTER_LOGITS = {"Softmax", "LogSoftmax", "Identity", "Dropout", "Flatten", "Reshape", "Squeeze"}
@@ -19,29 +23,51 @@ _SOFTMAX = {"Softmax", "LogSoftmax"}
 
 
 class Tensors:
-    """Values and shapes of one run.
+    """Values and shapes of one run, handed to the rules in their backend's memory.
 
     Args:
         values: tensor name -> value, as returned by the session.
         shapes: tensor name -> static shape for this input shape.
         constants: the layer graph's constant tensors.
         recipes: how rules that read a few positions of an unkept tensor recompute them.
+        backend: where the kernels run (default: the CPU).
     """
 
     def __init__(self, values: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], constants: dict[str, np.ndarray],
-                 recipes: dict[str, ConvRecipe] | None = None) -> None:
+                 recipes: dict[str, ConvRecipe] | None = None, backend: "Backend | None" = None) -> None:
         self.values = values
         self.shapes = shapes
         self.constants = constants
         self.recipes = recipes or {}
+        if backend is None:
+            from fixtrace.backends.cpu import CpuBackend
+
+            backend = CpuBackend()
+        self.backend = backend
+        self._placed: dict[tuple[str, str], Any] = {}
 
     def value(self, name: str) -> np.ndarray:
-        """The value of a tensor (a computed one that was kept, a constant, or the input)."""
+        """The host value of a tensor (a computed one that was kept, a constant, or the input)."""
         if name in self.values:
             return self.values[name]
         if name in self.constants:
             return self.constants[name]
         raise ModelError(f"tensor {name!r} was not kept by the session; this is a fixtrace bug")
+
+    def flat(self, name: str) -> Any:
+        """A tensor's value as flat float32 in the backend's memory (placed once per run)."""
+        key = (name, "flat")
+        if key not in self._placed:
+            self._placed[key] = self.backend.asarray(np.asarray(self.value(name), dtype=np.float32).reshape(-1))
+        return self._placed[key]
+
+    def channels_last(self, name: str) -> Any:
+        """A rank-4 NCHW tensor as flat float32 NHWC in the backend's memory (placed once per run)."""
+        key = (name, "nhwc")
+        if key not in self._placed:
+            value = np.asarray(self.value(name), dtype=np.float32).transpose(0, 2, 3, 1)
+            self._placed[key] = self.backend.asarray(np.ascontiguousarray(value).reshape(-1))
+        return self._placed[key]
 
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of a tensor in this run."""
@@ -116,25 +142,27 @@ class BacktrackPlan:
         """Walk from fixations on the logits to fixations on the image input.
 
         Args:
-            start: fixations on the logits tensor (flat indices, batch included).
+            start: fixations on the logits tensor (flat indices, batch included), made by
+                ``tensors.backend.start``.
             tensors: values and shapes of the run.
 
         Returns:
             Fixations per tensor and on the input.
         """
+        backend = tensors.backend
         pending: dict[str, list[FixationSet]] = {self.logits: [start]}
         result = BacktrackResult()
         for r in self.rules:
             arriving = pending.pop(r.node.outputs[0], None)
             if not arriving:
                 continue
-            fixations = union(arriving)
+            fixations = backend.union(arriving)
             result.per_tensor[r.node.outputs[0]] = fixations
             for name, sent in r.backtrack(fixations, tensors):
                 if len(sent):
                     pending.setdefault(name, []).append(sent)
         arrived = pending.get(self.graph.image_input.name, [])
-        result.input = union(arrived) if arrived else FixationSet.single([])
+        result.input = backend.union(arrived) if arrived else backend.start([])
         result.per_tensor[self.graph.image_input.name] = result.input
         return result
 

@@ -27,7 +27,8 @@ class Session:
         layer_graph: the parsed model.
         keep: intermediate tensor names to return besides the graph outputs.
         providers: onnxruntime execution providers to ask for, best first; the ones actually
-            in use are in ``providers_in_use`` (onnxruntime silently falls back).
+            in use are in ``providers_in_use``, and ``fallback`` says which asked-for ones are
+            missing (onnxruntime itself falls back silently).
         threads: intra-op threads (0 lets onnxruntime choose).
 
     Raises:
@@ -58,6 +59,10 @@ class Session:
             raise ModelError(f"onnxruntime cannot load the model: {_clean(first_line(exc))}") from None
         self.providers_requested = wanted
         self.providers_in_use = list(self._session.get_providers())
+        missing = [p for p in wanted if p not in self.providers_in_use]
+        #: Why the forward does not run where it was asked to ("" when it does).
+        self.fallback = (f"{', '.join(missing)} asked for but onnxruntime runs on {', '.join(self.providers_in_use)} "
+                         f"(available: {', '.join(available)})") if missing else ""
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.input_name = layer_graph.image_input.name
         meta = self._session.get_inputs()[0]

@@ -6,14 +6,7 @@ import numpy as np
 
 from fixtrace.fixations.rules.geometry import window
 from fixtrace.fixations.registry import Rule, rule
-from fixtrace.kernels.cpu.conv import (
-    LOCATION_ARGMAX,
-    LOCATION_CENTRE,
-    PARALLEL_WORK,
-    conv_backtrack,
-    conv_backtrack_parallel,
-    depthwise_backtrack_recomputed,
-)
+from fixtrace.kernels.shared.conv import LOCATION_ARGMAX, LOCATION_CENTRE, conv_geometry
 
 _LOCATIONS = {"argmax": LOCATION_ARGMAX, "centre": LOCATION_CENTRE}
 
@@ -30,6 +23,7 @@ class ConvRule(Rule):
         if weights.ndim != 4:
             raise self.unsupported(f"{weights.ndim - 2}-D convolution; only 2-D is handled")
         self.weights = np.ascontiguousarray(weights, dtype=np.float32)
+        self.flat_weights = self.weights.reshape(-1)
         self.groups = int(node.attr("group", 1))
         self.location = _LOCATIONS[options.conv_location]
         # A depthwise conv reads only its fixations' windows in one channel: those can be recomputed.
@@ -44,17 +38,12 @@ class ConvRule(Rule):
         out_shape = tensors.shape(self.node.outputs[0])
         in_shape = tensors.shape(name)
         win = window(self.node, self.weights.shape[2:], in_shape[2:], out_shape[2:])
+        g = conv_geometry(in_shape, self.weights.shape, out_shape[2:], self.groups, win.strides, win.pads, win.dilations)
+        backend = tensors.backend
+        weights = backend.constant(self.flat_weights)
         if self.depthwise and name not in tensors.values:
-            recipe = tensors.recipes[name]
-            index = depthwise_backtrack_recomputed(
-                *recipe.arguments(tensors.value(recipe.source), in_shape), self.weights, fixations.index, in_shape[2],
-                in_shape[3], out_shape[2], out_shape[3], self.groups, win.strides, win.pads, win.dilations, self.location,
-            )
-            return [(name, fixations.with_index(index))]
-        work = len(fixations) * self.weights[0].size
-        kernel = conv_backtrack_parallel if work > PARALLEL_WORK else conv_backtrack
-        index = kernel(
-            np.ascontiguousarray(tensors.value(name), dtype=np.float32), self.weights, fixations.index, out_shape[2],
-            out_shape[3], self.groups, win.strides, win.pads, win.dilations, self.location,
-        )
+            source = tensors.recipes[name].arguments(tensors, in_shape)
+            index = backend.depthwise_backtrack_recomputed(*source, weights, fixations.index, g, self.location)
+        else:
+            index = backend.conv_backtrack(tensors.flat(name), weights, fixations.index, g, self.location)
         return [(name, fixations.with_index(index))]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.fixations.fixation_set import FixationSet
 from fixtrace.fixations.registry import Rule, rule
-from fixtrace.kernels.cpu.dense import dense_argmax, dense_positive
 
 # Ops that only re-index a tensor: looking through them finds what a dense layer really reads.
 _REINDEX = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Dropout"}
@@ -29,19 +27,21 @@ class DenseRule(Rule):
             raise self.unsupported(f"a rank-{w.ndim} weight; only a 2-D weight matrix is handled")
         alpha = float(node.attr("alpha", 1.0))
         self.weights = np.ascontiguousarray(alpha * (w.T if node.attr("transB", 0) else w), dtype=np.float32)
+        self.flat_weights = self.weights.reshape(-1)
         self.source = data
         while self.source in graph.producer and graph.producer[self.source].op_type in _REINDEX:
             self.source = graph.producer[self.source].inputs[0]
         self.needs = (data,)
 
     def backtrack(self, fixations, tensors):
-        a = tensors.value(self.node.inputs[0])
-        if a.ndim != 2:
-            raise self.unsupported(f"a rank-{a.ndim} input; only (batch, features) is handled")
-        source_shape = tensors.shape(self.source)
+        name = self.node.inputs[0]
+        shape = tensors.shape(name)
+        if len(shape) != 2:
+            raise self.unsupported(f"a rank-{len(shape)} input; only (batch, features) is handled")
+        backend = tensors.backend
+        n_in, n_out = self.weights.shape
+        a, w = tensors.flat(name), backend.constant(self.flat_weights)
         # A feature map has at least two non-batch dims > 1 (channels and space, either layout).
-        if sum(d > 1 for d in source_shape[1:]) >= 2:
-            index = dense_argmax(a, self.weights, fixations.index)
-            return [(self.node.inputs[0], fixations.with_index(index))]
-        index, count = dense_positive(a, self.weights, fixations.index, fixations.count)
-        return [(self.node.inputs[0], FixationSet(index, count, unique=True))]
+        if sum(d > 1 for d in tensors.shape(self.source)[1:]) >= 2:
+            return [(name, fixations.with_index(backend.dense_argmax(a, w, fixations.index, n_in, n_out)))]
+        return [(name, backend.dense_positive(a, w, fixations, shape[0], n_in, n_out))]

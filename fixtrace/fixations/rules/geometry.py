@@ -1,4 +1,4 @@
-"""Window attributes (strides, pads, dilations, auto_pad) and index maps shared by rules."""
+"""Window attributes (strides, pads, dilations, auto_pad) and the index-map tables shared by rules."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fixtrace.kernels.shared.index import AXIS_BROADCAST, AXIS_KEEP, REMAP_COLUMNS
 from fixtrace.model.layer_graph import Node
 
 
@@ -49,17 +50,25 @@ def window(node: Node, kernel: tuple[int, int], in_hw: tuple[int, int], out_hw: 
     return Window(np.asarray(kernel, dtype=np.int64), strides, pads, dilations)
 
 
-def broadcast_index(index: np.ndarray, out_shape: tuple[int, ...], in_shape: tuple[int, ...]) -> np.ndarray:
-    """Map flat indices of a broadcast result to the flat indices of one operand.
+
+def remap_table(out_shape: tuple[int, ...], in_shape: tuple[int, ...], source_axis: list[int], begin: list[int],
+                modes: list[int]) -> np.ndarray:
+    """A table for the ``remap`` kernel (see ``kernels.shared.index.remap_one``).
 
     Args:
-        index: flat indices into a tensor of ``out_shape``.
-        out_shape: the broadcast result's shape.
-        in_shape: the operand's shape (numpy broadcasting rules).
+        out_shape: the output's shape.
+        in_shape: the input's shape.
+        source_axis: per output axis, the input axis it reads.
+        begin: per output axis, the leading pad.
+        modes: per output axis, an AXIS_* mode.
     """
-    if tuple(in_shape) == tuple(out_shape):
-        return index
+    strides = [int(np.prod(in_shape[a + 1:], dtype=np.int64)) for a in range(len(in_shape))]
+    rows = [(out_shape[k], strides[a], begin[k], in_shape[a], modes[k]) for k, a in enumerate(source_axis)]
+    return np.asarray(rows, dtype=np.int64).reshape(len(out_shape), REMAP_COLUMNS)
+
+
+def broadcast_table(out_shape: tuple[int, ...], in_shape: tuple[int, ...]) -> np.ndarray:
+    """The remap table from a broadcast result back to one operand (numpy broadcasting rules)."""
     padded = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
-    coords = np.unravel_index(index, out_shape)
-    kept = [c if n != 1 else np.zeros_like(c) for c, n in zip(coords, padded)]
-    return np.ravel_multi_index(kept, padded).astype(np.int64)
+    modes = [AXIS_BROADCAST if n == 1 and o != 1 else AXIS_KEEP for n, o in zip(padded, out_shape)]
+    return remap_table(tuple(out_shape), padded, list(range(len(padded))), [0] * len(padded), modes)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.fixations.rules.geometry import broadcast_index
+from fixtrace.fixations.fixation_set import FixationSet
+from fixtrace.fixations.rules.geometry import broadcast_table
 from fixtrace.fixations.rules.passthrough import OneComputedOperand
 from fixtrace.fixations.registry import rule
 
@@ -27,16 +28,13 @@ class AddWinner(OneComputedOperand):
     def backtrack(self, fixations, tensors):
         if len(self.computed) == 1:
             return super().backtrack(fixations, tensors)
+        backend = tensors.backend
         out_shape = tensors.shape(self.node.outputs[0])
-        maps = [broadcast_index(fixations.index, out_shape, tensors.shape(t)) for t in self.computed]
-        values = np.stack([tensors.value(t).reshape(-1)[m] for t, m in zip(self.computed, maps)])
-        winner = np.argmax(values, axis=0)  # first maximum: the shortcut on ties
-        sent = []
-        for k, name in enumerate(self.computed):
-            chosen = winner == k
-            if chosen.any():
-                sent.append((name, type(fixations)(maps[k][chosen], fixations.count[chosen])))
-        return sent
+        maps = [fixations.index if tensors.shape(t) == out_shape
+                else backend.remap(fixations.index, broadcast_table(out_shape, tensors.shape(t))) for t in self.computed]
+        chosen = backend.winner([(tensors.flat(t), m) for t, m in zip(self.computed, maps)])
+        return [(name, backend.compact(FixationSet(backend.select(maps[k], chosen, k), fixations.count)))
+                for k, name in enumerate(self.computed)]
 
 
 @rule("Concat")
@@ -51,17 +49,12 @@ class ConcatRoute(OneComputedOperand):
         out_shape = tensors.shape(self.node.outputs[0])
         axis = self.axis % len(out_shape)
         inner = int(np.prod(out_shape[axis + 1:], dtype=np.int64))
-        along = out_shape[axis]
-        sizes = np.array([tensors.shape(t)[axis] for t in self.node.inputs], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        position = (fixations.index // inner) % along
-        outer = fixations.index // (inner * along)
-        source = np.searchsorted(offsets, position, side="right") - 1
+        offset = 0
         sent = []
-        for k, name in enumerate(self.node.inputs):
-            chosen = source == k
-            if not chosen.any() or name not in self.computed:
-                continue
-            index = (outer[chosen] * sizes[k] + position[chosen] - offsets[k]) * inner + fixations.index[chosen] % inner
-            sent.append((name, type(fixations)(index, fixations.count[chosen], unique=True)))
+        for name in self.node.inputs:
+            size = tensors.shape(name)[axis]
+            if name in self.computed:
+                index = tensors.backend.route(fixations.index, inner, out_shape[axis], offset, size)
+                sent.append((name, tensors.backend.compact(FixationSet(index, fixations.count, fixations.unique))))
+            offset += size
         return sent

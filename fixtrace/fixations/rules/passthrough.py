@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fixtrace.fixations.rules.geometry import broadcast_index
+from fixtrace.fixations.rules.geometry import broadcast_table
 from fixtrace.fixations.registry import Rule, rule
 
 
@@ -34,7 +34,7 @@ class OneComputedOperand(Rule):
         in_shape = tensors.shape(name)
         if in_shape == out_shape:
             return [(name, fixations)]
-        return [(name, fixations.with_index(broadcast_index(fixations.index, out_shape, in_shape)))]
+        return [(name, fixations.with_index(tensors.backend.remap(fixations.index, broadcast_table(out_shape, in_shape))))]
 
 
 @rule("Mul", "Sub", "Div")

@@ -6,7 +6,7 @@ import numpy as np
 
 from fixtrace.fixations.rules.geometry import window
 from fixtrace.fixations.registry import Rule, rule
-from fixtrace.kernels.cpu.pool import global_argmax, pool_argmax
+from fixtrace.kernels.shared.pool import pool_geometry
 
 
 @rule("MaxPool", "AveragePool")
@@ -25,11 +25,12 @@ class WindowArgmax(Rule):
         self.needs = (node.inputs[0],)
 
     def backtrack(self, fixations, tensors):
-        x = tensors.value(self.node.inputs[0])
+        name = self.node.inputs[0]
+        in_shape = tensors.shape(name)
         out_shape = tensors.shape(self.node.outputs[0])
-        win = window(self.node, self.kernel, x.shape[2:], out_shape[2:])
-        index = pool_argmax(x, fixations.index, out_shape[2], out_shape[3], win.kernel, win.strides, win.pads, win.dilations)
-        return [(self.node.inputs[0], fixations.with_index(index))]
+        win = window(self.node, self.kernel, in_shape[2:], out_shape[2:])
+        g = pool_geometry(in_shape, out_shape[2:], win.kernel, win.strides, win.pads, win.dilations)
+        return [(name, fixations.with_index(tensors.backend.pool_argmax(tensors.flat(name), fixations.index, g)))]
 
 
 @rule("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax")
@@ -50,19 +51,15 @@ class GlobalArgmax(Rule):
         self.needs = (node.inputs[0],)
 
     def backtrack(self, fixations, tensors):
-        x = tensors.value(self.node.inputs[0])
-        axes = tuple(sorted(a % x.ndim for a in self.axes)) if self.axes is not None else ()
-        if x.ndim != 4 or len(axes) != 2 or 0 in axes:
-            raise self.unsupported(f"reduction over axes {self.axes} of a rank-{x.ndim} tensor; only two spatial axes of a rank-4 map")
-        kept = tuple(a for a in range(4) if a not in axes)
-        order = kept + axes
-        moved = x if order == (0, 1, 2, 3) else np.ascontiguousarray(x.transpose(order))
+        name = self.node.inputs[0]
+        shape = tensors.shape(name)
+        rank = len(shape)
+        axes = tuple(sorted(a % rank for a in self.axes)) if self.axes is not None else ()
+        if rank != 4 or len(axes) != 2 or 0 in axes:
+            raise self.unsupported(f"reduction over axes {self.axes} of a rank-{rank} tensor; only two spatial axes of a rank-4 map")
         # The output keeps (batch, channel) in the same order whether or not keepdims is set.
-        index = global_argmax(moved, fixations.index)
-        if order != (0, 1, 2, 3):
-            coords = np.unravel_index(index, moved.shape)
-            original = [None] * 4
-            for k, axis in enumerate(order):
-                original[axis] = coords[k]
-            index = np.ravel_multi_index(original, x.shape).astype(np.int64)
-        return [(self.node.inputs[0], fixations.with_index(index))]
+        (channel_axis,) = (a for a in (1, 2, 3) if a not in axes)
+        strides = [int(np.prod(shape[a + 1:], dtype=np.int64)) for a in range(4)]
+        g = (shape[channel_axis], shape[axes[0]], shape[axes[1]], strides[0], strides[channel_axis], strides[axes[0]],
+             strides[axes[1]])
+        return [(name, fixations.with_index(tensors.backend.global_argmax(tensors.flat(name), fixations.index, g)))]

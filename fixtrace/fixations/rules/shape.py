@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from fixtrace.fixations.fixation_set import FixationSet
 from fixtrace.fixations.registry import Rule, rule
+from fixtrace.fixations.rules.geometry import remap_table
+from fixtrace.kernels.shared.index import AXIS_CONSTANT, AXIS_EDGE, AXIS_KEEP, AXIS_REFLECT, AXIS_WRAP
 
 
 @rule("Flatten", "Reshape", "Squeeze", "Unsqueeze")
@@ -17,7 +18,7 @@ class SameOrder(Rule):
 
 @rule("Transpose")
 class TransposeMap(Rule):
-    """Output element at coords c sits at input coords c permuted back."""
+    """Output axis k is input axis perm[k]."""
 
     def __init__(self, node, graph, options):
         super().__init__(node, graph, options)
@@ -25,14 +26,10 @@ class TransposeMap(Rule):
 
     def backtrack(self, fixations, tensors):
         in_shape = tensors.shape(self.node.inputs[0])
-        perm = self.perm if self.perm is not None else list(reversed(range(len(in_shape))))
-        out_shape = tuple(in_shape[p] for p in perm)
-        coords = np.unravel_index(fixations.index, out_shape)
-        original = [None] * len(perm)
-        for k, axis in enumerate(perm):
-            original[axis] = coords[k]
-        index = np.ravel_multi_index(original, in_shape).astype(np.int64)
-        return [(self.node.inputs[0], fixations.with_index(index))]
+        rank = len(in_shape)
+        perm = [int(p) for p in self.perm] if self.perm is not None else list(reversed(range(rank)))
+        table = remap_table(tensors.shape(self.node.outputs[0]), in_shape, perm, [0] * rank, [AXIS_KEEP] * rank)
+        return [(self.node.inputs[0], fixations.with_index(tensors.backend.remap(fixations.index, table)))]
 
 
 @rule("Pad")
@@ -40,9 +37,14 @@ class PadShift(Rule):
     """Shift by the leading pads; fixations in a constant-padded border go nowhere,
     edge/reflect/wrap borders map to the input cell they copy."""
 
+    _MODES = {"constant": AXIS_CONSTANT, "edge": AXIS_EDGE, "wrap": AXIS_WRAP, "reflect": AXIS_REFLECT}
+
     def __init__(self, node, graph, options):
         super().__init__(node, graph, options)
-        self.mode = node.attr("mode", "constant")
+        mode = node.attr("mode", "constant")
+        if mode not in self._MODES:
+            raise self.unsupported(f"pad mode {mode!r}")
+        self.mode = self._MODES[mode]
         pads = node.attr("pads")
         if pads is None:
             if len(node.inputs) < 2 or not graph.is_constant(node.inputs[1]):
@@ -60,21 +62,9 @@ class PadShift(Rule):
         in_shape = tensors.shape(self.node.inputs[0])
         rank = len(in_shape)
         axes = [a % rank for a in self.axes] if self.axes is not None else list(range(rank))
-        begin = np.zeros(rank, dtype=np.int64)
-        begin[axes] = self.pads[: len(axes)]
-        out_shape = tensors.shape(self.node.outputs[0])
-        coords = [c - b for c, b in zip(np.unravel_index(fixations.index, out_shape), begin)]
-        keep = np.ones(fixations.index.size, dtype=bool)
-        for k, n in enumerate(in_shape):
-            if self.mode == "constant":
-                keep &= (coords[k] >= 0) & (coords[k] < n)
-            elif self.mode == "edge":
-                coords[k] = np.clip(coords[k], 0, n - 1)
-            elif self.mode == "wrap":
-                coords[k] = coords[k] % n
-            else:  # reflect
-                period = max(2 * (n - 1), 1)
-                c = np.abs(coords[k]) % period
-                coords[k] = np.where(c >= n, period - c, c)
-        index = np.ravel_multi_index([c[keep] for c in coords], in_shape).astype(np.int64)
-        return [(self.node.inputs[0], type(fixations)(index, fixations.count[keep]))]
+        begin = [0] * rank
+        for k, a in enumerate(axes):
+            begin[a] = self.pads[k]
+        table = remap_table(tensors.shape(self.node.outputs[0]), in_shape, list(range(rank)), begin, [self.mode] * rank)
+        index = tensors.backend.remap(fixations.index, table)
+        return [(self.node.inputs[0], tensors.backend.compact(FixationSet(index, fixations.count)))]

@@ -1,0 +1,107 @@
+"""The interface every backend implements: array placement, fixation-set bookkeeping and the kernels.
+
+Kernels take flat arrays in the backend's memory and geometry tuples (see kernels/shared);
+they return index arrays in the same memory. Rules call only these methods, so a rule is
+one op, one body in kernels/shared, and a CPU and a CUDA driver of it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+from fixtrace.fixations.fixation_set import FixationSet
+
+
+class Backend(ABC):
+    """One place where fixation kernels run.
+
+    Attributes:
+        name: ``"cpu"`` or ``"cuda"``.
+    """
+
+    name: str = ""
+
+    def __init__(self) -> None:
+        self._constants: dict[int, tuple[np.ndarray, Any]] = {}
+
+    # -- memory -------------------------------------------------------------------------------
+    @abstractmethod
+    def asarray(self, array: np.ndarray) -> Any:
+        """``array`` (contiguous) in this backend's memory."""
+
+    def constant(self, array: np.ndarray) -> Any:
+        """A constant (weights) in this backend's memory, placed once per array object."""
+        held = self._constants.get(id(array))
+        if held is None or held[0] is not array:
+            held = (array, self.asarray(np.ascontiguousarray(array)))
+            self._constants[id(array)] = held
+        return held[1]
+
+    def describe(self) -> dict[str, Any]:
+        """What runs the kernels, for reports."""
+        return {"backend": self.name}
+
+    # -- fixation sets ------------------------------------------------------------------------
+    @abstractmethod
+    def start(self, index: Sequence[int] | np.ndarray) -> FixationSet:
+        """Fixations with count 1 at the given flat indices, in this backend's memory."""
+
+    @abstractmethod
+    def union(self, sets: list[FixationSet]) -> FixationSet:
+        """All fixations of several sets on the same tensor."""
+
+    @abstractmethod
+    def compact(self, fixations: FixationSet) -> FixationSet:
+        """The set without its dropped entries (index -1)."""
+
+    # -- kernels ------------------------------------------------------------------------------
+    @abstractmethod
+    def conv_backtrack(self, xf: Any, wf: Any, index: Any, g: tuple[int, ...], location: int) -> Any:
+        """See ``kernels.shared.conv.conv_one``."""
+
+    @abstractmethod
+    def depthwise_backtrack_recomputed(self, src: Any, src_w: Any, src_bias: Any, sg: tuple[int, ...], low: float,
+                                       high: float, wf: Any, index: Any, g: tuple[int, ...], location: int) -> Any:
+        """See ``kernels.shared.conv.depthwise_recomputed_one``."""
+
+    @abstractmethod
+    def pool_argmax(self, xf: Any, index: Any, g: tuple[int, ...]) -> Any:
+        """See ``kernels.shared.pool.pool_one``."""
+
+    @abstractmethod
+    def global_argmax(self, xf: Any, index: Any, g: tuple[int, ...]) -> Any:
+        """See ``kernels.shared.pool.global_one``."""
+
+    @abstractmethod
+    def dense_positive(self, af: Any, wf: Any, fixations: FixationSet, n_batch: int, n_in: int, n_out: int) -> FixationSet:
+        """Inputs with a positive contribution to a selected output, counts summed over the outputs."""
+
+    @abstractmethod
+    def dense_argmax(self, af: Any, wf: Any, index: Any, n_in: int, n_out: int) -> Any:
+        """See ``kernels.shared.dense.dense_argmax_one``."""
+
+    @abstractmethod
+    def remap(self, index: Any, table: np.ndarray) -> Any:
+        """See ``kernels.shared.index.remap_one`` (-1: dropped)."""
+
+    @abstractmethod
+    def route(self, index: Any, inner: int, along: int, offset: int, size: int) -> Any:
+        """See ``kernels.shared.index.route_one`` (-1: held by another input)."""
+
+    @abstractmethod
+    def winner(self, candidates: list[tuple[Any, Any]]) -> Any:
+        """Per fixation, which candidate holds the largest value (the first on ties).
+
+        Args:
+            candidates: (flat values, index into them) per operand, in priority order.
+
+        Returns:
+            int64 operand number per fixation.
+        """
+
+    @abstractmethod
+    def select(self, index: Any, chosen: Any, k: int) -> Any:
+        """``index`` where ``chosen == k``, else -1."""

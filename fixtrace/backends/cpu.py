@@ -1,0 +1,75 @@
+"""The CPU backend: numba ``njit`` kernels on numpy arrays; duplicates merged after every layer."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from fixtrace.backends.base import Backend
+from fixtrace.fixations.fixation_set import FixationSet
+from fixtrace.kernels.cpu import conv, dense, index, pool
+
+
+class CpuBackend(Backend):
+    """Kernels compiled with ``numba.njit`` (cached on disk)."""
+
+    name = "cpu"
+
+    def asarray(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array)
+
+    def start(self, flat: Sequence[int] | np.ndarray) -> FixationSet:
+        return FixationSet.single(flat)
+
+    def union(self, sets: list[FixationSet]) -> FixationSet:
+        if len(sets) == 1:
+            return sets[0].merged()
+        return FixationSet(np.concatenate([s.index for s in sets]), np.concatenate([s.count for s in sets])).merged()
+
+    def compact(self, fixations: FixationSet) -> FixationSet:
+        keep = fixations.index >= 0
+        if keep.all():
+            return fixations
+        return FixationSet(fixations.index[keep], fixations.count[keep], fixations.unique)
+
+    def conv_backtrack(self, xf, wf, index, g, location):
+        work = index.size * g[4] * g[5] * g[6]  # fixations x channels per group x kernel cells
+        kernel = conv.conv_backtrack_parallel if work > conv.PARALLEL_WORK else conv.conv_backtrack
+        return kernel(xf, wf, index, g, location)
+
+    def depthwise_backtrack_recomputed(self, src, src_w, src_bias, sg, low, high, wf, index, g, location):
+        return conv.depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, index, g, location)
+
+    def pool_argmax(self, xf, index, g):
+        return pool.pool_argmax(xf, index, g)
+
+    def global_argmax(self, xf, index, g):
+        return pool.global_argmax(xf, index, g)
+
+    def dense_positive(self, af, wf, fixations, n_batch, n_in, n_out):
+        acc = dense.dense_positive(af, wf, fixations.index, fixations.count, n_batch, n_in, n_out)
+        chosen = np.flatnonzero(acc).astype(np.int64)
+        return FixationSet(chosen, acc[chosen], unique=True)
+
+    def dense_argmax(self, af, wf, index, n_in, n_out):
+        return dense.dense_argmax(af, wf, index, n_in, n_out)
+
+    def remap(self, flat, table):
+        return index.remap(flat, table)
+
+    def route(self, flat, inner, along, offset, size):
+        return index.route(flat, inner, along, offset, size)
+
+    def winner(self, candidates: list[tuple[Any, Any]]) -> np.ndarray:
+        best = candidates[0][0][candidates[0][1]]
+        chosen = np.zeros(best.size, dtype=np.int64)
+        for k, (values, at) in enumerate(candidates[1:], start=1):
+            challenger = values[at]
+            better = challenger > best
+            best = np.where(better, challenger, best)
+            chosen[better] = k
+        return chosen
+
+    def select(self, flat, chosen, k):
+        return np.where(chosen == k, flat, -1)

@@ -1,0 +1,85 @@
+"""The CUDA backend: numba CUDA kernels on device arrays.
+
+Activations are copied to the device once per run (on first use by a rule), weights once per
+model. Fixation sets stay on the device from the logits to the input; duplicates are not merged
+between layers (every rule maps each fixation on its own, and counts are whole numbers, so the
+merged result on the host is exactly the CPU backend's).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from numba import cuda
+
+from fixtrace.backends.base import Backend
+from fixtrace.fixations.fixation_set import FixationSet
+from fixtrace.kernels.cuda import conv, dense, index, pool
+
+
+class CudaBackend(Backend):
+    """Kernels compiled with ``numba.cuda.jit`` on first use."""
+
+    name = "cuda"
+
+    def asarray(self, array: np.ndarray) -> Any:
+        return cuda.to_device(np.ascontiguousarray(array))
+
+    def describe(self) -> dict[str, Any]:
+        from fixtrace.backends.select import cuda_status
+
+        return {"backend": self.name, **{k: v for k, v in cuda_status().items() if k in ("gpu", "simulator")}}
+
+    def start(self, flat: Sequence[int] | np.ndarray) -> FixationSet:
+        host = FixationSet.single(flat)
+        return FixationSet(self.asarray(host.index), self.asarray(host.count), unique=True)
+
+    def union(self, sets: list[FixationSet]) -> FixationSet:
+        if len(sets) == 1:
+            return sets[0]
+        total = sum(len(s) for s in sets)
+        out_index = cuda.device_array(total, dtype=np.int64)
+        out_count = cuda.device_array(total, dtype=np.float64)
+        at = 0
+        for s in sets:
+            n = len(s)
+            if n:
+                out_index[at:at + n].copy_to_device(s.index)
+                out_count[at:at + n].copy_to_device(s.count)
+                at += n
+        return FixationSet(out_index, out_count)
+
+    def compact(self, fixations: FixationSet) -> FixationSet:
+        return FixationSet(*index.compact(fixations.index, fixations.count))
+
+    def conv_backtrack(self, xf, wf, flat, g, location):
+        return conv.conv_backtrack(xf, wf, flat, g, location)
+
+    def depthwise_backtrack_recomputed(self, src, src_w, src_bias, sg, low, high, wf, flat, g, location):
+        return conv.depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, flat, g, location)
+
+    def pool_argmax(self, xf, flat, g):
+        return pool.pool_argmax(xf, flat, g)
+
+    def global_argmax(self, xf, flat, g):
+        return pool.global_argmax(xf, flat, g)
+
+    def dense_positive(self, af, wf, fixations, n_batch, n_in, n_out):
+        acc = dense.dense_positive(af, wf, fixations.index, fixations.count, n_batch, n_in, n_out)
+        return self.compact(FixationSet(index.positive_index(acc), acc))
+
+    def dense_argmax(self, af, wf, flat, n_in, n_out):
+        return dense.dense_argmax(af, wf, flat, n_in, n_out)
+
+    def remap(self, flat, table):
+        return index.remap(flat, table)
+
+    def route(self, flat, inner, along, offset, size):
+        return index.route(flat, inner, along, offset, size)
+
+    def winner(self, candidates):
+        return index.winner(candidates)
+
+    def select(self, flat, chosen, k):
+        return index.select(flat, chosen, k)

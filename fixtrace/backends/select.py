@@ -1,0 +1,70 @@
+"""Choosing a backend: ``device="auto" | "cpu" | "cuda"``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from fixtrace.backends.base import Backend
+from fixtrace.errors import FixtraceError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@lru_cache(maxsize=1)
+def cuda_status() -> dict[str, Any]:
+    """What numba sees of CUDA here.
+
+    Returns:
+        ``available`` (kernels can run: a GPU, or the simulator), ``gpu`` (True only for real
+        hardware), ``simulator``, ``name`` and ``compute_capability`` of device 0 when there is
+        one, and ``reason`` when there is none.
+    """
+    try:
+        from numba import config, cuda
+    except Exception as exc:  # a numba build without its CUDA package
+        return {"available": False, "gpu": False, "simulator": False, "reason": f"numba.cuda cannot be imported: {exc}"}
+    simulator = bool(config.ENABLE_CUDASIM)
+    status: dict[str, Any] = {"available": False, "gpu": False, "simulator": simulator}
+    try:
+        status["available"] = bool(cuda.is_available())
+    except Exception as exc:  # the driver probe itself failed
+        status["reason"] = f"the CUDA driver probe failed: {str(exc).strip().splitlines()[0]}"
+        return status
+    if not status["available"]:
+        status["reason"] = "numba finds no CUDA driver or GPU"
+        return status
+    if simulator:
+        status["reason"] = "NUMBA_ENABLE_CUDASIM=1: the CUDA simulator (Python threads), not a GPU"
+        return status
+    try:
+        device = cuda.get_current_device()
+        name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+        status.update(gpu=True, name=name, compute_capability=".".join(map(str, device.compute_capability)))
+    except Exception as exc:
+        status.update(available=False, reason=f"CUDA is present but device 0 cannot be opened: {str(exc).strip().splitlines()[0]}")
+    return status
+
+
+def get_backend(device: str = "auto") -> Backend:
+    """The backend for ``device``.
+
+    Args:
+        device: ``"auto"`` (CUDA when a real GPU is present, else CPU), ``"cpu"`` or ``"cuda"``
+            (a GPU, or the numba CUDA simulator when NUMBA_ENABLE_CUDASIM=1).
+
+    Raises:
+        FixtraceError: an unknown device, or ``"cuda"`` where CUDA cannot run.
+    """
+    if device not in DEVICES:
+        raise FixtraceError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    status = cuda_status() if device != "cpu" else {}
+    if device == "cuda" and not status["available"]:
+        raise FixtraceError(f"device 'cuda' asked for, but CUDA cannot run here: {status['reason']}; use --device cpu or auto")
+    if device == "cuda" or (device == "auto" and status["gpu"]):
+        from fixtrace.backends.cuda import CudaBackend
+
+        return CudaBackend()
+    from fixtrace.backends.cpu import CpuBackend
+
+    return CpuBackend()

@@ -1,0 +1,46 @@
+"""Fully connected backtrack kernels (CUDA)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from fixtrace.kernels.cuda.launch import THREADS, blocks, empty_index
+from fixtrace.kernels.shared.dense import contribution, dense_argmax_one
+
+_TILE = 16  # 16 x 16 threads per block for the (fixation, input) grid
+
+
+@cuda.jit
+def _dense_positive(af, wf, out_index, counts, n_in, n_out, acc):  # pragma: no cover - numba
+    f, j = cuda.grid(2)
+    if f < out_index.size and j < n_in:
+        i = out_index[f] % n_out
+        b = out_index[f] // n_out
+        if contribution(af, wf, b, j, i, n_in, n_out) > 0.0:
+            # Counts are whole numbers, so the sum is exact in any order.
+            cuda.atomic.add(acc, b * n_in + j, counts[f])
+
+
+@cuda.jit
+def _dense_argmax(af, wf, out_index, n_in, n_out, result):  # pragma: no cover - numba
+    f = cuda.grid(1)
+    if f < out_index.size:
+        result[f] = dense_argmax_one(af, wf, out_index[f], n_in, n_out)
+
+
+def dense_positive(af, wf, out_index, counts, n_batch, n_in, n_out):
+    """Device twin of ``kernels.cpu.dense.dense_positive``: float64 (B * K,) summed counts."""
+    acc = cuda.to_device(np.zeros(n_batch * n_in, dtype=np.float64))
+    if out_index.size:
+        grid = ((out_index.size + _TILE - 1) // _TILE, (n_in + _TILE - 1) // _TILE)
+        _dense_positive[grid, (_TILE, _TILE)](af, wf, out_index, counts, n_in, n_out, acc)
+    return acc
+
+
+def dense_argmax(af, wf, out_index, n_in, n_out):
+    """Device twin of ``kernels.cpu.dense.dense_argmax``."""
+    result = empty_index(out_index.size)
+    if out_index.size:
+        _dense_argmax[blocks(out_index.size), THREADS](af, wf, out_index, n_in, n_out, result)
+    return result
