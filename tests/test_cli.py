@@ -185,6 +185,9 @@ def test_info(tmp_path):
     assert proc.stdout.startswith(f"fixtrace {fixtrace.__version__}\n")
     assert "CPUExecutionProvider" in proc.stdout
     assert re.search(r"^fixation rules for: .*\bConv\b.*\bGemm\b", proc.stdout, flags=re.M)
+    # The test session runs numba's CUDA simulator, which never counts as a GPU.
+    assert re.search(r"^numba CUDA: (GPU .+ \(compute capability \d+\.\d+\)|no GPU \(.+\))$", proc.stdout, flags=re.M)
+    assert re.search(r"^backend for --device auto: (cpu|cuda) ", proc.stdout, flags=re.M)
 
 
 def test_info_model(tmp_path):
@@ -193,6 +196,7 @@ def test_info_model(tmp_path):
     line = proc.stdout.splitlines()[-1]
     assert line.startswith(f"model {MODEL}: input 'input' (None, 3, 224, 224) NCHW")
     assert "logits 'logits' (1000 classes)" in line and "opset 13" in line
+    assert "backend cpu" in line or "backend cuda" in line
 
 
 # --------------------------------------------------------------------------------------------

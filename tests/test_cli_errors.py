@@ -12,6 +12,7 @@ onnxruntime start-up, so cases that can share one process (several bad images in
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -438,6 +439,23 @@ def test_argparse_usage_errors(tmp_path, args):
 def test_out_of_range_rendering_options_are_refused(files, tmp_path, option):
     proc = run_cli("explain", files["ok_tiny.onnx"], CHELSEA, "--out", tmp_path / "out", *option, cwd=tmp_path)
     assert_option_refused(proc, option[0])
+
+
+def test_batch_size_below_one_is_refused(files, tmp_path):
+    proc = run_cli("explain", files["ok_tiny.onnx"], CHELSEA, "--out", tmp_path / "out", "--batch-size", "0", cwd=tmp_path)
+    assert_option_refused(proc, "--batch-size", code=2)
+
+
+def test_device_cuda_without_cuda_is_one_line(tmp_path):
+    """No GPU and no simulator: --device cuda says why and what to use instead."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    proc = subprocess.run([sys.executable, "-m", "fixtrace.cli", "explain", str(MODEL), str(CHELSEA), "--out",
+                           str(tmp_path / "out"), "--device", "cuda"], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=300)
+    if "--device cuda" not in proc.stderr and proc.returncode == 0:
+        pytest.skip("this machine has a CUDA GPU")
+    assert_one_error(proc, "device 'cuda' asked for, but CUDA cannot run here", "--device cpu", code=2)
+    assert not (tmp_path / "out" / "chelsea").exists()
 
 
 def test_out_is_a_file(files, tmp_path):
