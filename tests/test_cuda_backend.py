@@ -143,3 +143,30 @@ def test_empty_fixation_sets_stay_empty():
         tensors = Tensors(case.tensors.values, case.tensors.shapes, case.tensors.constants, backend=backend)
         (_, sent), = case.rule("y").backtrack(backend.start([]), tensors)
         assert len(sent.host()) == 0
+
+
+def test_device_choice():
+    from fixtrace import FixtraceError
+    from fixtrace.backends import get_backend
+
+    status = cuda_status()
+    assert status["gpu"] != status["simulator"]  # the simulator is never taken for a GPU
+    assert get_backend("auto").name == ("cuda" if status["gpu"] else "cpu")
+    assert get_backend("cpu").name == "cpu"
+    assert get_backend("cuda").name == "cuda"  # asked for explicitly, the simulator runs the kernels too
+    with pytest.raises(FixtraceError, match="device must be one of auto, cpu, cuda"):
+        get_backend("gpu")
+
+
+@pytest.mark.slow
+def test_mobilenet_walk_is_identical_on_the_cuda_code_path():
+    """The real model through every CUDA kernel (simulated: about a minute per photo)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "check_cuda_identity.py"), "--images", "1", "--batch", "1",
+                           "--models", "mobilenet"], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mobilenet: 1 photos, 101 tensor sets compared on the numba CUDA simulator against the CPU backend; 0 different" in proc.stdout

@@ -8,6 +8,7 @@ merged result on the host is exactly the CPU backend's).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,6 +17,10 @@ from numba import cuda
 from fixtrace.backends.base import Backend
 from fixtrace.fixations.fixation_set import FixationSet
 from fixtrace.kernels.cuda import conv, dense, index, pool
+
+# One thread per fixation makes small grids by design (a few hundred to a few thousand
+# fixations per layer); numba would warn about occupancy on every such launch.
+warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
 
 
 class CudaBackend(Backend):

@@ -40,10 +40,34 @@ def cuda_status() -> dict[str, Any]:
     try:
         device = cuda.get_current_device()
         name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
-        status.update(gpu=True, name=name, compute_capability=".".join(map(str, device.compute_capability)))
-    except Exception as exc:
-        status.update(available=False, reason=f"CUDA is present but device 0 cannot be opened: {str(exc).strip().splitlines()[0]}")
+        status.update(name=name, compute_capability=".".join(map(str, device.compute_capability)))
+        _probe_launch()
+        status["gpu"] = True
+    except Exception as exc:  # e.g. a toolkit whose PTX is newer than the driver accepts
+        status.update(available=False, reason=f"CUDA is present but a kernel cannot run: {str(exc).strip().splitlines()[0]}")
     return status
+
+
+def _probe_launch() -> None:
+    """Compile, launch and read back one tiny kernel: a driver older than the toolkit's PTX
+    fails here rather than in the middle of an explanation.
+
+    Raises:
+        Exception: whatever numba raises when the kernel cannot be built or run.
+    """
+    import numpy as np
+    from numba import cuda
+
+    @cuda.jit
+    def double(values):  # pragma: no cover - runs on a GPU only
+        i = cuda.grid(1)
+        if i < values.size:
+            values[i] *= 2
+
+    values = cuda.to_device(np.arange(4, dtype=np.int64))
+    double[1, 32](values)
+    if values.copy_to_host().tolist() != [0, 2, 4, 6]:
+        raise RuntimeError("a test kernel returned wrong values")
 
 
 def get_backend(device: str = "auto") -> Backend:

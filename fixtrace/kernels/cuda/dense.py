@@ -13,7 +13,8 @@ _TILE = 16  # 16 x 16 threads per block for the (fixation, input) grid
 
 @cuda.jit
 def _dense_positive(af, wf, out_index, counts, n_in, n_out, acc):  # pragma: no cover - numba
-    f, j = cuda.grid(2)
+    # Inputs on x (up to 2**31 blocks), fixations on y (up to 65535 blocks).
+    j, f = cuda.grid(2)
     if f < out_index.size and j < n_in:
         i = out_index[f] % n_out
         b = out_index[f] // n_out
@@ -32,8 +33,8 @@ def _dense_argmax(af, wf, out_index, n_in, n_out, result):  # pragma: no cover -
 def dense_positive(af, wf, out_index, counts, n_batch, n_in, n_out):
     """Device twin of ``kernels.cpu.dense.dense_positive``: float64 (B * K,) summed counts."""
     acc = cuda.to_device(np.zeros(n_batch * n_in, dtype=np.float64))
-    if out_index.size:
-        grid = ((out_index.size + _TILE - 1) // _TILE, (n_in + _TILE - 1) // _TILE)
+    if out_index.size and n_in:
+        grid = ((n_in + _TILE - 1) // _TILE, (out_index.size + _TILE - 1) // _TILE)
         _dense_positive[grid, (_TILE, _TILE)](af, wf, out_index, counts, n_in, n_out, acc)
     return acc
 
