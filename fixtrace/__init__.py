@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from fixtrace.api import Explainer, explain  # noqa: E402
+from fixtrace.api import BatchItem, Explainer, explain  # noqa: E402
 from fixtrace.errors import (  # noqa: E402
     FixtraceError,
     ImageError,
@@ -14,6 +14,6 @@ from fixtrace.errors import (  # noqa: E402
 from fixtrace.explanation import ClassScore, Explanation, LayerFixations  # noqa: E402
 
 __all__ = [
-    "ClassScore", "Explainer", "Explanation", "FixtraceError", "ImageError", "InputShapeError", "LayerFixations",
+    "BatchItem", "ClassScore", "Explainer", "Explanation", "FixtraceError", "ImageError", "InputShapeError", "LayerFixations",
     "ModelError", "TargetError", "UnsupportedOpError", "explain", "__version__",
 ]
