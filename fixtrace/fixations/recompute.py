@@ -71,7 +71,7 @@ def find_recipe(graph: LayerGraph, tensor: str) -> ConvRecipe | None:
     node = graph.producer.get(tensor)
     low, high = -np.inf, np.inf
     if node is not None and node.op_type in ("Relu", "Clip"):
-        bounds = _clip_bounds(graph, node)
+        bounds = clip_bounds(graph, node)
         if bounds is None:
             return None
         low, high = bounds
@@ -89,7 +89,8 @@ def find_recipe(graph: LayerGraph, tensor: str) -> ConvRecipe | None:
                       np.ascontiguousarray(bias, dtype=np.float32), low, high)
 
 
-def _clip_bounds(graph: LayerGraph, node: Node) -> tuple[float, float] | None:
+def clip_bounds(graph: LayerGraph, node: Node) -> tuple[float, float] | None:
+    """(low, high) of a Relu or Clip node (-inf/inf where absent), or None when a bound is computed."""
     if node.op_type == "Relu":
         return 0.0, np.inf
     if "min" in node.attrs or "max" in node.attrs:  # opset < 11

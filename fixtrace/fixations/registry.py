@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from fixtrace.errors import UnsupportedOpError
+from fixtrace.model.registry import Registry
 
 if TYPE_CHECKING:
     from fixtrace.fixations.fixation_set import FixationSet
     from fixtrace.fixations.options import FixationOptions
     from fixtrace.fixations.walk import Tensors
     from fixtrace.model.layer_graph import LayerGraph, Node
-
-_RULES: dict[str, type["Rule"]] = {}
-
 
 class Rule:
     """Base of every backward rule; one instance is prepared per node, attributes read once.
@@ -55,33 +53,10 @@ class Rule:
         return UnsupportedOpError(self.node.op_type, self.node.name, supported_ops(), detail)
 
 
-def rule(*op_types: str) -> Callable[[type[Rule]], type[Rule]]:
-    """Class decorator registering a rule for the given ONNX op types."""
-
-    def register(cls: type[Rule]) -> type[Rule]:
-        for op in op_types:
-            if op in _RULES:
-                raise RuntimeError(f"two fixation rules for {op}: {_RULES[op].__name__} and {cls.__name__}")
-            _RULES[op] = cls
-        return cls
-
-    return register
-
-
-def rule_for(node: "Node") -> type[Rule]:
-    """The rule class for ``node``.
-
-    Raises:
-        UnsupportedOpError: no rule handles the node's op type.
-    """
-    cls = _RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-    if cls is None:
-        raise UnsupportedOpError(node.op_type, node.name, supported_ops())
-    return cls
-
-
-def supported_ops() -> list[str]:
-    """Every op type that has a fixation rule, sorted."""
-    from fixtrace.fixations import rules  # noqa: F401  (registers the rules)
-
-    return sorted(_RULES)
+FIXATION_RULES: Registry[Rule] = Registry("fixation", "fixtrace.fixations.rules")
+#: Class decorator registering a fixation rule for ONNX op types.
+rule = FIXATION_RULES.register
+#: The fixation rule class for a node (raises UnsupportedOpError).
+rule_for = FIXATION_RULES.rule_for
+#: Every op type that has a fixation rule, sorted.
+supported_ops = FIXATION_RULES.supported

@@ -11,8 +11,9 @@ from fixtrace.errors import ModelError
 from fixtrace.fixations.fixation_set import FixationSet
 from fixtrace.fixations.options import FixationOptions
 from fixtrace.fixations.recompute import ConvRecipe, find_recipe
-from fixtrace.fixations.registry import Rule, rule_for, supported_ops
+from fixtrace.fixations.registry import Rule, rule_for
 from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.registry import rules_below
 
 if TYPE_CHECKING:
     from fixtrace.backends.base import Backend
@@ -110,23 +111,7 @@ class BacktrackPlan:
         self.graph = graph
         self.options = options or FixationOptions()
         self.logits = find_logits(graph, output)
-        top = graph.producer.get(self.logits)
-        if top is None:
-            raise ModelError(f"output {self.logits!r} is not computed by any node")
-        supported_ops()  # registers the rules
-        # Follow only the inputs fixations can reach: nodes that merely compute a Reshape
-        # target or a Clip bound are never visited, so they need no rule.
-        prepared: dict[str, Rule] = {}
-        frontier = [top]
-        while frontier:
-            node = frontier.pop()
-            if node.name in prepared:
-                continue
-            prepared[node.name] = rule_for(node)(node, graph, self.options)
-            frontier.extend(graph.producer[t] for t in prepared[node.name].routes if t in graph.producer)
-        if not any(graph.image_input.name in r.routes for r in prepared.values()):
-            raise ModelError(f"output {self.logits!r} does not depend on the image input {graph.image_input.name!r}")
-        self.rules: list[Rule] = sorted(prepared.values(), key=lambda r: -r.node.order)
+        self.rules: list[Rule] = rules_below(graph, self.logits, lambda node: rule_for(node)(node, graph, self.options))
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
         # Tensors read at a few positions only are recomputed from a kept conv input when they can be.
         self.recipes: dict[str, ConvRecipe] = {}

@@ -25,6 +25,12 @@ class Window:
     dilations: np.ndarray
 
 
+def pool_kernel(node: Node) -> tuple[int, int] | None:
+    """A 2-D pool's (kh, kw), or None when the node is not a 2-D pool."""
+    kernel = node.attr("kernel_shape")
+    return (int(kernel[0]), int(kernel[1])) if kernel is not None and len(kernel) == 2 else None
+
+
 def window(node: Node, kernel: tuple[int, int], in_hw: tuple[int, int], out_hw: tuple[int, int]) -> Window:
     """Resolve a Conv/Pool node's window, auto_pad included.
 

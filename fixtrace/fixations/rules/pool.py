@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.fixations.rules.geometry import window
+from fixtrace.fixations.rules.geometry import pool_kernel, window
 from fixtrace.fixations.registry import Rule, rule
 from fixtrace.kernels.shared.pool import pool_geometry
 
@@ -18,10 +18,9 @@ class WindowArgmax(Rule):
 
     def __init__(self, node, graph, options):
         super().__init__(node, graph, options)
-        kernel = node.attr("kernel_shape")
-        if kernel is None or len(kernel) != 2:
+        self.kernel = pool_kernel(node)
+        if self.kernel is None:
             raise self.unsupported("only 2-D pooling is handled")
-        self.kernel = tuple(int(k) for k in kernel)
         self.needs = (node.inputs[0],)
 
     def backtrack(self, fixations, tensors):

@@ -58,13 +58,16 @@ class PadShift(Rule):
         self.pads = [int(p) for p in pads]
         self.axes = axes
 
-    def backtrack(self, fixations, tensors):
-        in_shape = tensors.shape(self.node.inputs[0])
+    def table(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
+        """The remap table from output elements to the input elements they copy (-1: constant pad)."""
         rank = len(in_shape)
         axes = [a % rank for a in self.axes] if self.axes is not None else list(range(rank))
         begin = [0] * rank
         for k, a in enumerate(axes):
             begin[a] = self.pads[k]
-        table = remap_table(tensors.shape(self.node.outputs[0]), in_shape, list(range(rank)), begin, [self.mode] * rank)
+        return remap_table(tuple(out_shape), tuple(in_shape), list(range(rank)), begin, [self.mode] * rank)
+
+    def backtrack(self, fixations, tensors):
+        table = self.table(tensors.shape(self.node.inputs[0]), tensors.shape(self.node.outputs[0]))
         index = tensors.backend.remap(fixations.index, table)
         return [(self.node.inputs[0], tensors.backend.compact(FixationSet(index, fixations.count)))]

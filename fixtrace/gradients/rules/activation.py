@@ -1,0 +1,100 @@
+"""Element-wise activations and batch normalisation (inference form)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fixtrace.fixations.recompute import clip_bounds
+from fixtrace.gradients.registry import VjpRule, vjp_rule
+
+
+class _Elementwise(VjpRule):
+    """dx = dy * f'(x), reading the data input."""
+
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        self.routes = (node.inputs[0],)
+        self.needs = (node.inputs[0],)
+
+    def vjp(self, grad, tensors):
+        return [(self.node.inputs[0], (grad * self.derivative(tensors.value(self.node.inputs[0]))).astype(np.float32))]
+
+    def derivative(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@vjp_rule("Relu", "Clip")
+class ReluVjp(_Elementwise):
+    """The gradient where the input is inside the bounds (strictly, as torch does), shaped by the mode:
+    guided keeps only positive gradients there; deconvnet keeps positive gradients anywhere."""
+
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        bounds = clip_bounds(graph, node)
+        if bounds is None:
+            raise self.unsupported("the clip bounds are computed, not constant")
+        self.low, self.high = bounds
+        self.routes = (node.inputs[0],)
+
+    def vjp(self, grad, tensors):
+        if self.mode == "deconvnet":
+            return [(self.node.inputs[0], np.maximum(grad, 0).astype(np.float32))]
+        x = tensors.value(self.node.inputs[0])
+        passed = grad * ((x > self.low) & (x < self.high))
+        if self.mode == "guided":
+            passed = np.maximum(passed, 0)
+        return [(self.node.inputs[0], passed.astype(np.float32))]
+
+
+@vjp_rule("LeakyRelu")
+class LeakyReluVjp(_Elementwise):
+    def derivative(self, x):
+        return np.where(x > 0, 1.0, float(self.node.attr("alpha", 0.01))).astype(np.float32)
+
+
+@vjp_rule("Sigmoid")
+class SigmoidVjp(_Elementwise):
+    def derivative(self, x):
+        s = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+        return (s * (1.0 - s)).astype(np.float32)
+
+
+@vjp_rule("HardSigmoid")
+class HardSigmoidVjp(_Elementwise):
+    def derivative(self, x):
+        alpha, beta = float(self.node.attr("alpha", 0.2)), float(self.node.attr("beta", 0.5))
+        z = alpha * x + beta
+        return np.where((z > 0) & (z < 1), alpha, 0.0).astype(np.float32)
+
+
+@vjp_rule("HardSwish")
+class HardSwishVjp(_Elementwise):
+    """y = x * clip(x / 6 + 1/2, 0, 1): 0 below -3, x / 3 + 1/2 up to 3, 1 above (torch's branches)."""
+
+    def derivative(self, x):
+        return np.where(x < -3, 0.0, np.where(x <= 3, x / 3.0 + 0.5, 1.0)).astype(np.float32)
+
+
+@vjp_rule("BatchNormalization")
+class BatchNormVjp(VjpRule):
+    """Inference form: dx = dy * scale / sqrt(var + eps), per channel (axis 1)."""
+
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        scale, var = self.constant(1), self.constant(4)
+        self.factor = (scale / np.sqrt(var.astype(np.float64) + float(node.attr("epsilon", 1e-5)))).astype(np.float32)
+        self.routes = (node.inputs[0],)
+
+    def vjp(self, grad, tensors):
+        shape = (1, -1) + (1,) * (grad.ndim - 2)
+        return [(self.node.inputs[0], grad * self.factor.reshape(shape))]
+
+
+@vjp_rule("Identity", "Dropout", "Cast")
+class IdentityVjp(VjpRule):
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        self.routes = (node.inputs[0],)
+
+    def vjp(self, grad, tensors):
+        return [(self.node.inputs[0], grad)]
