@@ -17,11 +17,13 @@ from fixtrace.backends import cuda_status, get_backend
 from fixtrace.errors import FixtraceError, TargetError
 from fixtrace.explanation import ClassScore, Explanation, LayerFixations
 from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
-from fixtrace.fixations.walk import BacktrackResult, Tensors
+from fixtrace.fixations.walk import BacktrackResult, Tensors, find_logits
 from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import ImageSource, load_image
 from fixtrace.images.preprocess import Preset, get_preset, input_size, preprocess
 from fixtrace.labels import class_names
+from fixtrace.methods import METHODS, GradualExtrapolation, MapMethod
+from fixtrace.methods.base import upsample
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.load import ModelSource, load_model
 from fixtrace.render.heatmap import DEFAULT_SIGMA, heatmap, inlier_mask
@@ -58,26 +60,50 @@ class Explainer:
         device: where the backward rules run: ``"auto"`` (CUDA when a GPU is present),
             ``"cpu"`` or ``"cuda"``. On a GPU the forward asks for onnxruntime's CUDA provider
             too; ``session.fallback`` says when it is not available.
+        method: ``"fixations"`` (CNN Fixations, the default) or a gradient method: ``saliency``,
+            ``guided-backprop``, ``deconvnet``, ``cam``, ``gradcam``, ``guided-gradcam``.
+        layer: the tensor a layer method reads (default: the last spatial map).
+        ge: sharpen a layer method's map with Gradual Extrapolation.
 
     Raises:
         ModelError: the model cannot be read or run.
         UnsupportedOpError: a node between the input and the logits has no rule.
-        FixtraceError: ``device="cuda"`` where CUDA cannot run.
+        FixtraceError: ``device="cuda"`` where CUDA cannot run; an unknown method or bad layer.
     """
 
     def __init__(self, model: ModelSource, *, preset: str | Preset = "imagenet", conv_location: str = "argmax",
-                 output: str | None = None, labels: str | Path | None = None, threads: int = 0, device: str = "auto") -> None:
+                 output: str | None = None, labels: str | Path | None = None, threads: int = 0, device: str = "auto",
+                 method: str = "fixations", layer: str | None = None, ge: bool = False) -> None:
         self.source = str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
         self.graph = LayerGraph.from_model(load_model(model))
         self.preset = get_preset(preset)
         self.options = FixationOptions(conv_location=conv_location)
-        self.plan = BacktrackPlan(self.graph, self.options, output)
         width, height = input_size(self.graph.image_input, self.preset)
         shapes = self.graph.shapes(self._batch_shape(1, height, width))
-        unknown = {t for t in self.plan.touched if t not in shapes}
+        self.logits = find_logits(self.graph, output)
+        self.method = method
+        self.plan: BacktrackPlan | None = None
+        self.map_method: MapMethod | None = None
+        if method == "fixations":
+            if layer is not None:
+                raise FixtraceError("--layer picks the layer of the layer methods (cam, gradcam, guided-gradcam), not of fixations")
+            self.plan = BacktrackPlan(self.graph, self.options, output)
+            keep, touched = self.plan.needs, self.plan.touched
+        elif method in METHODS:
+            self.map_method = METHODS[method](self.graph, self.logits, layer=layer, shapes=shapes)
+            keep, touched = self.map_method.needs, self.map_method.touched
+        else:
+            raise FixtraceError(f"unknown method {method!r}; methods: {', '.join(['fixations', *METHODS])}")
+        self.extrapolation: GradualExtrapolation | None = None
+        if ge:
+            if self.map_method is None:
+                raise FixtraceError("--ge sharpens layer maps (cam, gradcam); it is not built for fixations yet")
+            self.extrapolation = GradualExtrapolation(self.graph, shapes)
+            keep = keep | self.extrapolation.needs
+        unknown = {t for t in touched if t not in shapes}
         self.backend = get_backend(device)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_status()["gpu"] and self.backend.name == "cuda" else None
-        self.session = Session(self.graph, self.plan.needs | unknown | {self.plan.logits}, providers=providers, threads=threads)
+        self.session = Session(self.graph, keep | unknown | {self.logits}, providers=providers, threads=threads)
         self.labels_file = labels
         self._names: list[str] | None = class_names(self.num_classes, labels) if self.num_classes > 0 else None
 
@@ -205,6 +231,8 @@ class Explainer:
                       load_ms: float = 0.0) -> list[list[Explanation]]:
         """Explain preprocessed photos with one forward and one backward walk per asked class rank.
 
+        ``outlier_removal`` and ``sigma`` apply to fixations (points); gradient methods make dense maps.
+
         Args:
             photos: the original photos.
             batch: the model input, one row per photo.
@@ -219,7 +247,7 @@ class Explainer:
         values = self.session.run(batch)
         t2 = time.perf_counter()
         n = len(photos)
-        all_logits = values[self.plan.logits].reshape(n, -1).astype(np.float64)
+        all_logits = values[self.logits].reshape(n, -1).astype(np.float64)
         explicit = self.check_targets(target, top_k, all_logits.shape[1])
         scores, targets = [], []
         for logits in all_logits:
@@ -230,15 +258,34 @@ class Explainer:
             scores.append((score, [score(int(i)) for i in ranking[:5]]))
             targets.append(explicit or [int(i) for i in ranking[: top_k or 1]])
         tensors = self.tensors(values, batch)
-        settings = {
-            "method": "fixations", "preset": self.preset.name, "conv_location": self.options.conv_location,
-            "outlier_removal": outlier_removal, "sigma": sigma, "box_threshold": box_threshold,
-        }
+        settings = {"method": self.method, "preset": self.preset.name, "box_threshold": box_threshold}
+        if self.plan is not None:
+            settings |= {"conv_location": self.options.conv_location, "outlier_removal": outlier_removal, "sigma": sigma}
+        else:
+            settings |= {"layer": self.map_method.layer, "gradual_extrapolation": self.extrapolation is not None}
+        context = dict(photos=photos, batch=batch, geometries=geometries, tensors=tensors, targets=targets, scores=scores,
+                       box_threshold=box_threshold, settings=settings, forward_ms=(t2 - t1) * 1e3, load_ms=load_ms)
+        if self.map_method is not None:
+            return self._map_results(**context)
+        return self._fixation_results(outlier_removal=outlier_removal, sigma=sigma, **context)
+
+    def _info(self, n: int, timings: dict[str, float]) -> dict[str, Any]:
+        info = {"model": self.source, "providers": self.session.providers_in_use, **self.backend.describe(),
+                "batch_size": n, "timings_ms": timings, "versions": _versions()}
+        if self.session.fallback:
+            info["forward_fallback"] = self.session.fallback
+        return info
+
+    def _fixation_results(self, photos, batch, geometries, tensors, targets, scores, box_threshold, settings, forward_ms,
+                          load_ms, outlier_removal, sigma) -> list[list[Explanation]]:
+        """One backward walk per asked class rank, for the whole batch; then points and heat maps per photo."""
+        n = len(photos)
+        n_classes = int(np.prod(tensors.shape(self.logits)[1:]))
         per_item = int(np.prod(batch.shape[1:]))
         results: list[list[Explanation]] = [[] for _ in range(n)]
         for rank in range(len(targets[0])):
             t3 = time.perf_counter()
-            walk = self.plan.run(self.backend.start([b * all_logits.shape[1] + targets[b][rank] for b in range(n)]), tensors)
+            walk = self.plan.run(self.backend.start([b * n_classes + targets[b][rank] for b in range(n)]), tensors)
             arrived = walk.input.host()
             t4 = time.perf_counter()
             for b in range(n):
@@ -247,32 +294,57 @@ class Explainer:
                 original = geometries[b].original
                 keep = inlier_mask(xy, counts, original) if outlier_removal else np.ones(len(xy), dtype=bool)
                 heat = heatmap(xy[keep], counts[keep], original, sigma)
-                timings = {"load_ms": load_ms, "forward_ms": (t2 - t1) * 1e3, "backtrack_ms": (t4 - t3) * 1e3,
+                timings = {"load_ms": load_ms, "forward_ms": forward_ms, "backtrack_ms": (t4 - t3) * 1e3,
                            "render_ms": (time.perf_counter() - t5) * 1e3}
-                info = {
-                    "model": self.source, "providers": self.session.providers_in_use, **self.backend.describe(),
-                    "batch_size": n, "timings_ms": timings, "versions": _versions(),
-                }
-                if self.session.fallback:
-                    info["forward_fallback"] = self.session.fallback
                 score, top_classes = scores[b]
                 results[b].append(Explanation(
                     image=photos[b], target=score(targets[b][rank]), top_classes=top_classes,
                     points=xy, counts=counts, inliers=keep, heatmap=heat, per_layer=self._layers(walk, tensors, b),
-                    box_threshold=box_threshold, settings=settings, info=info,
+                    box_threshold=box_threshold, settings=settings, info=self._info(n, timings),
+                ))
+        return results
+
+    def _map_results(self, photos, batch, geometries, tensors, targets, scores, box_threshold, settings, forward_ms,
+                     load_ms) -> list[list[Explanation]]:
+        """One gradient walk per asked class rank, for the whole batch; each map resampled onto its photo."""
+        n = len(photos)
+        spec = self.graph.image_input
+        grid = (batch.shape[2], batch.shape[3]) if spec.layout == "NCHW" else (batch.shape[1], batch.shape[2])
+        results: list[list[Explanation]] = [[] for _ in range(n)]
+        for rank in range(len(targets[0])):
+            t3 = time.perf_counter()
+            chosen = [targets[b][rank] for b in range(n)]
+            if self.extrapolation is not None:
+                sharp = self.extrapolation.apply(self.map_method.coarse(tensors, chosen), tensors)
+                maps = upsample(sharp, grid)
+            else:
+                maps = self.map_method.maps(tensors, chosen)
+            t4 = time.perf_counter()
+            for b in range(n):
+                t5 = time.perf_counter()
+                photo_map = np.maximum(geometries[b].to_photo(maps[b]), 0)
+                top = float(photo_map.max())
+                heat = (photo_map / top if top > 0 else photo_map).astype(np.float32)
+                timings = {"load_ms": load_ms, "forward_ms": forward_ms, "backward_ms": (t4 - t3) * 1e3,
+                           "render_ms": (time.perf_counter() - t5) * 1e3}
+                score, top_classes = scores[b]
+                results[b].append(Explanation(
+                    image=photos[b], target=score(chosen[b]), top_classes=top_classes, points=np.zeros((0, 2)),
+                    counts=np.zeros(0), inliers=np.zeros(0, dtype=bool), heatmap=heat, per_layer={},
+                    box_threshold=box_threshold, settings=settings, info=self._info(n, timings), input_map=maps[b],
                 ))
         return results
 
     def tensors(self, values: dict[str, np.ndarray], batch: np.ndarray) -> Tensors:
         """The values of one run, with the input, shapes, constants and recompute recipes."""
         return Tensors(values | {self.graph.image_input.name: batch}, self.graph.shapes(batch.shape),
-                       self.graph.constants, self.plan.recipes, self.backend)
+                       self.graph.constants, self.plan.recipes if self.plan else {}, self.backend)
 
     @property
     def num_classes(self) -> int:
         """Scores per image in the logits tensor."""
         width, height = input_size(self.graph.image_input, self.preset)
-        shape = self.graph.shapes(self._batch_shape(1, height, width)).get(self.plan.logits)
+        shape = self.graph.shapes(self._batch_shape(1, height, width)).get(self.logits)
         return int(np.prod(shape[1:])) if shape else -1
 
     def _scorer(self, logits: np.ndarray, probability: np.ndarray):
@@ -337,8 +409,9 @@ _CACHE_SIZE = 4
 
 def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] | None = None, top_k: int | None = None,
             *, preset: str | Preset = "imagenet", conv_location: str = "argmax", labels: str | Path | None = None,
-            device: str = "auto", **kwargs: Any) -> Explanation | list[Explanation]:
-    """Explain a photo with CNN Fixations in one call; the prepared model is cached.
+            device: str = "auto", method: str = "fixations", layer: str | None = None, ge: bool = False,
+            **kwargs: Any) -> Explanation | list[Explanation]:
+    """Explain a photo in one call (CNN Fixations by default); the prepared model is cached.
 
     Args:
         model: path, bytes or ``onnx.ModelProto``.
@@ -349,15 +422,17 @@ def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] 
         conv_location: ``"argmax"`` or ``"centre"``.
         labels: labels file.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see Explainer).
+        method, layer, ge: the explanation method (see Explainer).
         **kwargs: passed to ``Explainer.explain`` (outlier_removal, sigma, box_threshold).
 
     Returns:
         An Explanation, or a list of them for several classes.
     """
-    key = (_model_key(model), get_preset(preset).name, conv_location, str(labels), device)
+    key = (_model_key(model), get_preset(preset).name, conv_location, str(labels), device, method, layer, ge)
     explainer = _CACHE.get(key)
     if explainer is None:
-        explainer = Explainer(model, preset=preset, conv_location=conv_location, labels=labels, device=device)
+        explainer = Explainer(model, preset=preset, conv_location=conv_location, labels=labels, device=device,
+                              method=method, layer=layer, ge=ge)
         _CACHE[key] = explainer
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)

@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="class index to explain (repeatable); default: the predicted class")
     which.add_argument("--top-k", type=int, metavar="K", help="explain the K best classes, one map each")
     ex.add_argument("--preset", default="imagenet", help="preprocessing: imagenet, caffe, tf, raw (default: imagenet)")
+    ex.add_argument("--method", default="fixations", metavar="NAME",
+                    help="fixations (default), saliency, guided-backprop, deconvnet, cam, gradcam, guided-gradcam")
+    ex.add_argument("--layer", help="the tensor cam/gradcam read (default: the last spatial map; see `fixtrace layers`)")
+    ex.add_argument("--ge", action="store_true", help="sharpen cam/gradcam maps with Gradual Extrapolation")
     ex.add_argument("--conv-location", choices=("argmax", "centre"), default="argmax",
                     help="where a conv fixation lands in its window (default: argmax)")
     ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")
@@ -69,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for the model check (default: auto)")
     info.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     info.set_defaults(run=_info)
+
+    layers = sub.add_parser("layers", help="list the model's feature maps (names for --layer) with op and shape")
+    layers.add_argument("model", help="the .onnx model")
+    layers.add_argument("--preset", default="imagenet", help="preprocessing preset, for the input size (default: imagenet)")
+    layers.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    layers.set_defaults(run=_layers)
     return parser
 
 
@@ -91,7 +101,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise FixtraceError(f"--batch-size must be at least 1, not {args.batch_size}")
     explainer = Explainer(args.model, preset=preset, conv_location=args.conv_location, labels=args.labels,
-                          threads=args.threads, device=args.device)
+                          threads=args.threads, device=args.device, method=args.method, layer=args.layer, ge=args.ge)
     explainer.check_targets(args.target, args.top_k)
     if explainer.session.fallback and not args.quiet:
         print(f"fixtrace: note: forward on the CPU: {explainer.session.fallback}", file=sys.stderr)
@@ -136,7 +146,8 @@ def _report(image: Path, explanations: list, written: list[str]) -> None:
         print(f"  {rank}. {c.index:>4d} {c.name:<28s} {c.probability:7.2%}")
     for e, where in zip(explanations, written):
         inliers = int(e.inliers.sum())
-        print(f"  explained {e.target.index} {e.target.name}: {inliers} fixation points, box {e.box} -> {where}")
+        what = f"{inliers} fixation points" if e.input_map is None else e.settings["method"]
+        print(f"  explained {e.target.index} {e.target.name}: {what}, box {e.box} -> {where}")
 
 
 def _collect_images(items: Sequence[str]) -> list[Path]:
@@ -199,11 +210,34 @@ def _info(args: argparse.Namespace) -> int:
         explainer = Explainer(args.model, device=args.device)
         spec = explainer.graph.image_input
         print(f"model {args.model}: input {spec.name!r} {spec.shape} {spec.layout}, opset {explainer.graph.opset}, "
-              f"logits {explainer.plan.logits!r} ({explainer.num_classes} classes), "
+              f"logits {explainer.logits!r} ({explainer.num_classes} classes), "
               f"{len(explainer.plan.rules)} nodes on the backward path, backend {explainer.backend.name}, "
               f"providers in use: {', '.join(explainer.session.providers_in_use)}")
         if explainer.session.fallback:
             print(f"forward fallback: {explainer.session.fallback}")
+    return EXIT_OK
+
+
+def _layers(args: argparse.Namespace) -> int:
+    from fixtrace.images.preprocess import get_preset, input_size
+    from fixtrace.model.layer_graph import LayerGraph
+    from fixtrace.model.load import load_model
+
+    try:
+        preset = get_preset(args.preset)
+    except ValueError as exc:
+        raise FixtraceError(str(exc)) from None
+    graph = LayerGraph.from_model(load_model(args.model))
+    spec = graph.image_input
+    width, height = input_size(spec, preset)
+    channels = spec.channels or 3
+    shapes = graph.shapes((1, channels, height, width) if spec.layout == "NCHW" else (1, height, width, channels))
+    print(f"{'tensor':<60s} {'op':<20s} shape")
+    for node in graph.nodes:
+        for tensor in node.outputs:
+            if tensor:
+                shape = "x".join(str(d) for d in shapes.get(tensor, ())) or "?"
+                print(f"{tensor:<60s} {node.op_type:<20s} {shape}")
     return EXIT_OK
 
 

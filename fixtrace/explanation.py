@@ -92,6 +92,7 @@ class Explanation:
         box_threshold: fraction of the heat map's max used to cut out the box.
         settings: the options that produced it.
         info: model, runtime providers, backend, versions and timings.
+        input_map: for gradient methods, the map on the model input's grid (points are empty then).
     """
 
     image: np.ndarray
@@ -105,6 +106,7 @@ class Explanation:
     box_threshold: float = 0.2
     settings: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    input_map: np.ndarray | None = None
 
     @cached_property
     def box(self) -> tuple[int, int, int, int] | None:
@@ -133,7 +135,8 @@ class Explanation:
         }
 
     def save(self, directory: str | Path, layers: bool = False) -> list[Path]:
-        """Write overlay.png, heatmap.png, heatmap.npy, fixations.json (and per_layer.json).
+        """Write overlay.png, heatmap.png, heatmap.npy, fixations.json (and input_map.npy for
+        gradient methods, per_layer.json for fixations when asked).
 
         Args:
             directory: created if missing.
@@ -149,7 +152,10 @@ class Explanation:
         Image.fromarray((self.heatmap * 255.0 + 0.5).astype(np.uint8)).save(paths[1])
         np.save(paths[2], self.heatmap)
         paths[3].write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
-        if layers:
+        if self.input_map is not None:
+            paths.append(out / "input_map.npy")
+            np.save(paths[-1], self.input_map)
+        if layers and self.per_layer:
             paths.append(out / "per_layer.json")
             rows = [layer.to_json() for layer in self.per_layer.values()]
             paths[-1].write_text(json.dumps(rows), encoding="utf-8")

@@ -31,6 +31,7 @@ class GradientPlan:
         self.mode = mode
         self.rules: list[VjpRule] = rules_below(graph, top, lambda node: GRADIENT_RULES.rule_for(node)(node, graph, mode))
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
+        self.touched: set[str] = {t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)}
 
     def run(self, seed: np.ndarray, tensors: Tensors, keep: set[str] | None = None) -> dict[str, np.ndarray]:
         """Walk the seed gradient down to the image input.

@@ -3,6 +3,7 @@ Grad-CAM, Guided Grad-CAM. Each is a short class on one base (``base.MapMethod``
 
 from fixtrace.methods.base import MapMethod
 from fixtrace.methods.cam import CAM, GradCAM, GuidedGradCAM
+from fixtrace.methods.extrapolation import GradualExtrapolation
 from fixtrace.methods.gradient import Deconvnet, GuidedBackprop, Saliency
 
 #: Method name (as on the command line) -> class.
@@ -11,4 +12,4 @@ METHODS: dict[str, type[MapMethod]] = {
     "cam": CAM, "gradcam": GradCAM, "guided-gradcam": GuidedGradCAM,
 }
 
-__all__ = ["CAM", "Deconvnet", "GradCAM", "GuidedBackprop", "GuidedGradCAM", "METHODS", "MapMethod", "Saliency"]
+__all__ = ["CAM", "Deconvnet", "GradCAM", "GradualExtrapolation", "GuidedBackprop", "GuidedGradCAM", "METHODS", "MapMethod", "Saliency"]

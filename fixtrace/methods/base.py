@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from fixtrace.errors import FixtraceError
 from fixtrace.fixations.walk import Tensors
 from fixtrace.gradients import GradientPlan
 from fixtrace.model.layer_graph import LayerGraph
@@ -35,6 +36,8 @@ class MapMethod(ABC):
         self.shapes = shapes or {}
         self.upsample_mode = upsample_mode
         self.needs: set[str] = set()
+        #: Computed tensors the method's rules touch (their shapes must be known at run time).
+        self.touched: set[str] = set()
 
     def seed(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         """d(score)/d(logits): one-hot at each photo's target class."""
@@ -56,10 +59,20 @@ class MapMethod(ABC):
         """float32 (N, H, W) maps on the model input's grid, for display (not normalised)."""
         return self.attributions(tensors, targets)
 
+    def coarse(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
+        """(N, h, w) non-negative maps on a layer's grid, for Gradual Extrapolation.
+
+        Raises:
+            FixtraceError: the method makes input-resolution maps, which there is nothing to sharpen in.
+        """
+        raise FixtraceError(f"{self.name} maps are already at the input's resolution: Gradual Extrapolation "
+                            "sharpens layer maps (cam, gradcam)")
+
     def gradient_plan(self, mode: str) -> GradientPlan:
         """A gradient walk from the logits, whose needs join this method's."""
         plan = GradientPlan(self.graph, self.logits, mode)
         self.needs |= plan.needs
+        self.touched |= plan.touched
         return plan
 
 

@@ -50,6 +50,7 @@ class GradCAM(MapMethod):
         if self.layer in shapes and len(shapes[self.layer]) != 4:
             raise FixtraceError(f"layer {self.layer!r} has shape {shapes[self.layer]}; Grad-CAM reads an (N, C, H, W) map")
         self.needs.add(self.layer)
+        self.touched.add(self.layer)
 
     def attributions(self, tensors, targets):
         """(N, h, w) maps on the layer's grid, ReLU applied."""
@@ -57,6 +58,9 @@ class GradCAM(MapMethod):
         activations = tensors.value(self.layer)
         alpha = grads.mean(axis=(2, 3), keepdims=True)
         return np.maximum((alpha * activations).sum(axis=1), 0).astype(np.float32)
+
+    def coarse(self, tensors, targets):
+        return self.attributions(tensors, targets)
 
     def maps(self, tensors, targets):
         return upsample(self.attributions(tensors, targets), _input_hw(self, tensors), self.upsample_mode)
@@ -89,6 +93,7 @@ class CAM(MapMethod):
                              f"{pool.op_type if pool else 'the input'}: use --method gradcam")
         self.layer = pool.inputs[0]
         self.needs = {self.layer}
+        self.touched = {self.layer}
 
     def attributions(self, tensors, targets):
         """(N, h, w) class activation maps on the pooled layer's grid."""
@@ -96,8 +101,11 @@ class CAM(MapMethod):
         w = self.weights[:, targets].T  # (N, K)
         return np.einsum("nk,nkhw->nhw", w, a).astype(np.float32)
 
+    def coarse(self, tensors, targets):
+        return np.maximum(self.attributions(tensors, targets), 0)
+
     def maps(self, tensors, targets):
-        return upsample(np.maximum(self.attributions(tensors, targets), 0), _input_hw(self, tensors), self.upsample_mode)
+        return upsample(self.coarse(tensors, targets), _input_hw(self, tensors), self.upsample_mode)
 
 
 class GuidedGradCAM(MapMethod):
@@ -111,6 +119,7 @@ class GuidedGradCAM(MapMethod):
         self.guided = GuidedBackprop(graph, logits)
         self.layer = self.gradcam.layer
         self.needs = self.gradcam.needs | self.guided.needs
+        self.touched = self.gradcam.touched | self.guided.touched
 
     def attributions(self, tensors, targets):
         """(N, C, H, W): the guided gradient weighted by the upsampled Grad-CAM."""

@@ -1,0 +1,68 @@
+"""Gradual Extrapolation (Szandala, IEEE Access 2021): sharpen a coarse map with the activations
+of the layers where the network down-samples."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fixtrace.errors import ModelError
+from fixtrace.fixations.walk import Tensors
+from fixtrace.methods.base import upsample
+from fixtrace.model.layer_graph import LayerGraph
+
+_DOWNSAMPLING = {"Conv", "MaxPool", "AveragePool"}
+_ACTIVATION = {"BatchNormalization", "Relu", "Clip", "LeakyRelu"}
+
+
+def _activated(graph: LayerGraph, tensor: str) -> str:
+    """``tensor`` followed through single-consumer BatchNorm / ReLU-like nodes."""
+    while len(graph.consumers.get(tensor, [])) == 1 and graph.consumers[tensor][0].op_type in _ACTIVATION:
+        tensor = graph.consumers[tensor][0].outputs[0]
+    return tensor
+
+
+class GradualExtrapolation:
+    """E_0 = the input of the first down-sampling layer (a strided conv or pool), E_1..E_n = the
+    outputs of every down-sampling layer. From the deepest E_j larger than the map up to E_0:
+    resize the map to E_j bilinearly and multiply it by E_j's channel sum (scaled by its max).
+    Then z-score, clip to [-1, 1] and scale to [0, 1].
+
+    A strided conv's output is taken after its own BatchNorm and ReLU (when they are its only
+    consumers), so that every E_j is an activation, as the max-pool outputs of VGG are.
+
+    Args:
+        graph: the layer graph.
+        shapes: tensor shapes at the model's input size.
+
+    Raises:
+        ModelError: the model never down-samples.
+    """
+
+    def __init__(self, graph: LayerGraph, shapes: dict[str, tuple[int, ...]]) -> None:
+        steps = [n for n in graph.nodes if n.op_type in _DOWNSAMPLING and max(n.attr("strides", [1, 1])) > 1
+                 and len(shapes.get(n.outputs[0], ())) == 4]
+        if not steps:
+            raise ModelError("the model has no strided conv or pool: Gradual Extrapolation has no layers to use")
+        candidates = [steps[0].inputs[0]] + [_activated(graph, n.outputs[0]) for n in steps]
+        # The image itself is not an activation (normalised pixels can be negative): never an E_j.
+        self.layers = [t for t in candidates if t != graph.image_input.name]
+        self.needs = set(self.layers)
+
+    def apply(self, maps: np.ndarray, tensors: Tensors) -> np.ndarray:
+        """Sharpen (N, h, w) maps; returns (N, H, W) in [0, 1] at E_0's size.
+
+        Args:
+            maps: coarse maps on any grid no larger than E_0's.
+            tensors: the run's values (at least ``needs``).
+        """
+        sharp = maps.astype(np.float32)
+        for name in reversed(self.layers):
+            energy = tensors.value(name).sum(axis=1)  # (N, H_j, W_j)
+            if energy.shape[1] * energy.shape[2] <= sharp.shape[1] * sharp.shape[2]:
+                continue
+            sharp = upsample(sharp, energy.shape[1:]) * energy / np.maximum(energy.max(axis=(1, 2), keepdims=True), 1e-12)
+        mean = sharp.mean(axis=(1, 2), keepdims=True)
+        std = np.maximum(sharp.std(axis=(1, 2), keepdims=True), 1e-12)
+        z = np.clip((sharp - mean) / std, -1.0, 1.0)
+        low, high = z.min(axis=(1, 2), keepdims=True), z.max(axis=(1, 2), keepdims=True)
+        return ((z - low) / np.maximum(high - low, 1e-12)).astype(np.float32)
