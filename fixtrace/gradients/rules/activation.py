@@ -6,6 +6,9 @@ import numpy as np
 
 from fixtrace.fixations.recompute import clip_bounds
 from fixtrace.gradients.registry import VjpRule, vjp_rule
+from fixtrace.kernels.cpu.gradients import MODE_DECONVNET, MODE_GUIDED, MODE_PLAIN, masked_gradient
+
+_MODES = {"plain": MODE_PLAIN, "guided": MODE_GUIDED, "deconvnet": MODE_DECONVNET}
 
 
 class _Elementwise(VjpRule):
@@ -37,13 +40,9 @@ class ReluVjp(_Elementwise):
         self.routes = (node.inputs[0],)
 
     def vjp(self, grad, tensors):
-        if self.mode == "deconvnet":
-            return [(self.node.inputs[0], np.maximum(grad, 0).astype(np.float32))]
-        x = tensors.value(self.node.inputs[0])
-        passed = grad * ((x > self.low) & (x < self.high))
-        if self.mode == "guided":
-            passed = np.maximum(passed, 0)
-        return [(self.node.inputs[0], passed.astype(np.float32))]
+        x = np.ascontiguousarray(tensors.value(self.node.inputs[0]), dtype=np.float32)
+        passed = masked_gradient(np.ascontiguousarray(grad, dtype=np.float32), x, self.low, self.high, _MODES[self.mode])
+        return [(self.node.inputs[0], passed.reshape(x.shape))]
 
 
 @vjp_rule("LeakyRelu")
