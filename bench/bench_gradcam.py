@@ -58,6 +58,9 @@ def main() -> None:
 
     values = explainer.session.run(batch)
     tensors = explainer.tensors(values, batch)
+    # The full walk down to the pixels (saliency's), on a session that keeps what it reads.
+    saliency = Explainer(ROOT / "models" / "mobilenet_v2.onnx", method="saliency", threads=args.threads, device="cpu")
+    saliency_tensors = saliency.tensors(saliency.session.run(batch), batch)
     stages = {
         "onnxruntime forward (plain)": lambda: plain.run(batch),
         "torch forward": lambda: model(x),
@@ -66,6 +69,8 @@ def main() -> None:
         "fixtrace forward keeping what the rules read": lambda: explainer.session.run(batch),
         "fixtrace backward alone (gradient walk + map)": lambda: method.attributions(tensors, [target]),
         "fixtrace end to end (map on the photo, rendered)": lambda: explainer.explain_prepared(load_image(args.image), batch, geometry),
+        "fixtrace input gradient alone (saliency's walk to the pixels)":
+            lambda: saliency.map_method.attributions(saliency_tensors, [target]),
     }
     times: dict[str, list[float]] = {k: [] for k in stages}
     for _ in range(3):

@@ -17,32 +17,35 @@ class GradientPlan:
         graph: the layer graph.
         top: the tensor the seed gradient is given on (usually the logits).
         mode: how ReLU-like ops pass gradients (see RELU_MODES).
+        bottom: stop at this tensor instead of the image input (Grad-CAM needs nothing below its layer).
 
     Raises:
         UnsupportedOpError: a node on the path has no gradient rule.
         ModelError: ``top`` is not computed, or does not depend on the image input.
     """
 
-    def __init__(self, graph: LayerGraph, top: str, mode: str = "plain") -> None:
+    def __init__(self, graph: LayerGraph, top: str, mode: str = "plain", bottom: str | None = None) -> None:
         if mode not in RELU_MODES:
             raise ValueError(f"mode must be one of {RELU_MODES}, not {mode!r}")
         self.graph = graph
         self.top = top
         self.mode = mode
-        self.rules: list[VjpRule] = rules_below(graph, top, lambda node: GRADIENT_RULES.rule_for(node)(node, graph, mode))
+        self.bottom = bottom
+        self.rules: list[VjpRule] = rules_below(graph, top, lambda node: GRADIENT_RULES.rule_for(node)(node, graph, mode),
+                                                bottom)
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
         self.touched: set[str] = {t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)}
 
     def run(self, seed: np.ndarray, tensors: Tensors, keep: set[str] | None = None) -> dict[str, np.ndarray]:
-        """Walk the seed gradient down to the image input.
+        """Walk the seed gradient down to the image input (or ``bottom``).
 
         Args:
             seed: d(score)/d(top), the shape of ``top``.
             tensors: the run's values and shapes.
-            keep: tensors whose gradient to return besides the input's (default: none).
+            keep: tensors whose gradient to return besides the end's (default: none).
 
         Returns:
-            Tensor name -> gradient, for the image input and every tensor in ``keep`` reached.
+            Tensor name -> gradient, for the image input (or ``bottom``) and every tensor in ``keep`` reached.
         """
         keep = keep or set()
         pending: dict[str, np.ndarray] = {self.top: seed}
@@ -56,6 +59,6 @@ class GradientPlan:
             for name, g in r.vjp(grad, tensors):
                 # A tensor read by several nodes gets the sum of their gradients.
                 pending[name] = pending[name] + g if name in pending else g
-        image = self.graph.image_input.name
-        kept[image] = pending.get(image, np.zeros(tensors.shape(image), dtype=np.float32))
+        end = self.bottom or self.graph.image_input.name
+        kept[end] = pending.get(end, np.zeros(tensors.shape(end), dtype=np.float32))
         return kept

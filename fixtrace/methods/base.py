@@ -68,9 +68,9 @@ class MapMethod(ABC):
         raise FixtraceError(f"{self.name} maps are already at the input's resolution: Gradual Extrapolation "
                             "sharpens layer maps (cam, gradcam)")
 
-    def gradient_plan(self, mode: str) -> GradientPlan:
-        """A gradient walk from the logits, whose needs join this method's."""
-        plan = GradientPlan(self.graph, self.logits, mode)
+    def gradient_plan(self, mode: str, bottom: str | None = None) -> GradientPlan:
+        """A gradient walk from the logits (down to ``bottom``), whose needs join this method's."""
+        plan = GradientPlan(self.graph, self.logits, mode, bottom)
         self.needs |= plan.needs
         self.touched |= plan.touched
         return plan

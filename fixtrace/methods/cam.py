@@ -43,10 +43,11 @@ class GradCAM(MapMethod):
         super().__init__(graph, logits, **options)
         shapes = self.shapes
         self.layer = self.layer or last_spatial_layer(self, shapes)
-        self.plan = self.gradient_plan("plain")
-        if not any(self.layer in r.node.outputs for r in self.plan.rules):
+        try:
+            self.plan = self.gradient_plan("plain", bottom=self.layer)
+        except ModelError:
             raise FixtraceError(f"layer {self.layer!r} is not on the way from the input to the logits; "
-                                f"`fixtrace layers MODEL` lists the layers")
+                                f"`fixtrace layers MODEL` lists the layers") from None
         if self.layer in shapes and len(shapes[self.layer]) != 4:
             raise FixtraceError(f"layer {self.layer!r} has shape {shapes[self.layer]}; Grad-CAM reads an (N, C, H, W) map")
         self.needs.add(self.layer)
@@ -54,7 +55,7 @@ class GradCAM(MapMethod):
 
     def attributions(self, tensors, targets):
         """(N, h, w) maps on the layer's grid, ReLU applied."""
-        grads = self.plan.run(self.seed(tensors, targets), tensors, keep={self.layer})[self.layer]
+        grads = self.plan.run(self.seed(tensors, targets), tensors)[self.layer]
         activations = tensors.value(self.layer)
         alpha = grads.mean(axis=(2, 3), keepdims=True)
         return np.maximum((alpha * activations).sum(axis=1), 0).astype(np.float32)

@@ -56,9 +56,9 @@ class Registry(Generic[R]):
         return sorted(self._rules)
 
 
-def rules_below(graph: LayerGraph, top: str, make: Callable[[Node], R]) -> list[R]:
-    """One prepared rule per node that ``top`` depends on through the rules' ``routes``,
-    in reverse topological order (consumers before producers).
+def rules_below(graph: LayerGraph, top: str, make: Callable[[Node], R], bottom: str | None = None) -> list[R]:
+    """One prepared rule per node that ``top`` depends on through the rules' ``routes``, down to
+    the image input (or to ``bottom``), in reverse topological order (consumers before producers).
 
     Only the inputs a rule routes to are followed: nodes that merely compute a Reshape target
     or a Clip bound are never visited, so they need no rule.
@@ -67,9 +67,10 @@ def rules_below(graph: LayerGraph, top: str, make: Callable[[Node], R]) -> list[
         graph: the layer graph.
         top: the tensor the walk starts from.
         make: node -> its prepared rule (which has ``node`` and ``routes``).
+        bottom: a tensor to stop at instead of the image input (its producer gets no rule).
 
     Raises:
-        ModelError: ``top`` is not computed, or does not depend on the image input.
+        ModelError: ``top`` is not computed, or does not depend on the image input (or ``bottom``).
         UnsupportedOpError: from ``make``, for a node without a rule.
     """
     first = graph.producer.get(top)
@@ -82,7 +83,9 @@ def rules_below(graph: LayerGraph, top: str, make: Callable[[Node], R]) -> list[
         if node.name in prepared:
             continue
         prepared[node.name] = make(node)
-        frontier.extend(graph.producer[t] for t in prepared[node.name].routes if t in graph.producer)
-    if not any(graph.image_input.name in r.routes for r in prepared.values()):
-        raise ModelError(f"output {top!r} does not depend on the image input {graph.image_input.name!r}")
+        frontier.extend(graph.producer[t] for t in prepared[node.name].routes if t in graph.producer and t != bottom)
+    end = bottom or graph.image_input.name
+    if not any(end in r.routes for r in prepared.values()):
+        what = f"tensor {bottom!r}" if bottom else f"the image input {end!r}"
+        raise ModelError(f"output {top!r} does not depend on {what}")
     return sorted(prepared.values(), key=lambda r: -r.node.order)
