@@ -224,3 +224,21 @@ def test_relu_modes_through_a_small_network(mode):
     case = Case(build(nodes, x.shape, ["y"], {"w1": w1, "w2": w2}), x)
     relu = _ModeReLU(mode)
     check(case, lambda t: relu(F.conv2d(relu(F.conv2d(t, torch.tensor(w1), padding=1)), torch.tensor(w2))), mode=mode)
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_lrn(size):
+    x = _w(np.random.default_rng(13), 2, 7, 4, 5)
+    case = _single("LRN", x, size=size, alpha=0.5, beta=0.75, bias=2.0)
+    check(case, lambda t: F.local_response_norm(t, size, alpha=0.5, beta=0.75, k=2.0))
+
+
+@pytest.mark.parametrize("op", ["Squeeze", "Unsqueeze", "Reshape"])
+def test_other_reshapes(op):
+    x = _w(np.random.default_rng(14), 2, 3, 1, 5)
+    inits = {"Squeeze": {"ax": np.array([2], np.int64)}, "Unsqueeze": {"ax": np.array([1], np.int64)},
+             "Reshape": {"ax": np.array([2, 5, 3], np.int64)}}[op]
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node(op, ["s", "ax"], ["y"])]
+    oracle = {"Squeeze": lambda t: torch.sigmoid(t).squeeze(2), "Unsqueeze": lambda t: torch.sigmoid(t).unsqueeze(1),
+              "Reshape": lambda t: torch.sigmoid(t).reshape(2, 5, 3)}[op]
+    check(Case(build(nodes, x.shape, ["y"], inits), x), oracle)

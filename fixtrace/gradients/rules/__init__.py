@@ -1,3 +1,3 @@
 """Importing this package registers every gradient rule."""
 
-from fixtrace.gradients.rules import activation, conv, dense, elementwise, pool, shape, softmax  # noqa: F401
+from fixtrace.gradients.rules import activation, conv, dense, elementwise, normalization, pool, shape, softmax  # noqa: F401

@@ -1,4 +1,4 @@
-"""Element-wise activations and batch normalisation (inference form)."""
+"""Element-wise activations and identities."""
 
 from __future__ import annotations
 
@@ -72,21 +72,6 @@ class HardSwishVjp(_Elementwise):
 
     def derivative(self, x):
         return np.where(x < -3, 0.0, np.where(x <= 3, x / 3.0 + 0.5, 1.0)).astype(np.float32)
-
-
-@vjp_rule("BatchNormalization")
-class BatchNormVjp(VjpRule):
-    """Inference form: dx = dy * scale / sqrt(var + eps), per channel (axis 1)."""
-
-    def __init__(self, node, graph, mode):
-        super().__init__(node, graph, mode)
-        scale, var = self.constant(1), self.constant(4)
-        self.factor = (scale / np.sqrt(var.astype(np.float64) + float(node.attr("epsilon", 1e-5)))).astype(np.float32)
-        self.routes = (node.inputs[0],)
-
-    def vjp(self, grad, tensors):
-        shape = (1, -1) + (1,) * (grad.ndim - 2)
-        return [(self.node.inputs[0], grad * self.factor.reshape(shape))]
 
 
 @vjp_rule("Identity", "Dropout", "Cast")

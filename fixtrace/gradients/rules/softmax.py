@@ -29,3 +29,4 @@ class SoftmaxVjp(VjpRule):
         else:
             dx = g - s * g.sum(axis=axis, keepdims=True)
         return [(self.node.inputs[0], dx.astype(np.float32))]
+
