@@ -24,6 +24,7 @@ from fixtrace.images.preprocess import Preset, get_preset, input_size, preproces
 from fixtrace.labels import class_names
 from fixtrace.methods import METHODS, GradualExtrapolation, MapMethod
 from fixtrace.methods.base import upsample
+from fixtrace.methods.cam import last_spatial_layer
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.load import ModelSource, load_model
 from fixtrace.render.heatmap import DEFAULT_SIGMA, heatmap, inlier_mask
@@ -63,7 +64,8 @@ class Explainer:
         method: ``"fixations"`` (CNN Fixations, the default) or a gradient method: ``saliency``,
             ``guided-backprop``, ``deconvnet``, ``cam``, ``gradcam``, ``guided-gradcam``.
         layer: the tensor a layer method reads (default: the last spatial map).
-        ge: sharpen a layer method's map with Gradual Extrapolation.
+        ge: sharpen the map with Gradual Extrapolation (for fixations, their counts on the last
+            spatial map are the coarse map, and the sharpened map replaces the Gaussian blur).
 
     Raises:
         ModelError: the model cannot be read or run.
@@ -95,11 +97,12 @@ class Explainer:
         else:
             raise FixtraceError(f"unknown method {method!r}; methods: {', '.join(['fixations', *METHODS])}")
         self.extrapolation: GradualExtrapolation | None = None
+        self.ge_layer: str | None = None
         if ge:
-            if self.map_method is None:
-                raise FixtraceError("--ge sharpens layer maps (cam, gradcam); it is not built for fixations yet")
             self.extrapolation = GradualExtrapolation(self.graph, shapes)
             keep = keep | self.extrapolation.needs
+            if self.plan is not None:  # fixations: the coarse map is their count on the last spatial map
+                self.ge_layer = last_spatial_layer(self.graph, shapes)
         unknown = {t for t in touched if t not in shapes}
         self.backend = get_backend(device)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_status()["gpu"] and self.backend.name == "cuda" else None
@@ -259,10 +262,11 @@ class Explainer:
             targets.append(explicit or [int(i) for i in ranking[: top_k or 1]])
         tensors = self.tensors(values, batch)
         settings = {"method": self.method, "preset": self.preset.name, "box_threshold": box_threshold}
+        settings["gradual_extrapolation"] = self.extrapolation is not None
         if self.plan is not None:
             settings |= {"conv_location": self.options.conv_location, "outlier_removal": outlier_removal, "sigma": sigma}
         else:
-            settings |= {"layer": self.map_method.layer, "gradual_extrapolation": self.extrapolation is not None}
+            settings["layer"] = self.map_method.layer
         context = dict(photos=photos, batch=batch, geometries=geometries, tensors=tensors, targets=targets, scores=scores,
                        box_threshold=box_threshold, settings=settings, forward_ms=(t2 - t1) * 1e3, load_ms=load_ms)
         if self.map_method is not None:
@@ -287,13 +291,18 @@ class Explainer:
             t3 = time.perf_counter()
             walk = self.plan.run(self.backend.start([b * n_classes + targets[b][rank] for b in range(n)]), tensors)
             arrived = walk.input.host()
+            if self.extrapolation is not None:
+                sharp = upsample(self.extrapolation.apply(self._fixation_counts(walk, tensors, n), tensors), _grid(self.graph, batch))
             t4 = time.perf_counter()
             for b in range(n):
                 t5 = time.perf_counter()
                 xy, counts = self._input_points(arrived.item(b, per_item), (1, *batch.shape[1:]), geometries[b])
                 original = geometries[b].original
                 keep = inlier_mask(xy, counts, original) if outlier_removal else np.ones(len(xy), dtype=bool)
-                heat = heatmap(xy[keep], counts[keep], original, sigma)
+                if self.extrapolation is None:
+                    heat = heatmap(xy[keep], counts[keep], original, sigma)
+                else:
+                    heat = _unit(geometries[b].to_photo(sharp[b]))
                 timings = {"load_ms": load_ms, "forward_ms": forward_ms, "backtrack_ms": (t4 - t3) * 1e3,
                            "render_ms": (time.perf_counter() - t5) * 1e3}
                 score, top_classes = scores[b]
@@ -308,8 +317,7 @@ class Explainer:
                      load_ms) -> list[list[Explanation]]:
         """One gradient walk per asked class rank, for the whole batch; each map resampled onto its photo."""
         n = len(photos)
-        spec = self.graph.image_input
-        grid = (batch.shape[2], batch.shape[3]) if spec.layout == "NCHW" else (batch.shape[1], batch.shape[2])
+        grid = _grid(self.graph, batch)
         results: list[list[Explanation]] = [[] for _ in range(n)]
         for rank in range(len(targets[0])):
             t3 = time.perf_counter()
@@ -322,9 +330,7 @@ class Explainer:
             t4 = time.perf_counter()
             for b in range(n):
                 t5 = time.perf_counter()
-                photo_map = np.maximum(geometries[b].to_photo(maps[b]), 0)
-                top = float(photo_map.max())
-                heat = (photo_map / top if top > 0 else photo_map).astype(np.float32)
+                heat = _unit(geometries[b].to_photo(maps[b]))
                 timings = {"load_ms": load_ms, "forward_ms": forward_ms, "backward_ms": (t4 - t3) * 1e3,
                            "render_ms": (time.perf_counter() - t5) * 1e3}
                 score, top_classes = scores[b]
@@ -334,6 +340,16 @@ class Explainer:
                     box_threshold=box_threshold, settings=settings, info=self._info(n, timings), input_map=maps[b],
                 ))
         return results
+
+    def _fixation_counts(self, walk: BacktrackResult, tensors: Tensors, n: int) -> np.ndarray:
+        """(N, h, w): fixation counts on the last spatial map, channels summed (GE's coarse map)."""
+        shape = tensors.shape(self.ge_layer)
+        counts = np.zeros(int(np.prod(shape)), dtype=np.float32)
+        reached = walk.per_tensor.get(self.ge_layer)
+        if reached is not None:
+            own = reached.host()
+            counts[own.index] = own.count
+        return counts.reshape(shape).sum(axis=1)[:n]
 
     def tensors(self, values: dict[str, np.ndarray], batch: np.ndarray) -> Tensors:
         """The values of one run, with the input, shapes, constants and recompute recipes."""
@@ -401,6 +417,18 @@ class Explainer:
                 shape=(1, *shape[1:]), fixations=fixations, item=item,
             )
         return layers
+
+
+def _grid(graph: LayerGraph, batch: np.ndarray) -> tuple[int, int]:
+    """(rows, cols) of the model input."""
+    return (batch.shape[2], batch.shape[3]) if graph.image_input.layout == "NCHW" else (batch.shape[1], batch.shape[2])
+
+
+def _unit(photo_map: np.ndarray) -> np.ndarray:
+    """A non-negative map scaled to a maximum of 1 (float32)."""
+    positive = np.maximum(photo_map, 0)
+    top = float(positive.max())
+    return (positive / top if top > 0 else positive).astype(np.float32)
 
 
 _CACHE: "OrderedDict[tuple, Explainer]" = OrderedDict()

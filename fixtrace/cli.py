@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--method", default="fixations", metavar="NAME",
                     help="fixations (default), saliency, guided-backprop, deconvnet, cam, gradcam, guided-gradcam")
     ex.add_argument("--layer", help="the tensor cam/gradcam read (default: the last spatial map; see `fixtrace layers`)")
-    ex.add_argument("--ge", action="store_true", help="sharpen cam/gradcam maps with Gradual Extrapolation")
+    ex.add_argument("--ge", action="store_true", help="sharpen the map with Gradual Extrapolation (fixations, cam, gradcam)")
     ex.add_argument("--conv-location", choices=("argmax", "centre"), default="argmax",
                     help="where a conv fixation lands in its window (default: argmax)")
     ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")

@@ -84,7 +84,7 @@ def _run(explainer):
 @pytest.mark.parametrize("kwargs, message", [
     ({"method": "lime"}, "unknown method 'lime'; methods: fixations, saliency"),
     ({"method": "gradcam", "layer": "nope"}, "layer 'nope' is not on the way from the input to the logits"),
-    ({"method": "saliency", "ge": True}, "Gradual Extrapolation sharpens layer maps"),
+    ({"method": "saliency", "ge": True}, "Gradual Extrapolation sharpens coarse maps"),
     ({"layer": "x"}, "--layer picks the layer of the layer methods"),
 ])
 def test_bad_method_options_are_clear_errors(mobilenet_path, kwargs, message):
@@ -119,3 +119,17 @@ def test_cli_method_and_layers(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fixtrace.cli", "explain", str(MODELS / "mobilenet_v2.onnx"),
                            str(IMAGES / "chelsea.jpg"), "--out", str(out), "--method", "lime"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip() == "fixtrace: error: unknown method 'lime'; methods: fixations, saliency, guided-backprop, deconvnet, cam, gradcam, guided-gradcam"
+
+
+@pytest.mark.parametrize("photo, box", [("chelsea", FACE), ("coffee", CUP)])
+def test_gradual_extrapolation_of_fixations(mobilenet_path, photo, box):
+    """Fixations' counts on the last spatial map, sharpened: the points stay, the map replaces the blur."""
+    plain = Explainer(mobilenet_path, device="cpu").explain(IMAGES / f"{photo}.jpg")
+    sharp = Explainer(mobilenet_path, ge=True, device="cpu").explain(IMAGES / f"{photo}.jpg")
+    assert sharp.settings["gradual_extrapolation"] and not plain.settings["gradual_extrapolation"]
+    np.testing.assert_array_equal(sharp.points, plain.points)
+    assert sharp.heatmap.shape == plain.heatmap.shape and sharp.heatmap.max() == pytest.approx(1.0)
+    assert not np.allclose(sharp.heatmap, plain.heatmap)
+    y, x = np.unravel_index(np.argmax(_smooth(sharp.heatmap)), sharp.heatmap.shape)
+    x0, y0, x1, y1 = box
+    assert x0 <= x <= x1 and y0 <= y <= y1, (x, y)

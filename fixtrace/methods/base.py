@@ -66,7 +66,7 @@ class MapMethod(ABC):
             FixtraceError: the method makes input-resolution maps, which there is nothing to sharpen in.
         """
         raise FixtraceError(f"{self.name} maps are already at the input's resolution: Gradual Extrapolation "
-                            "sharpens layer maps (cam, gradcam)")
+                            "sharpens coarse maps (fixations, cam, gradcam)")
 
     def gradient_plan(self, mode: str, bottom: str | None = None) -> GradientPlan:
         """A gradient walk from the logits (down to ``bottom``), whose needs join this method's."""

@@ -7,6 +7,7 @@ import numpy as np
 from fixtrace.errors import FixtraceError, ModelError
 from fixtrace.methods.base import MapMethod, upsample
 from fixtrace.methods.gradient import GuidedBackprop
+from fixtrace.model.layer_graph import LayerGraph
 
 #: Ops that keep a map's NCHW layout: where a layer method may read.
 _SPATIAL_OPS = {"Conv", "Relu", "Clip", "LeakyRelu", "BatchNormalization", "Add", "Sum", "Mul", "MaxPool", "AveragePool",
@@ -14,13 +15,13 @@ _SPATIAL_OPS = {"Conv", "Relu", "Clip", "LeakyRelu", "BatchNormalization", "Add"
 _REINDEX = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 
 
-def last_spatial_layer(method: MapMethod, shapes: dict[str, tuple[int, ...]]) -> str:
-    """The last NCHW map with rows and columns > 1 on the way to the logits (Grad-CAM's default).
+def last_spatial_layer(graph: LayerGraph, shapes: dict[str, tuple[int, ...]]) -> str:
+    """The last NCHW map with rows and columns > 1 in the graph (Grad-CAM's default layer).
 
     Raises:
         ModelError: there is none.
     """
-    order = {n.outputs[0]: n.order for n in method.graph.nodes if n.op_type in _SPATIAL_OPS}
+    order = {n.outputs[0]: n.order for n in graph.nodes if n.op_type in _SPATIAL_OPS}
     spatial = [t for t in order if len(shapes.get(t, ())) == 4 and shapes[t][2] > 1 and shapes[t][3] > 1]
     if not spatial:
         raise ModelError("no NCHW feature map with rows and columns > 1 in the model: Grad-CAM has no layer to read")
@@ -42,7 +43,7 @@ class GradCAM(MapMethod):
     def __init__(self, graph, logits, **options):
         super().__init__(graph, logits, **options)
         shapes = self.shapes
-        self.layer = self.layer or last_spatial_layer(self, shapes)
+        self.layer = self.layer or last_spatial_layer(graph, shapes)
         try:
             self.plan = self.gradient_plan("plain", bottom=self.layer)
         except ModelError:
