@@ -99,8 +99,8 @@ class Explainer:
         self.extrapolation: GradualExtrapolation | None = None
         self.ge_layer: str | None = None
         if ge:
-            if self.map_method is not None and type(self.map_method).coarse is MapMethod.coarse:
-                self.map_method.coarse(None, [])  # raises: this method has no coarse map to sharpen
+            if self.map_method is not None and not self.map_method.coarse_maps:
+                raise FixtraceError(self.map_method.no_coarse_maps())
             self.extrapolation = GradualExtrapolation(self.graph, shapes)
             keep = keep | self.extrapolation.needs
             if self.plan is not None:  # fixations: the coarse map is their count on the last spatial map

@@ -27,6 +27,8 @@ class MapMethod(ABC):
     """
 
     name = ""
+    #: Whether ``coarse`` gives layer-grid maps (what Gradual Extrapolation sharpens).
+    coarse_maps = False
 
     def __init__(self, graph: LayerGraph, logits: str, layer: str | None = None,
                  shapes: dict[str, tuple[int, ...]] | None = None, upsample_mode: str = "bilinear") -> None:
@@ -65,8 +67,12 @@ class MapMethod(ABC):
         Raises:
             FixtraceError: the method makes input-resolution maps, which there is nothing to sharpen in.
         """
-        raise FixtraceError(f"{self.name} maps are already at the input's resolution: Gradual Extrapolation "
-                            "sharpens coarse maps (fixations, cam, gradcam)")
+        raise FixtraceError(self.no_coarse_maps())
+
+    def no_coarse_maps(self) -> str:
+        """Why Gradual Extrapolation cannot sharpen this method's maps."""
+        return (f"{self.name} maps are already at the input's resolution: Gradual Extrapolation sharpens coarse maps "
+                "(fixations, cam, gradcam)")
 
     def gradient_plan(self, mode: str, bottom: str | None = None) -> GradientPlan:
         """A gradient walk from the logits (down to ``bottom``), whose needs join this method's."""

@@ -39,6 +39,7 @@ class GradCAM(MapMethod):
     """
 
     name = "gradcam"
+    coarse_maps = True
 
     def __init__(self, graph, logits, **options):
         super().__init__(graph, logits, **options)
@@ -77,6 +78,7 @@ class CAM(MapMethod):
     """
 
     name = "cam"
+    coarse_maps = True
 
     def __init__(self, graph, logits, **options):
         super().__init__(graph, logits, **options)
