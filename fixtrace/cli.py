@@ -84,13 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _explain(args: argparse.Namespace) -> int:
     from fixtrace.api import Explainer, check_render_options
-    from fixtrace.images.preprocess import get_preset
     from fixtrace.progress import Progress
 
-    try:
-        preset = get_preset(args.preset)
-    except ValueError as exc:
-        raise FixtraceError(str(exc)) from None
+    preset = _preset(args.preset)
     check_render_options(args.sigma, args.box_threshold)
     images = _collect_images(args.images)
     out = Path(args.out)
@@ -219,14 +215,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _layers(args: argparse.Namespace) -> int:
-    from fixtrace.images.preprocess import get_preset, input_size
+    from fixtrace.images.preprocess import input_size
     from fixtrace.model.layer_graph import LayerGraph
     from fixtrace.model.load import load_model
 
-    try:
-        preset = get_preset(args.preset)
-    except ValueError as exc:
-        raise FixtraceError(str(exc)) from None
+    preset = _preset(args.preset)
     graph = LayerGraph.from_model(load_model(args.model))
     spec = graph.image_input
     width, height = input_size(spec, preset)
@@ -239,6 +232,16 @@ def _layers(args: argparse.Namespace) -> int:
                 shape = "x".join(str(d) for d in shapes.get(tensor, ())) or "?"
                 print(f"{tensor:<60s} {node.op_type:<20s} {shape}")
     return EXIT_OK
+
+
+def _preset(name: str):
+    """The preprocessing preset called ``name``, or a one-line error."""
+    from fixtrace.images.preprocess import get_preset
+
+    try:
+        return get_preset(name)
+    except ValueError as exc:
+        raise FixtraceError(str(exc)) from None
 
 
 def _error(message: str) -> None:

@@ -34,6 +34,15 @@ def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tu
 
 
 @register_jitable
+def window_origin(flat, g):  # pragma: no cover - numba
+    """(batch, output channel, first input channel of its group, window top, window left) of a
+    flat index into a conv's output, for ``conv_geometry`` g."""
+    n_out, c_group, out_h, out_w, m_group, sh, sw, pt, pl = g[3], g[4], g[7], g[8], g[9], g[10], g[11], g[12], g[13]
+    b, m, r, q = unravel4(flat, n_out, out_h, out_w)
+    return b, m, (m // m_group) * c_group, r * sh - pt, q * sw - pl
+
+
+@register_jitable
 def conv_one(xf, wf, flat, g, location):  # pragma: no cover - numba
     """The input fixation of one conv output fixation.
 
@@ -54,10 +63,7 @@ def conv_one(xf, wf, flat, g, location):  # pragma: no cover - numba
         The flat index into the input.
     """
     n_in, height, width, n_out, c_group, kh, kw, out_h, out_w, m_group, sh, sw, pt, pl, dh, dw = g
-    b, m, r, q = unravel4(flat, n_out, out_h, out_w)
-    c0 = (m // m_group) * c_group
-    top = r * sh - pt
-    left = q * sw - pl
+    b, m, c0, top, left = window_origin(flat, g)
     i_lo, i_hi = taps(top, dh, kh, height)
     j_lo, j_hi = taps(left, dw, kw, width)
     plane = height * width
@@ -122,10 +128,7 @@ def conv_value(src, src_w, src_bias, cell, sg, low, high):  # pragma: no cover -
         The value, float64 (exactly a float32).
     """
     n_in, height, width, n_out, c_group, kh, kw, out_h, out_w, m_group, sh, sw, pt, pl, dh, dw = sg
-    b, m, r, q = unravel4(cell, n_out, out_h, out_w)
-    c0 = (m // m_group) * c_group
-    top = r * sh - pt
-    left = q * sw - pl
+    b, m, c0, top, left = window_origin(cell, sg)
     i_lo, i_hi = taps(top, dh, kh, height)
     j_lo, j_hi = taps(left, dw, kw, width)
     total = np.float64(0.0)
@@ -159,10 +162,7 @@ def depthwise_recomputed_one(src, src_w, src_bias, sg, low, high, wf, flat, g, l
         The flat index into the depthwise input.
     """
     n_in, height, width, n_out, c_group, kh, kw, out_h, out_w, m_group, sh, sw, pt, pl, dh, dw = g
-    b, m, r, q = unravel4(flat, n_out, out_h, out_w)
-    c = (m // m_group) * c_group
-    top = r * sh - pt
-    left = q * sw - pl
+    b, m, c, top, left = window_origin(flat, g)
     y = clamp(top + ((kh - 1) // 2) * dh, 0, height - 1)
     xx = clamp(left + ((kw - 1) // 2) * dw, 0, width - 1)
     if location == LOCATION_ARGMAX:
