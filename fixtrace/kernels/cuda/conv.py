@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from fixtrace.kernels.cuda.launch import THREADS, blocks, empty_index
+from fixtrace.kernels.cuda.launch import per_item
 from fixtrace.kernels.shared.conv import conv_one, depthwise_recomputed_one
 
 
@@ -24,16 +24,10 @@ def _depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, out
 
 def conv_backtrack(xf, wf, out_index, g, location):
     """Device twin of ``kernels.cpu.conv.conv_backtrack``: one thread per fixation."""
-    result = empty_index(out_index.size)
-    if out_index.size:
-        _conv_backtrack[blocks(out_index.size), THREADS](xf, wf, out_index, g, location, result)
-    return result
+    return per_item(_conv_backtrack, out_index.size, xf, wf, out_index, g, location)
 
 
 def depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, out_index, g, location):
     """Device twin of ``kernels.cpu.conv.depthwise_backtrack_recomputed``."""
-    result = empty_index(out_index.size)
-    if out_index.size:
-        _depthwise_backtrack_recomputed[blocks(out_index.size), THREADS](src, src_w, src_bias, sg, float(low), float(high),
-                                                                        wf, out_index, g, location, result)
-    return result
+    return per_item(_depthwise_backtrack_recomputed, out_index.size, src, src_w, src_bias, sg, float(low), float(high), wf,
+                    out_index, g, location)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from fixtrace.kernels.cuda.launch import THREADS, blocks, empty_index
+from fixtrace.kernels.cuda.launch import per_item
 from fixtrace.kernels.shared.dense import contribution, dense_argmax_one
 
 _TILE = 16  # 16 x 16 threads per block for the (fixation, input) grid
@@ -41,7 +41,4 @@ def dense_positive(af, wf, out_index, counts, n_batch, n_in, n_out):
 
 def dense_argmax(af, wf, out_index, n_in, n_out):
     """Device twin of ``kernels.cpu.dense.dense_argmax``."""
-    result = empty_index(out_index.size)
-    if out_index.size:
-        _dense_argmax[blocks(out_index.size), THREADS](af, wf, out_index, n_in, n_out, result)
-    return result
+    return per_item(_dense_argmax, out_index.size, af, wf, out_index, n_in, n_out)

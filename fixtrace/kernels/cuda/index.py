@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from fixtrace.kernels.cuda.launch import THREADS, blocks, empty_index
+from fixtrace.kernels.cuda.launch import THREADS, blocks, empty_index, per_item
 from fixtrace.kernels.shared.index import remap_one, route_one
 
 
@@ -59,18 +59,12 @@ def _compact(flat, counts, out_index, out_counts, used):  # pragma: no cover - n
 
 def remap(out_index, table):
     """Device twin of ``kernels.cpu.index.remap``."""
-    result = empty_index(out_index.size)
-    if out_index.size:
-        _remap[blocks(out_index.size), THREADS](out_index, cuda.to_device(table), result)
-    return result
+    return per_item(_remap, out_index.size, out_index, cuda.to_device(table))
 
 
 def route(out_index, inner, along, offset, size):
     """Device twin of ``kernels.cpu.index.route``."""
-    result = empty_index(out_index.size)
-    if out_index.size:
-        _route[blocks(out_index.size), THREADS](out_index, inner, along, offset, size, result)
-    return result
+    return per_item(_route, out_index.size, out_index, inner, along, offset, size)
 
 
 def winner(candidates):
@@ -86,18 +80,12 @@ def winner(candidates):
 
 def select(flat, chosen, k):
     """``flat`` where ``chosen == k``, else -1."""
-    result = empty_index(flat.size)
-    if flat.size:
-        _select[blocks(flat.size), THREADS](flat, chosen, k, result)
-    return result
+    return per_item(_select, flat.size, flat, chosen, k)
 
 
 def positive_index(acc):
     """The index of every nonzero entry of ``acc``, -1 elsewhere."""
-    result = empty_index(acc.size)
-    if acc.size:
-        _positive_index[blocks(acc.size), THREADS](acc, result)
-    return result
+    return per_item(_positive_index, acc.size, acc)
 
 
 def compact(flat, counts):

@@ -16,3 +16,14 @@ def blocks(n: int) -> int:
 def empty_index(n: int):
     """A device int64 array of ``n`` entries."""
     return cuda.device_array(n, dtype="int64")
+
+
+def per_item(kernel, n: int, *args):
+    """Launch ``kernel(*args, result)`` with one thread per item; returns the int64 ``result`` (n,).
+
+    Nothing is launched for n = 0 (an empty grid is an invalid launch on a GPU).
+    """
+    result = empty_index(n)
+    if n:
+        kernel[blocks(n), THREADS](*args, result)
+    return result

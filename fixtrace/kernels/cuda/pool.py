@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from fixtrace.kernels.cuda.launch import THREADS, blocks, empty_index
+from fixtrace.kernels.cuda.launch import per_item
 from fixtrace.kernels.shared.pool import global_one, pool_one
 
 
@@ -24,15 +24,9 @@ def _global_argmax(xf, channel_index, g, result):  # pragma: no cover - numba
 
 def pool_argmax(xf, out_index, g):
     """Device twin of ``kernels.cpu.pool.pool_argmax``."""
-    result = empty_index(out_index.size)
-    if out_index.size:
-        _pool_argmax[blocks(out_index.size), THREADS](xf, out_index, g, result)
-    return result
+    return per_item(_pool_argmax, out_index.size, xf, out_index, g)
 
 
 def global_argmax(xf, channel_index, g):
     """Device twin of ``kernels.cpu.pool.global_argmax``."""
-    result = empty_index(channel_index.size)
-    if channel_index.size:
-        _global_argmax[blocks(channel_index.size), THREADS](xf, channel_index, g, result)
-    return result
+    return per_item(_global_argmax, channel_index.size, xf, channel_index, g)
