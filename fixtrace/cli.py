@@ -74,6 +74,35 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     info.set_defaults(run=_info)
 
+    from fixtrace.evaluate import dataset as dataset_format
+    from fixtrace.evaluate.methods import DEFAULT_METHODS, FLAGS
+
+    ev = sub.add_parser("evaluate", help="score explanation methods on a folder of images with boxes (method x metric table)",
+                        description="Explain every image of DATASET_DIR with each method and print the method x metric "
+                                    "table: top-1 localization error, GT-known localization error, pointing game, "
+                                    "energy in the box, deletion and insertion AUC, time per image.",
+                        epilog=dataset_format.__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("model", help="the .onnx model")
+    ev.add_argument("dataset", help="folder of images with a boxes.csv (format below)")
+    ev.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help=f"comma-separated methods, each name[:flag...], flags {', '.join(FLAGS)} (default: %(default)s)")
+    ev.add_argument("--out", default="evaluation", help="folder for evaluation.md/.csv/.json (default: evaluation)")
+    ev.add_argument("--preset", default="imagenet", help="preprocessing: imagenet, caffe, tf, raw (default: imagenet)")
+    ev.add_argument("--sigma", type=float, default=20 / 256, help="fixations' blur, fraction of the short side (default: 20/256)")
+    ev.add_argument("--box-threshold", type=float, default=0.2, help="box cut at this fraction of the map's max (default: 0.2)")
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU a box needs to count as found (default: 0.5)")
+    ev.add_argument("--tolerance", type=float, default=0.0, help="pointing-game tolerance in pixels (default: 0)")
+    ev.add_argument("--perturbation", type=int, default=50, metavar="N",
+                    help="deletion/insertion curves on the first N images of each method (default: 50; 0: none)")
+    ev.add_argument("--steps", type=int, default=32, help="points per deletion/insertion curve (default: 32)")
+    ev.add_argument("--limit", type=int, metavar="N", help="only the first N images")
+    ev.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per forward and walk (default: 16)")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the backward rules run (default: auto)")
+    ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    ev.set_defaults(run=_evaluate)
+
     layers = sub.add_parser("layers", help="list the model's feature maps (names for --layer) with op and shape")
     layers.add_argument("model", help="the .onnx model")
     layers.add_argument("--preset", default="imagenet", help="preprocessing preset, for the input size (default: imagenet)")
@@ -212,6 +241,35 @@ def _info(args: argparse.Namespace) -> int:
         if explainer.session.fallback:
             print(f"forward fallback: {explainer.session.fallback}")
     return EXIT_OK
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from fixtrace.evaluate import evaluate, parse_method, read_dataset, save, to_markdown
+    from fixtrace.progress import Progress
+
+    preset = _preset(args.preset)
+    specs = [parse_method(m) for m in args.methods.split(",") if m.strip()]
+    if not specs:
+        raise FixtraceError("--methods names no method")
+    if not 0 < args.iou <= 1:
+        raise FixtraceError(f"--iou must be in (0, 1], not {args.iou}")
+    if args.tolerance < 0:
+        raise FixtraceError(f"--tolerance must be >= 0 pixels, not {args.tolerance}")
+    if args.perturbation < 0 or args.steps < 1 or args.batch_size < 1 or args.limit is not None and args.limit < 1:
+        raise FixtraceError("--perturbation must be >= 0, and --steps, --batch-size and --limit >= 1")
+    items = read_dataset(args.dataset)[: args.limit]
+    progress = Progress(len(items) * len(specs), enabled=not args.quiet)
+    evaluation = evaluate(args.model, items, specs, preset=preset, box_threshold=args.box_threshold, sigma=args.sigma,
+                          iou_threshold=args.iou, tolerance=args.tolerance, perturbation=args.perturbation, steps=args.steps,
+                          batch_size=args.batch_size, device=args.device, threads=args.threads, on_step=progress.step,
+                          name=str(args.model), dataset=str(args.dataset))
+    try:
+        paths = save(evaluation, args.out)
+    except OSError as exc:
+        raise FixtraceError(f"cannot write the results to {args.out}: {exc.strerror or exc}") from None
+    print(to_markdown(evaluation), end="")
+    print(f"written: {', '.join(str(p) for p in paths)}")
+    return EXIT_ITEM_FAILED if any(row.failed for row in evaluation.rows) else EXIT_OK
 
 
 def _layers(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 # CUDA kernels run in numba's simulator unless a GPU run asks otherwise (NUMBA_ENABLE_CUDASIM=0):
 # it must be set before numba is first imported. The simulator never counts as a GPU for
@@ -19,6 +21,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 IMAGES = MODELS / "images"
+
+
+def run_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    """``fixtrace ARGS`` in a fresh interpreter; stdout and stderr captured as text."""
+    return subprocess.run([sys.executable, "-m", "fixtrace.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
 
 
 def package_file(package: str, relative: str) -> Path:

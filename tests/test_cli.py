@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import onnx
 import pytest
 from PIL import Image
 
+from conftest import run_cli
 import fixtrace
 from fixtrace import ClassScore, Explanation, LayerFixations, TargetError
 
@@ -28,11 +28,6 @@ CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
 COFFEE = ROOT / "models" / "images" / "coffee.jpg"
 OUTPUTS = ["fixations.json", "heatmap.npy", "heatmap.png", "overlay.png"]
 
-
-def run_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    """``fixtrace ARGS`` in a fresh interpreter; stdout and stderr captured as text."""
-    return subprocess.run([sys.executable, "-m", "fixtrace.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
 
 
 def assert_ok(proc: subprocess.CompletedProcess) -> None:

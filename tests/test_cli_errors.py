@@ -25,6 +25,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from conftest import run_cli
 from fixtrace import Explainer, InputShapeError, ModelError, UnsupportedOpError
 from fixtrace.fixations import supported_ops
 from fixtrace.runtime.session import check_input_shape
@@ -43,11 +44,6 @@ INTERNAL = ("Traceback", "[E:onnxruntime", "onnxruntime_src", "Warning:", "warni
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-
-def run_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    """``fixtrace ARGS`` in a fresh interpreter; stdout and stderr captured as text."""
-    return subprocess.run([sys.executable, "-m", "fixtrace.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:

@@ -13,7 +13,7 @@ from onnx import helper
 from test_rules_oracle import _w, build
 
 from fixtrace import Explainer, FixtraceError, ModelError
-from fixtrace.methods import METHODS, GradualExtrapolation
+from fixtrace.methods import METHODS
 
 # The cat's face in chelsea.jpg and the cup in coffee.jpg (x0, y0, x1, y1), as in test_models.
 FACE, CUP = (80, 0, 370, 300), (170, 20, 420, 260)

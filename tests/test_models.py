@@ -21,7 +21,7 @@ import pytest
 from onnx import helper, numpy_helper
 from PIL import Image
 
-from conftest import IMAGES, package_file, run_exposing
+from conftest import IMAGES, MODELS, package_file, run_exposing
 from fixtrace import Explainer
 from fixtrace.fixations import FixationSet, supported_ops
 from fixtrace.fixations.walk import BacktrackResult, Tensors
@@ -393,3 +393,31 @@ def test_light_model_walks_to_the_input_and_invariants_hold(name):
     assert LIGHT_MODELS[name] <= reached, LIGHT_MODELS[name] - reached
     checked = check_walk(walk)
     assert checked["Conv"] == conv_nodes_reached(walk) > 0
+
+
+# --------------------------------------------------------------------------------------------
+# The three CNNs trained here on Fashion-MNIST canvases (models/fashion): VGG, ResNet, Inception
+# --------------------------------------------------------------------------------------------
+
+FASHION = MODELS / "fashion"
+FASHION_MODELS = {
+    # name: ops the walk must have passed through
+    "vgg": {"Gemm", "MaxPool", "Relu", "Flatten"},
+    "resnet": {"Add", "GlobalAveragePool", "MaxPool", "Gemm"},
+    "inception": {"Concat", "MaxPool", "GlobalAveragePool", "Gemm"},
+}
+FASHION_SAMPLES = ("00002.png", "00005.png")
+
+
+@pytest.mark.parametrize("location", ["argmax", "centre"])
+@pytest.mark.parametrize("sample", FASHION_SAMPLES)
+@pytest.mark.parametrize("name", list(FASHION_MODELS))
+def test_trained_fashion_models_hold_the_invariants_at_every_layer(name, sample, location):
+    walk = walk_model(FASHION / f"{name}.onnx", FASHION / "samples" / sample, preset="raw", conv_location=location)
+    graph = walk.explainer.graph
+    reached = {graph.producer[t].op_type for t in walk.result.per_tensor if t in graph.producer}
+    assert FASHION_MODELS[name] <= reached, FASHION_MODELS[name] - reached
+    checked = check_walk(walk)
+    # every conv the walk reached is checked (a Concat may route nothing into one branch)
+    assert checked["Conv"] == conv_nodes_reached(walk) >= sum(n.op_type == "Conv" for n in graph.nodes) - 2
+    assert checked["MaxPool"] >= 1

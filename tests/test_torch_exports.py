@@ -7,8 +7,6 @@ with a side .onnx.data file. fixtrace must accept all of them and agree with the
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 
 import numpy as np

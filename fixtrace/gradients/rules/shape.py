@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.fixations.rules.geometry import remap_table
 from fixtrace.fixations.rules.shape import PadShift
 from fixtrace.gradients.registry import VjpRule, vjp_rule
 from fixtrace.kernels.cpu.index import remap

@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""Localization benchmark: every method x every model; settings chosen on validation, reported on test.
+
+Models: the three Fashion-MNIST canvas CNNs of models/fashion (VGG-, ResNet-, Inception-style) and
+the bundled MobileNetV2 on real photos pasted on real textures (bench/composites.py).
+
+1. Validation (Fashion items 55000..59999 never trained on; composites of another seed): for
+   fixations, every conv location x outlier removal x blur sigma x box threshold; for every other
+   method, every box threshold. The setting with the lowest top-1 localization error averaged
+   over the four models is chosen, per method (so each method gets its best threshold).
+2. Test (Fashion test items; composites): ``fixtrace.evaluate`` with the chosen settings, every
+   metric, deletion/insertion on the first ``--perturbation`` images.
+3. Sanity: cascading model randomisation on a few test images; mean rank correlation of the map
+   with the original after the top layer and after all layers are re-initialised.
+
+Usage::
+
+    apt-get install dataset-fashion-mnist     # the Fashion-MNIST items
+    pip install -e ".[test]"                  # scikit-image: the composites' photos and textures
+    python bench/localization.py              # --val 500 --test 1000 --perturbation 100
+
+Writes bench/out/localization/ (datasets, per-model tables, sweep.json, results.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "models" / "fashion"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import canvas  # noqa: E402
+import composites  # noqa: E402
+from fixtrace import Explainer  # noqa: E402
+from fixtrace.evaluate import evaluate, make_maps, parse_method, read_dataset, to_markdown  # noqa: E402
+from fixtrace.evaluate.run import MapResult  # noqa: E402
+from fixtrace.metrics import model_randomisation  # noqa: E402
+from fixtrace.metrics.localization import box_found  # noqa: E402
+from fixtrace.model.load import load_model  # noqa: E402
+from fixtrace.progress import Progress  # noqa: E402
+from fixtrace.render.box import box_from_heatmap  # noqa: E402
+from fixtrace.render.heatmap import heatmap, inlier_mask  # noqa: E402
+
+OUT = ROOT / "bench" / "out" / "localization"
+FASHION = ("vgg", "resnet", "inception")
+MODELS = {name: (ROOT / "models" / "fashion" / f"{name}.onnx", "raw") for name in FASHION}
+MODELS["mobilenet_v2"] = (ROOT / "models" / "mobilenet_v2.onnx", "imagenet")
+SIGMAS = (0.03, 0.05, 20 / 256, 0.12, 0.18)
+THRESHOLDS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
+#: Methods swept for their box threshold only (fixations are swept apart).
+OTHERS = ("fixations:ge", "cam", "gradcam", "gradcam:ge", "guided-gradcam", "saliency", "guided-backprop", "centre-gaussian")
+SANITY_METHODS = ("fixations", "gradcam", "saliency", "guided-backprop")
+
+
+def datasets(val: int, test: int, composites_count: int) -> dict[str, dict[str, Path]]:
+    """Build (once) the validation and test folders of each model."""
+    folders = {}
+    fashion = {"val": OUT / "data" / "fashion-val", "test": OUT / "data" / "fashion-test"}
+    for split, count in (("val", val), ("test", test)):
+        if not (fashion[split] / "boxes.csv").is_file() or len(read_dataset(fashion[split])) != count:
+            canvas.write_dataset(fashion[split], canvas.canvases(split, count, seed=1))
+    photos = {"val": OUT / "data" / "composites-val", "test": OUT / "data" / "composites-test"}
+    for split, seed, count in (("val", 1, composites_count // 2), ("test", 0, composites_count)):
+        if not (photos[split] / "boxes.csv").is_file():
+            kept, made = composites.build(photos[split], count, MODELS["mobilenet_v2"][0], seed)
+            print(f"composites {split}: kept {kept} of {made}", flush=True)
+    for name in MODELS:
+        folders[name] = photos if name == "mobilenet_v2" else fashion
+    return folders
+
+
+def loc_error(results: list[MapResult], heats: list[np.ndarray], threshold: float) -> float:
+    """Top-1 localization error (%) of these maps at one box threshold."""
+    right = [r.predicted == r.item.label and box_found(box_from_heatmap(h, threshold), r.item.boxes) for r, h in zip(results, heats)]
+    return 100.0 * (1.0 - float(np.mean(right)))
+
+
+def sweep_model(name: str, items, progress: Progress) -> dict[str, float]:
+    """Validation top-1 localization error of every candidate setting on one model: label -> %."""
+    path, preset = MODELS[name]
+    errors: dict[str, float] = {}
+    for location in ("argmax", "centre"):
+        spec = parse_method(f"fixations:{location}:all-points")
+        results = [r for r in make_maps(path, items, spec, preset=preset) if isinstance(r, MapResult)]
+        progress.step(f"{name} fixations:{location}")
+        for outliers, sigma in itertools.product((True, False), SIGMAS):
+            heats = []
+            for r in results:
+                e = r.explanation
+                size = (r.photo.shape[1], r.photo.shape[0])
+                keep = inlier_mask(e.points, e.counts, size) if outliers else np.ones(len(e.points), bool)
+                heats.append(heatmap(e.points[keep], e.counts[keep], size, sigma))
+            for threshold in THRESHOLDS:
+                flags = f"fixations:{location}" + ("" if outliers else ":all-points")
+                errors[f"{flags}:sigma={sigma:.4g}:box={threshold}"] = loc_error(results, heats, threshold)
+    for method in OTHERS:
+        try:
+            results = [r for r in make_maps(path, items, parse_method(method), preset=preset) if isinstance(r, MapResult)]
+        except Exception as exc:  # a layer method without its head (CAM on an FC head) cannot run
+            print(f"{name} {method}: not available: {exc}", flush=True)
+            results = []
+        progress.step(f"{name} {method}")
+        for threshold in THRESHOLDS:
+            if results:
+                errors[f"{method}:box={threshold}"] = loc_error(results, [r.heatmap for r in results], threshold)
+    return errors
+
+
+def base_method(label: str) -> str:
+    """The method a swept setting belongs to (its row in the test table)."""
+    flags = label.split(":")
+    keep = [f for f in flags if not f.startswith(("box=", "sigma=")) and f not in ("argmax", "centre", "all-points")]
+    return ":".join(keep)
+
+
+def choose(sweeps: dict[str, dict[str, float]]) -> dict[str, str]:
+    """Per method, the setting with the lowest mean validation error over the models it ran on."""
+    settings = sorted({label for errors in sweeps.values() for label in errors})
+    mean = {label: float(np.mean([e[label] for e in sweeps.values() if label in e])) for label in settings}
+    best: dict[str, str] = {}
+    for label in settings:
+        key = base_method(label)
+        if key == "fixations":  # the four fixation variants each keep their best sigma and threshold
+            key = ":".join(f for f in label.split(":") if not f.startswith(("box=", "sigma=")))
+        if key not in best or mean[label] < mean[best[key]]:
+            best[key] = label
+    return best
+
+
+def sanity(name: str, items, images: int) -> dict[str, tuple[float, float]]:
+    """Method -> (mean rank correlation after the top layer, after every layer) is re-initialised."""
+    path, preset = MODELS[name]
+    model = load_model(path)
+    found = {}
+    for method in SANITY_METHODS:
+        top, every = [], []
+        for item in items[:images]:
+            target = Explainer(model, preset=preset, method=method, device="cpu").explain(item.image).target.index
+
+            def map_of(m, method=method, item=item, target=target):
+                return Explainer(m, preset=preset, method=method, device="cpu").explain(item.image, target).heatmap
+
+            steps = model_randomisation(model, map_of, seed=0, depths=(1, -1))
+            top.append(steps[1].rank_correlation)
+            every.append(steps[-1].rank_correlation)
+        found[method] = (float(np.nanmean(top)), float(np.nanmean(every)))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--val", type=int, default=500, help="Fashion validation canvases")
+    parser.add_argument("--test", type=int, default=1000, help="Fashion test canvases")
+    parser.add_argument("--composites", type=int, default=200, help="composite candidates for MobileNetV2 (test)")
+    parser.add_argument("--perturbation", type=int, default=100, help="images with deletion/insertion curves")
+    parser.add_argument("--sanity", type=int, default=4, help="images for the randomisation check")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--sweep-only", action="store_true", help="stop after the validation sweep (cached in sweep.json)")
+    args = parser.parse_args()
+    t0 = time.time()
+    folders = datasets(args.val, args.test, args.composites)
+    sweep_file = OUT / "sweep.json"
+    sweeps = json.loads(sweep_file.read_text()) if sweep_file.is_file() else {}
+    todo = [m for m in args.models if m not in sweeps]
+    progress = Progress(len(todo) * (2 + len(OTHERS)))
+    for name in todo:
+        sweeps[name] = sweep_model(name, read_dataset(folders[name]["val"]), progress)
+        sweep_file.write_text(json.dumps(sweeps, indent=1))
+    if args.sweep_only:
+        return
+    chosen = choose({m: sweeps[m] for m in args.models})
+    print("chosen on validation:", json.dumps(chosen, indent=1), flush=True)
+    specs = [parse_method(chosen[key]) for key in chosen]
+    report = [f"# Localization benchmark ({date.today()}, {platform.node()}, {platform.processor() or platform.machine()})", "",
+              "Chosen on validation (lowest mean top-1 localization error over the models):", ""]
+    report += [f"- {key}: `{label}`" for key, label in chosen.items()]
+    accuracy = json.loads((ROOT / "models" / "fashion" / "accuracy.json").read_text())
+    for name in args.models:
+        path, preset = MODELS[name]
+        items = read_dataset(folders[name]["test"])
+        steps = Progress(len(items) * len(specs))
+        evaluation = evaluate(path, items, specs, preset=preset, perturbation=args.perturbation, device="cpu",
+                              on_step=steps.step, name=name, dataset=str(folders[name]["test"]))
+        from fixtrace.evaluate import save
+
+        save(evaluation, OUT / f"test-{name}")
+        acc = f", test accuracy {100 * accuracy[name]['test_accuracy']:.1f} % on 10,000 canvases" if name in accuracy else ""
+        report += ["", f"## {name} ({len(items)} test images{acc})", "", to_markdown(evaluation)]
+        if args.sanity:
+            checks = sanity(name, items, args.sanity)
+            report += ["Model randomisation (mean Spearman correlation with the original map; lower is better):", "",
+                       "| method | top layer re-initialised | all layers re-initialised |", "|---|---|---|"]
+            report += [f"| {m} | {a:.2f} | {b:.2f} |" for m, (a, b) in checks.items()]
+        (OUT / "results.md").write_text("\n".join(report) + "\n")
+        print(f"{name} done at {time.time() - t0:.0f}s", flush=True)
+    print(f"results in {OUT / 'results.md'} ({time.time() - t0:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""A localization dataset on disk: a folder of images and a ``boxes.csv`` that says what is where.
+
+``boxes.csv`` (UTF-8, comma-separated, header row required)::
+
+    image,label,x0,y0,x1,y1
+    00000.png,9,41,12,86,60
+    00001.png,3,10,55,48,101
+    00001.png,3,60,20,95,70
+
+- ``image``: a path relative to the folder.
+- ``label``: the class index in the model's output.
+- ``x0,y0,x1,y1``: the object's box in the image's own pixels, ``x1`` and ``y1`` exclusive.
+- An image with several objects of its class has one row per box (same label); the box found
+  from the map must match one of them.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from fixtrace.errors import FixtraceError
+from fixtrace.metrics.localization import Box
+
+BOXES_FILE = "boxes.csv"
+COLUMNS = ("image", "label", "x0", "y0", "x1", "y1")
+
+
+class DatasetError(FixtraceError):
+    """The dataset folder or its boxes file is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of the dataset.
+
+    Attributes:
+        image: its path.
+        label: its class index.
+        boxes: its ground-truth boxes.
+    """
+
+    image: Path
+    label: int
+    boxes: tuple[Box, ...]
+
+
+def read_dataset(folder: str | Path) -> list[Item]:
+    """Read ``folder/boxes.csv``; images keep the order of their first row.
+
+    Raises:
+        DatasetError: no folder or boxes file, a missing column, a row that is not
+            ``name,int,int,int,int,int``, an empty box, two labels for one image, or no rows.
+    """
+    folder = Path(folder)
+    path = folder / BOXES_FILE
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is not a folder (expected images plus {BOXES_FILE})")
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing; columns: {','.join(COLUMNS)} (see `fixtrace evaluate --help`)")
+    labels: dict[str, int] = {}
+    boxes: dict[str, list[Box]] = {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}: the header lacks {', '.join(missing)}; columns: {','.join(COLUMNS)}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            try:
+                label, *box = (int(row[c]) for c in COLUMNS[1:])
+            except (TypeError, ValueError):
+                raise DatasetError(f"{where}: label and box must be whole numbers, got {[row[c] for c in COLUMNS[1:]]}") from None
+            name = (row["image"] or "").strip()
+            if not name:
+                raise DatasetError(f"{where}: no image name")
+            if box[2] <= box[0] or box[3] <= box[1] or min(box) < 0:
+                raise DatasetError(f"{where}: the box {tuple(box)} is empty or negative (x1 > x0 >= 0 and y1 > y0 >= 0)")
+            if labels.setdefault(name, label) != label:
+                raise DatasetError(f"{where}: {name} has label {label} here but {labels[name]} above")
+            boxes.setdefault(name, []).append(tuple(box))
+    if not labels:
+        raise DatasetError(f"{path} has no rows")
+    return [Item(folder / name, labels[name], tuple(boxes[name])) for name in labels]

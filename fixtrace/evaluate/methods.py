@@ -1,0 +1,92 @@
+"""Method specs for evaluation: ``name[:flag[:flag]]``, e.g. ``fixations:centre:all-points:sigma=0.06``.
+
+Flags: ``argmax`` / ``centre`` (fixations' conv location), ``all-points`` (fixations without outlier
+removal), ``ge`` (Gradual Extrapolation), ``box=F`` (box threshold, fraction of the map's max),
+``sigma=F`` (fixations' blur, fraction of the short side).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fixtrace.errors import FixtraceError
+
+#: The image-blind baseline: a Gaussian at the photo's centre, with the model's predicted class.
+BASELINE = "centre-gaussian"
+#: flag -> what it sets; ``conv_location`` and ``outlier_removal`` apply to fixations only.
+FLAGS: dict[str, tuple[str, Any]] = {
+    "argmax": ("conv_location", "argmax"),
+    "centre": ("conv_location", "centre"),
+    "all-points": ("outlier_removal", False),
+    "ge": ("ge", True),
+}
+#: flag=value -> the setting it overrides.
+VALUED = {"box": "box_threshold", "sigma": "sigma"}
+FIXATION_ONLY = {"conv_location", "outlier_removal", "sigma"}
+DEFAULT_METHODS = ("fixations", "fixations:centre", "fixations:all-points", "fixations:ge", "cam", "gradcam",
+                   "guided-gradcam", "saliency", "guided-backprop", BASELINE)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One way of making a map.
+
+    Attributes:
+        label: the spec as written (the table's row name).
+        method: ``fixations``, a gradient method of ``fixtrace.methods`` or ``centre-gaussian``.
+        conv_location: fixations' conv location (``argmax`` or ``centre``).
+        outlier_removal: fixations' outlier removal.
+        ge: sharpen with Gradual Extrapolation.
+        box_threshold: this method's box threshold (None: the evaluation's).
+        sigma: fixations' blur (None: the evaluation's).
+    """
+
+    label: str
+    method: str
+    conv_location: str = "argmax"
+    outlier_removal: bool = True
+    ge: bool = False
+    box_threshold: float | None = None
+    sigma: float | None = None
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method == BASELINE
+
+
+def parse_method(text: str) -> MethodSpec:
+    """Parse ``name[:flag...]`` (flags in the module's docstring).
+
+    Raises:
+        FixtraceError: unknown method or flag, a bad value, or a fixations flag on another method.
+    """
+    from fixtrace.methods import METHODS  # the engine, loaded only when a spec is parsed
+
+    name, *flags = [part.strip() for part in text.strip().split(":")]
+    known = ["fixations", *METHODS, BASELINE]
+    if name not in known:
+        raise FixtraceError(f"unknown method {name!r} in {text!r}; methods: {', '.join(known)}")
+    settings: dict[str, Any] = {}
+    for flag in flags:
+        key, value = _flag(flag, text)
+        if key in FIXATION_ONLY and name != "fixations" or name == BASELINE and key != "box_threshold":
+            raise FixtraceError(f"the flag {flag!r} does not apply to {name} (in {text!r})")
+        settings[key] = value
+    return MethodSpec(text.strip(), name, **settings)
+
+
+def _flag(flag: str, text: str) -> tuple[str, Any]:
+    """(setting, value) of one flag."""
+    name, _, raw = flag.partition("=")
+    if name in VALUED and raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value <= 1:
+            raise FixtraceError(f"{name}= takes a fraction in (0, 1], not {raw!r} (in {text!r})")
+        return VALUED[name], value
+    if flag not in FLAGS:
+        raise FixtraceError(f"unknown flag {flag!r} in {text!r}; flags: {', '.join(FLAGS)}, box=F, sigma=F")
+    return FLAGS[flag]

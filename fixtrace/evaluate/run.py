@@ -1,0 +1,255 @@
+"""Explain every image of a localization dataset with each method and score the maps."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from fixtrace.api import Explainer, check_render_options
+from fixtrace.errors import FixtraceError
+from fixtrace.evaluate.dataset import Item
+from fixtrace.evaluate.methods import MethodSpec
+from fixtrace.explanation import Explanation
+from fixtrace.images.load import load_image
+from fixtrace.images.preprocess import Preset
+from fixtrace.metrics.classifier import Classifier
+from fixtrace.metrics.localization import box_found, centre_gaussian, energy_in_box, pointing_hit
+from fixtrace.metrics.perturbation import perturbation_curves
+from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.load import ModelSource, load_model
+from fixtrace.fixations.walk import find_logits
+from fixtrace.render.box import box_from_heatmap
+from fixtrace.render.heatmap import DEFAULT_SIGMA
+
+
+@dataclass
+class MapResult:
+    """One method's map of one image.
+
+    Attributes:
+        item: the dataset item.
+        photo: the image, uint8 (H, W, 3).
+        predicted: the model's top-1 class (the class the map explains).
+        heatmap: (H, W) map on the image.
+        explanation: the full Explanation (None for the baseline).
+        seconds: wall time spent making the map (per image of its batch).
+    """
+
+    item: Item
+    photo: np.ndarray
+    predicted: int
+    heatmap: np.ndarray
+    explanation: Explanation | None
+    seconds: float
+
+
+@dataclass
+class ItemScores:
+    """The metrics of one map (perturbation AUCs are nan where they were not computed)."""
+
+    predicted: int
+    class_right: bool
+    localized: bool
+    box_found: bool
+    pointing: bool
+    energy: float
+    deletion_auc: float = math.nan
+    insertion_auc: float = math.nan
+
+
+@dataclass
+class MethodScores:
+    """One row of the table: a method's metrics over the dataset.
+
+    Attributes:
+        label: the method spec.
+        images: images scored.
+        failed: images that could not be explained (their errors are in ``errors``).
+        class_error: top-1 classification error, in %.
+        loc_error: top-1 localization error (wrong class, or box IoU < threshold), in %.
+        gt_known_error: localization error ignoring the class, in %.
+        pointing: pointing-game accuracy, in %.
+        energy: mean share of the map's mass inside the box, in %.
+        deletion_auc, insertion_auc: means over the images they were computed on.
+        perturbed: images the AUCs were computed on.
+        ms_per_image: mean time to make one map.
+        errors: one line per image that failed.
+        unavailable: why the method cannot run on this model at all ("" when it can).
+    """
+
+    label: str
+    images: int = 0
+    failed: int = 0
+    class_error: float = math.nan
+    loc_error: float = math.nan
+    gt_known_error: float = math.nan
+    pointing: float = math.nan
+    energy: float = math.nan
+    deletion_auc: float = math.nan
+    insertion_auc: float = math.nan
+    perturbed: int = 0
+    ms_per_image: float = math.nan
+    errors: list[str] = field(default_factory=list)
+    unavailable: str = ""
+
+    @classmethod
+    def summarise(cls, label: str, scores: list[ItemScores], seconds: float, errors: list[str]) -> "MethodScores":
+        row = cls(label, images=len(scores), failed=len(errors), errors=errors)
+        if scores:
+            row.class_error = 100.0 * (1 - np.mean([s.class_right for s in scores]))
+            row.loc_error = 100.0 * (1 - np.mean([s.localized for s in scores]))
+            row.gt_known_error = 100.0 * (1 - np.mean([s.box_found for s in scores]))
+            row.pointing = 100.0 * float(np.mean([s.pointing for s in scores]))
+            row.energy = 100.0 * float(np.mean([s.energy for s in scores]))
+            row.ms_per_image = 1e3 * seconds / len(scores)
+            perturbed = [s for s in scores if not math.isnan(s.deletion_auc)]
+            row.perturbed = len(perturbed)
+            if perturbed:
+                row.deletion_auc = float(np.mean([s.deletion_auc for s in perturbed]))
+                row.insertion_auc = float(np.mean([s.insertion_auc for s in perturbed]))
+        return row
+
+
+def score_map(result: MapResult, box_threshold: float = 0.2, iou_threshold: float = 0.5, tolerance: float = 0.0) -> ItemScores:
+    """Localization metrics of one map (box cut at ``box_threshold`` x its max)."""
+    box = box_from_heatmap(result.heatmap, box_threshold)
+    found = box_found(box, result.item.boxes, iou_threshold)
+    right = result.predicted == result.item.label
+    return ItemScores(result.predicted, right, found and right, found,
+                      pointing_hit(result.heatmap, result.item.boxes, tolerance), energy_in_box(result.heatmap, result.item.boxes))
+
+
+def make_maps(model: ModelSource, items: Sequence[Item], spec: MethodSpec, *, preset: str | Preset = "imagenet",
+              sigma: float = DEFAULT_SIGMA, batch_size: int = 16, device: str = "cpu", threads: int = 0,
+              classifier: Classifier | None = None) -> Iterator[MapResult | FixtraceError]:
+    """One map per item, in order (an item that fails yields its error; the others go on).
+
+    Args:
+        model: the ONNX model.
+        items: the dataset.
+        spec: the method.
+        preset: preprocessing.
+        sigma: fixations' blur, as a fraction of the short side (unless the spec sets it).
+        batch_size: images per forward and backward walk.
+        device: where the backward rules run.
+        threads: onnxruntime intra-op threads.
+        classifier: the baseline's classifier (built when missing).
+
+    Raises:
+        FixtraceError: the method cannot run on this model (e.g. CAM without a GAP + FC head).
+    """
+    paths = [item.image for item in items]
+    if spec.is_baseline:
+        classifier = classifier or _classifier(model, preset, threads)
+        for item in items:
+            t0 = time.perf_counter()
+            try:
+                photo = load_image(item.image)
+                predicted = int(np.argmax(classifier.probabilities(photo[None])[0]))
+            except FixtraceError as exc:
+                yield exc
+                continue
+            heat = centre_gaussian((photo.shape[1], photo.shape[0]))
+            yield MapResult(item, photo, predicted, heat, None, time.perf_counter() - t0)
+        return
+    explainer = Explainer(model, preset=preset, conv_location=spec.conv_location, method=spec.method, ge=spec.ge,
+                          device=device, threads=threads)
+    t0 = time.perf_counter()
+    for first in range(0, len(items), batch_size):
+        chunk = paths[first:first + batch_size]
+        done = list(explainer.explain_many(chunk, batch_size=batch_size, outlier_removal=spec.outlier_removal,
+                                         sigma=spec.sigma or sigma))
+        seconds = (time.perf_counter() - t0) / len(chunk)
+        for batch_item in done:
+            item = items[first + batch_item.index]
+            if batch_item.error is not None:
+                yield batch_item.error
+                continue
+            explanation = batch_item.explanations[0]
+            yield MapResult(item, explanation.image, explanation.target.index, explanation.heatmap, explanation, seconds)
+        t0 = time.perf_counter()
+
+
+def _classifier(model: ModelSource, preset: str | Preset, threads: int) -> Classifier:
+    graph = LayerGraph.from_model(load_model(model))
+    return Classifier(graph, find_logits(graph, None), preset, threads=threads)
+
+
+@dataclass
+class Evaluation:
+    """The method x metric table of one model on one dataset."""
+
+    model: str
+    dataset: str
+    images: int
+    rows: list[MethodScores]
+    settings: dict
+    classification_error: float = math.nan
+
+
+def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSpec], *, preset: str | Preset = "imagenet",
+             box_threshold: float = 0.2, sigma: float = DEFAULT_SIGMA, iou_threshold: float = 0.5, tolerance: float = 0.0,
+             perturbation: int = 50, steps: int = 32, batch_size: int = 16, device: str = "cpu", threads: int = 0,
+             on_step: Callable[[str], None] | None = None, name: str = "", dataset: str = "") -> Evaluation:
+    """Score every method on every item.
+
+    Args:
+        model: the ONNX model.
+        items: the dataset (``read_dataset``).
+        specs: the methods (``parse_method``).
+        preset: preprocessing.
+        box_threshold: fraction of the map's max that cuts out the box (unless a spec sets it).
+        sigma: fixations' blur, fraction of the short side (unless a spec sets it).
+        iou_threshold: IoU a box needs to count as found.
+        tolerance: pointing-game tolerance in pixels.
+        perturbation: deletion/insertion curves on the first this many images (0: none).
+        steps: points per perturbation curve.
+        batch_size, device, threads: as in ``Explainer``.
+        on_step: called with a label after each map (a progress bar).
+        name, dataset: what the table says it measured.
+
+    Returns:
+        The table; a method that cannot run on the model gets a row with its error and no scores.
+
+    Raises:
+        FixtraceError: bad render options; the model cannot be read.
+    """
+    check_render_options(sigma, box_threshold)
+    classifier = _classifier(model, preset, threads)
+    rows: list[MethodScores] = []
+    for spec in specs:
+        scores: list[ItemScores] = []
+        errors: list[str] = []
+        seconds, seen = 0.0, 0
+        try:
+            for result in make_maps(model, items, spec, preset=preset, sigma=sigma, batch_size=batch_size,
+                                    device=device, threads=threads, classifier=classifier):
+                if isinstance(result, FixtraceError):
+                    errors.append(f"{items[seen].image.name}: {result}")
+                else:
+                    seconds += result.seconds
+                    scores.append(score_map(result, spec.box_threshold or box_threshold, iou_threshold, tolerance))
+                    if len(scores) <= perturbation:
+                        curves = perturbation_curves(classifier.probabilities, result.photo, result.heatmap, result.predicted, steps)
+                        scores[-1].deletion_auc, scores[-1].insertion_auc = curves.deletion_auc, curves.insertion_auc
+                if on_step:
+                    on_step(f"{spec.label} {items[seen].image.name}")
+                seen += 1
+        except FixtraceError as exc:  # the method cannot run on this model at all
+            unavailable = str(exc)
+            for _ in range(len(items) - seen):
+                if on_step:
+                    on_step(f"{spec.label} cannot run")
+        else:
+            unavailable = ""
+        rows.append(MethodScores.summarise(spec.label, scores, seconds, errors))
+        rows[-1].unavailable = unavailable
+    settings = {"preset": getattr(preset, "name", preset), "box_threshold": box_threshold, "sigma": sigma,
+                "iou_threshold": iou_threshold, "pointing_tolerance_px": tolerance, "perturbation_images": perturbation,
+                "perturbation_steps": steps}
+    scored = next((r for r in rows if r.images), None)
+    return Evaluation(name, dataset, len(items), rows, settings, scored.class_error if scored else math.nan)
