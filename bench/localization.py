@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import canvas  # noqa: E402
 import composites  # noqa: E402
 from fixtrace import Explainer  # noqa: E402
-from fixtrace.evaluate import evaluate, make_maps, parse_method, read_dataset, to_markdown  # noqa: E402
+from fixtrace.errors import FixtraceError  # noqa: E402
+from fixtrace.evaluate import evaluate, make_maps, parse_method, read_dataset, save, to_markdown  # noqa: E402
 from fixtrace.evaluate.run import MapResult  # noqa: E402
 from fixtrace.metrics import model_randomisation  # noqa: E402
 from fixtrace.metrics.localization import box_found  # noqa: E402
@@ -55,8 +56,8 @@ OUT = ROOT / "bench" / "out" / "localization"
 FASHION = ("vgg", "resnet", "inception")
 MODELS = {name: (ROOT / "models" / "fashion" / f"{name}.onnx", "raw") for name in FASHION}
 MODELS["mobilenet_v2"] = (ROOT / "models" / "mobilenet_v2.onnx", "imagenet")
-SIGMAS = (0.03, 0.05, 20 / 256, 0.12, 0.18)
-THRESHOLDS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
+SIGMAS = (0.02, 0.03, 0.05, 20 / 256, 0.12, 0.18, 0.25)
+THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: Methods swept for their box threshold only (fixations are swept apart).
 OTHERS = ("fixations:ge", "cam", "gradcam", "gradcam:ge", "guided-gradcam", "saliency", "guided-backprop", "centre-gaussian")
 SANITY_METHODS = ("fixations", "gradcam", "saliency", "guided-backprop")
@@ -106,7 +107,7 @@ def sweep_model(name: str, items, progress: Progress) -> dict[str, float]:
     for method in OTHERS:
         try:
             results = [r for r in make_maps(path, items, parse_method(method), preset=preset) if isinstance(r, MapResult)]
-        except Exception as exc:  # a layer method without its head (CAM on an FC head) cannot run
+        except FixtraceError as exc:  # a layer method without its head (CAM on an FC head) cannot run
             print(f"{name} {method}: not available: {exc}", flush=True)
             results = []
         progress.step(f"{name} {method}")
@@ -162,7 +163,8 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=500, help="Fashion validation canvases")
     parser.add_argument("--test", type=int, default=1000, help="Fashion test canvases")
     parser.add_argument("--composites", type=int, default=200, help="composite candidates for MobileNetV2 (test)")
-    parser.add_argument("--perturbation", type=int, default=100, help="images with deletion/insertion curves")
+    parser.add_argument("--perturbation", type=int, default=100, help="Fashion images with deletion/insertion curves")
+    parser.add_argument("--perturbation-composites", type=int, default=30, help="composites with deletion/insertion curves")
     parser.add_argument("--sanity", type=int, default=4, help="images for the randomisation check")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sweep-only", action="store_true", help="stop after the validation sweep (cached in sweep.json)")
@@ -180,20 +182,28 @@ def main() -> None:
         return
     chosen = choose({m: sweeps[m] for m in args.models})
     print("chosen on validation:", json.dumps(chosen, indent=1), flush=True)
-    specs = [parse_method(chosen[key]) for key in chosen]
+    order = sorted(chosen, key=lambda key: (not key.startswith("fixations"), key == "centre-gaussian", key))
+    specs = [parse_method(chosen[key]) for key in order]
+    default = min((k for k in chosen if k.startswith("fixations:") and k != "fixations:ge"),
+                  key=lambda k: np.mean([sweeps[m][chosen[k]] for m in args.models if chosen[k] in sweeps[m]]))
     report = [f"# Localization benchmark ({date.today()}, {platform.node()}, {platform.processor() or platform.machine()})", "",
               "Chosen on validation (lowest mean top-1 localization error over the models):", ""]
-    report += [f"- {key}: `{label}`" for key, label in chosen.items()]
+    report += [f"- {key}: `{chosen[key]}`" for key in order]
+    report += ["", f"fixtrace's default for fixations: `{chosen[default]}`", "", "HEADLINE"]
     accuracy = json.loads((ROOT / "models" / "fashion" / "accuracy.json").read_text())
+    headline = ["| model | fixations top-1 loc err % | Grad-CAM top-1 loc err % | fixations pointing % | Grad-CAM pointing % |",
+                "|---|---|---|---|---|"]
     for name in args.models:
         path, preset = MODELS[name]
         items = read_dataset(folders[name]["test"])
         steps = Progress(len(items) * len(specs))
-        evaluation = evaluate(path, items, specs, preset=preset, perturbation=args.perturbation, device="cpu",
+        perturbation = args.perturbation_composites if name == "mobilenet_v2" else args.perturbation
+        evaluation = evaluate(path, items, specs, preset=preset, perturbation=perturbation, device="cpu",
                               on_step=steps.step, name=name, dataset=str(folders[name]["test"]))
-        from fixtrace.evaluate import save
-
         save(evaluation, OUT / f"test-{name}")
+        rows = {row.label: row for row in evaluation.rows}
+        fix, grad = rows[chosen[default]], rows[chosen["gradcam"]]
+        headline.append(f"| {name} | {fix.loc_error:.1f} | {grad.loc_error:.1f} | {fix.pointing:.1f} | {grad.pointing:.1f} |")
         acc = f", test accuracy {100 * accuracy[name]['test_accuracy']:.1f} % on 10,000 canvases" if name in accuracy else ""
         report += ["", f"## {name} ({len(items)} test images{acc})", "", to_markdown(evaluation)]
         if args.sanity:
@@ -201,7 +211,8 @@ def main() -> None:
             report += ["Model randomisation (mean Spearman correlation with the original map; lower is better):", "",
                        "| method | top layer re-initialised | all layers re-initialised |", "|---|---|---|"]
             report += [f"| {m} | {a:.2f} | {b:.2f} |" for m, (a, b) in checks.items()]
-        (OUT / "results.md").write_text("\n".join(report) + "\n")
+        text = "\n".join(report).replace("HEADLINE", "\n".join(headline))
+        (OUT / "results.md").write_text(text + "\n")
         print(f"{name} done at {time.time() - t0:.0f}s", flush=True)
     print(f"results in {OUT / 'results.md'} ({time.time() - t0:.0f}s)")
 

@@ -27,6 +27,7 @@ from fixtrace.methods.base import upsample
 from fixtrace.methods.cam import last_spatial_layer
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.load import ModelSource, load_model
+from fixtrace.render.box import method_box_threshold
 from fixtrace.render.heatmap import DEFAULT_SIGMA, heatmap, inlier_mask
 from fixtrace.runtime.session import Session
 
@@ -109,6 +110,8 @@ class Explainer:
         self.backend = get_backend(device)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_status()["gpu"] and self.backend.name == "cuda" else None
         self.session = Session(self.graph, keep | unknown | {self.logits}, providers=providers, threads=threads)
+        #: The box threshold used unless ``explain`` is given one.
+        self.box_threshold = method_box_threshold(method, ge)
         self.labels_file = labels
         self._names: list[str] | None = class_names(self.num_classes, labels) if self.num_classes > 0 else None
 
@@ -118,7 +121,7 @@ class Explainer:
         return (batch, channels, height, width) if spec.layout == "NCHW" else (batch, height, width, channels)
 
     def explain(self, image: ImageSource, target: int | Sequence[int] | None = None, top_k: int | None = None, *,
-                outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float = 0.2,
+                outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None,
                 ) -> Explanation | list[Explanation]:
         """Explain one photo.
 
@@ -128,7 +131,8 @@ class Explainer:
             top_k: explain the k best classes instead (one map each).
             outlier_removal: drop isolated points before the heat map (the authors' rule).
             sigma: heat-map blur as a fraction of the photo's short side.
-            box_threshold: fraction of the heat map's max that cuts out the box.
+            box_threshold: fraction of the heat map's max that cuts out the box (default: the
+                method's, ``fixtrace.render.box.BOX_THRESHOLDS``).
 
         Returns:
             One Explanation for a single class; a list, best first, when ``top_k`` or several
@@ -149,7 +153,7 @@ class Explainer:
 
     def explain_many(self, images: Sequence[ImageSource], target: int | Sequence[int] | None = None,
                      top_k: int | None = None, *, batch_size: int = 8, outlier_removal: bool = True,
-                     sigma: float = DEFAULT_SIGMA, box_threshold: float = 0.2) -> Iterator[BatchItem]:
+                     sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None) -> Iterator[BatchItem]:
         """Explain many photos, ``batch_size`` at a time through one forward and one walk.
 
         A photo that fails (unreadable, or its batch fails and it fails again alone) yields its
@@ -212,7 +216,7 @@ class Explainer:
 
     def explain_prepared(self, photo: np.ndarray, batch: np.ndarray, geometry: Geometry,
                          target: int | Sequence[int] | None = None, top_k: int | None = None, *,
-                         outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float = 0.2,
+                         outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None,
                          load_ms: float = 0.0) -> Explanation | list[Explanation]:
         """Explain an already preprocessed photo (the part of ``explain`` after loading).
 
@@ -232,7 +236,7 @@ class Explainer:
 
     def explain_batch(self, photos: list[np.ndarray], batch: np.ndarray, geometries: list[Geometry],
                       target: int | Sequence[int] | None = None, top_k: int | None = None, *,
-                      outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float = 0.2,
+                      outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None,
                       load_ms: float = 0.0) -> list[list[Explanation]]:
         """Explain preprocessed photos with one forward and one backward walk per asked class rank.
 
@@ -248,6 +252,7 @@ class Explainer:
         Returns:
             Per photo, its explanations (one per class asked for, best first).
         """
+        box_threshold = self.box_threshold if box_threshold is None else box_threshold
         t1 = time.perf_counter()
         values = self.session.run(batch)
         t2 = time.perf_counter()
@@ -470,11 +475,11 @@ def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] 
     return explainer.explain(image, target, top_k, **kwargs)
 
 
-def check_render_options(sigma: float, box_threshold: float) -> None:
-    """Raise FixtraceError unless sigma > 0 and 0 < box_threshold <= 1."""
+def check_render_options(sigma: float, box_threshold: float | None) -> None:
+    """Raise FixtraceError unless sigma > 0 and 0 < box_threshold <= 1 (None: the method's default)."""
     if not sigma > 0:
         raise FixtraceError(f"sigma (--sigma) must be a positive fraction of the short side, not {sigma}")
-    if not 0 < box_threshold <= 1:
+    if box_threshold is not None and not 0 < box_threshold <= 1:
         raise FixtraceError(f"the box threshold (--box-threshold) must be in (0, 1], not {box_threshold}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import traceback
@@ -28,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # the CLI never shows a raw traceback unless asked to
         if getattr(args, "debug", False):
             traceback.print_exc()
@@ -36,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fixtrace.render.heatmap import DEFAULT_SIGMA
+
     parser = argparse.ArgumentParser(prog="fixtrace", description="Explain CNN image classifiers through their ONNX graph.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -55,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--conv-location", choices=("argmax", "centre"), default="argmax",
                     help="where a conv fixation lands in its window (default: argmax)")
     ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")
-    ex.add_argument("--sigma", type=float, default=20 / 256, help="heat-map blur, fraction of the short side (default: 20/256)")
-    ex.add_argument("--box-threshold", type=float, default=0.2, help="box cut at this fraction of the heat max (default: 0.2)")
+    ex.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="heat-map blur, fraction of the short side (default: %(default).3g)")
+    ex.add_argument("--box-threshold", type=float,
+                    help="box cut at this fraction of the map's max (default: the method's, chosen on bench/localization.py)")
     ex.add_argument("--layers", action="store_true", help="also write per-layer fixation counts and points")
     ex.add_argument("--labels", help="class names file, one per line (default: ImageNet names for 1000 classes)")
     ex.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
@@ -88,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"comma-separated methods, each name[:flag...], flags {', '.join(FLAGS)} (default: %(default)s)")
     ev.add_argument("--out", default="evaluation", help="folder for evaluation.md/.csv/.json (default: evaluation)")
     ev.add_argument("--preset", default="imagenet", help="preprocessing: imagenet, caffe, tf, raw (default: imagenet)")
-    ev.add_argument("--sigma", type=float, default=20 / 256, help="fixations' blur, fraction of the short side (default: 20/256)")
-    ev.add_argument("--box-threshold", type=float, default=0.2, help="box cut at this fraction of the map's max (default: 0.2)")
+    ev.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="fixations' blur, fraction of the short side (default: %(default).3g)")
+    ev.add_argument("--box-threshold", type=float,
+                    help="box cut at this fraction of the map's max (default: each method's; box=F in a spec overrides)")
     ev.add_argument("--iou", type=float, default=0.5, help="IoU a box needs to count as found (default: 0.5)")
     ev.add_argument("--tolerance", type=float, default=0.0, help="pointing-game tolerance in pixels (default: 0)")
     ev.add_argument("--perturbation", type=int, default=50, metavar="N",

@@ -22,7 +22,7 @@ from fixtrace.metrics.perturbation import perturbation_curves
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.load import ModelSource, load_model
 from fixtrace.fixations.walk import find_logits
-from fixtrace.render.box import box_from_heatmap
+from fixtrace.render.box import DEFAULT_BOX_THRESHOLD, box_from_heatmap, method_box_threshold
 from fixtrace.render.heatmap import DEFAULT_SIGMA
 
 
@@ -114,7 +114,7 @@ class MethodScores:
         return row
 
 
-def score_map(result: MapResult, box_threshold: float = 0.2, iou_threshold: float = 0.5, tolerance: float = 0.0) -> ItemScores:
+def score_map(result: MapResult, box_threshold: float = DEFAULT_BOX_THRESHOLD, iou_threshold: float = 0.5, tolerance: float = 0.0) -> ItemScores:
     """Localization metrics of one map (box cut at ``box_threshold`` x its max)."""
     box = box_from_heatmap(result.heatmap, box_threshold)
     found = box_found(box, result.item.boxes, iou_threshold)
@@ -192,7 +192,7 @@ class Evaluation:
 
 
 def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSpec], *, preset: str | Preset = "imagenet",
-             box_threshold: float = 0.2, sigma: float = DEFAULT_SIGMA, iou_threshold: float = 0.5, tolerance: float = 0.0,
+             box_threshold: float | None = None, sigma: float = DEFAULT_SIGMA, iou_threshold: float = 0.5, tolerance: float = 0.0,
              perturbation: int = 50, steps: int = 32, batch_size: int = 16, device: str = "cpu", threads: int = 0,
              on_step: Callable[[str], None] | None = None, name: str = "", dataset: str = "") -> Evaluation:
     """Score every method on every item.
@@ -202,7 +202,8 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
         items: the dataset (``read_dataset``).
         specs: the methods (``parse_method``).
         preset: preprocessing.
-        box_threshold: fraction of the map's max that cuts out the box (unless a spec sets it).
+        box_threshold: fraction of the map's max that cuts out the box (unless a spec sets it;
+            default: each method's own, ``fixtrace.render.box.BOX_THRESHOLDS``).
         sigma: fixations' blur, fraction of the short side (unless a spec sets it).
         iou_threshold: IoU a box needs to count as found.
         tolerance: pointing-game tolerance in pixels.
@@ -232,7 +233,8 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
                     errors.append(f"{items[seen].image.name}: {result}")
                 else:
                     seconds += result.seconds
-                    scores.append(score_map(result, spec.box_threshold or box_threshold, iou_threshold, tolerance))
+                    threshold = spec.box_threshold or box_threshold or method_box_threshold(spec.method, spec.ge)
+                    scores.append(score_map(result, threshold, iou_threshold, tolerance))
                     if len(scores) <= perturbation:
                         curves = perturbation_curves(classifier.probabilities, result.photo, result.heatmap, result.predicted, steps)
                         scores[-1].deletion_auc, scores[-1].insertion_auc = curves.deletion_auc, curves.insertion_auc

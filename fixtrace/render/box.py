@@ -6,7 +6,22 @@ import numpy as np
 from scipy import ndimage
 
 
-def box_from_heatmap(heat: np.ndarray, threshold: float = 0.2) -> tuple[int, int, int, int] | None:
+#: Fraction of the map's max that cuts out the box, per method (``name`` or ``name:ge``): the
+#: values with the lowest top-1 localization error on the localization benchmark's validation
+#: split (bench/localization.py, bench/RESULTS.md). Other methods use DEFAULT_BOX_THRESHOLD.
+BOX_THRESHOLDS: dict[str, float] = {
+    "fixations": 0.2,
+}
+#: CAM's rule (Zhou et al. 2016).
+DEFAULT_BOX_THRESHOLD = 0.2
+
+
+def method_box_threshold(method: str, ge: bool = False) -> float:
+    """The box threshold a method's maps are cut at unless one is given."""
+    return BOX_THRESHOLDS.get(f"{method}:ge" if ge else method, DEFAULT_BOX_THRESHOLD)
+
+
+def box_from_heatmap(heat: np.ndarray, threshold: float = DEFAULT_BOX_THRESHOLD) -> tuple[int, int, int, int] | None:
     """Box around the largest connected region where heat >= threshold x max (CAM's rule: 0.2;
     Grad-CAM used 0.15).
 

@@ -68,7 +68,7 @@ def train(arch: str, x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> nn
             loss.backward()
             optimiser.step()
             schedule.step()
-            total += float(loss)
+            total += loss.item()
         print(f"{arch} epoch {epoch + 1}/{epochs}: loss {total / (len(x) // 128):.3f}  {time.time() - t0:.0f}s", flush=True)
     return model.eval()
 
