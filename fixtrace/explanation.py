@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from fixtrace.fixations.fixation_set import FixationSet
-from fixtrace.render.box import DEFAULT_BOX_THRESHOLD, box_from_heatmap
+from fixtrace.render.box import BOX_THRESHOLDS, box_from_heatmap
 from fixtrace.render.overlay import overlay
 
 
@@ -103,7 +103,7 @@ class Explanation:
     inliers: np.ndarray
     heatmap: np.ndarray
     per_layer: dict[str, LayerFixations]
-    box_threshold: float = DEFAULT_BOX_THRESHOLD
+    box_threshold: float = BOX_THRESHOLDS["fixations"]
     settings: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     input_map: np.ndarray | None = None

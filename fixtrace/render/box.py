@@ -10,7 +10,15 @@ from scipy import ndimage
 #: values with the lowest top-1 localization error on the localization benchmark's validation
 #: split (bench/localization.py, bench/RESULTS.md). Other methods use DEFAULT_BOX_THRESHOLD.
 BOX_THRESHOLDS: dict[str, float] = {
-    "fixations": 0.2,
+    "fixations": 0.1,
+    "fixations:ge": 0.5,
+    "cam": 0.5,
+    "gradcam": 0.5,
+    "gradcam:ge": 0.9,
+    "guided-gradcam": 0.02,
+    "saliency": 0.05,
+    "guided-backprop": 0.05,
+    "centre-gaussian": 0.6,
 }
 #: CAM's rule (Zhou et al. 2016).
 DEFAULT_BOX_THRESHOLD = 0.2
