@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fixtrace.errors import FixtraceError
+from fixtrace.methods import METHODS
 
 #: The image-blind baseline: a Gaussian at the photo's centre, with the model's predicted class.
 BASELINE = "centre-gaussian"
@@ -24,7 +25,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
 #: flag=value -> the setting it overrides.
 VALUED = {"box": "box_threshold", "sigma": "sigma"}
 FIXATION_ONLY = {"conv_location", "outlier_removal", "sigma"}
-DEFAULT_METHODS = ("fixations", "fixations:centre", "fixations:all-points", "fixations:ge", "cam", "gradcam",
+DEFAULT_METHODS = ("fixations", "fixations:centre", "fixations:all-points", "fixations:ge", "cam", "gradcam", "gradcam:ge",
                    "guided-gradcam", "saliency", "guided-backprop", BASELINE)
 
 
@@ -61,8 +62,6 @@ def parse_method(text: str) -> MethodSpec:
     Raises:
         FixtraceError: unknown method or flag, a bad value, or a fixations flag on another method.
     """
-    from fixtrace.methods import METHODS  # the engine, loaded only when a spec is parsed
-
     name, *flags = [part.strip() for part in text.strip().split(":")]
     known = ["fixations", *METHODS, BASELINE]
     if name not in known:
