@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--perturbation", type=int, default=50, metavar="N",
                     help="deletion/insertion curves on the first N images of each method (default: 50; 0: none)")
     ev.add_argument("--steps", type=int, default=32, help="points per deletion/insertion curve (default: 32)")
+    ev.add_argument("--explain", choices=("predicted", "label"), default="predicted",
+                    help="the class each map explains: the model's top-1 (ILSVRC localization; default) or the "
+                         "labelled class (pointing game)")
     ev.add_argument("--limit", type=int, metavar="N", help="only the first N images")
     ev.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per forward and walk (default: 16)")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the backward rules run (default: auto)")
@@ -270,7 +273,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     evaluation = evaluate(args.model, items, specs, preset=preset, box_threshold=args.box_threshold, sigma=args.sigma,
                           iou_threshold=args.iou, tolerance=args.tolerance, perturbation=args.perturbation, steps=args.steps,
                           batch_size=args.batch_size, device=args.device, threads=args.threads, on_step=progress.step,
-                          name=str(args.model), dataset=str(args.dataset))
+                          name=str(args.model), dataset=str(args.dataset), explain=args.explain)
     try:
         paths = save(evaluation, args.out)
     except OSError as exc:

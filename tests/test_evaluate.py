@@ -139,3 +139,26 @@ def test_cli_evaluate_refuses_bad_options_in_one_line(tmp_path):
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("evaluate", str(FASHION / "vgg.onnx"), str(tmp_path / "none"), cwd=tmp_path)
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
+
+
+def test_maps_can_explain_the_labelled_class_and_a_bad_label_fails_alone(tmp_path):
+    from fixtrace.evaluate import make_maps
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rows = list(csv.reader((SAMPLES / "boxes.csv").open()))[1:7]
+    rows[2][1] = "12"  # the model has 10 classes
+    for row in rows:
+        (folder / row[0]).write_bytes((SAMPLES / row[0]).read_bytes())
+    items = read_dataset(write_boxes(folder, rows))
+    results = list(make_maps(FASHION / "inception.onnx", items, parse_method("gradcam"), preset="raw", batch_size=4,
+                             explain="label"))
+    assert len(results) == 6 and isinstance(results[2], FixtraceError) and "out of range" in str(results[2])
+    for item, result in zip(items, results):
+        if item.label < 10:
+            assert result.item == item and result.explanation.target.index == item.label
+            assert result.predicted == result.explanation.top_classes[0].index
+    predicted = list(make_maps(FASHION / "inception.onnx", items[:2], parse_method("gradcam"), preset="raw"))
+    assert [r.explanation.target.index for r in predicted] == [r.predicted for r in predicted]
+    with pytest.raises(FixtraceError, match="not 'truth'"):
+        evaluate(FASHION / "inception.onnx", items, [parse_method("gradcam")], preset="raw", explain="truth")

@@ -26,6 +26,16 @@ from fixtrace.render.box import DEFAULT_BOX_THRESHOLD, box_from_heatmap, method_
 from fixtrace.render.heatmap import DEFAULT_SIGMA
 
 
+#: Which class the maps explain.
+EXPLAINED = ("predicted", "label")
+
+
+def check_explained(explain: str) -> None:
+    """Raise FixtraceError unless ``explain`` is one of EXPLAINED."""
+    if explain not in EXPLAINED:
+        raise FixtraceError(f"maps explain the {' or the '.join(EXPLAINED)} class, not {explain!r}")
+
+
 @dataclass
 class MapResult:
     """One method's map of one image.
@@ -33,7 +43,7 @@ class MapResult:
     Attributes:
         item: the dataset item.
         photo: the image, uint8 (H, W, 3).
-        predicted: the model's top-1 class (the class the map explains).
+        predicted: the model's top-1 class.
         heatmap: (H, W) map on the image.
         explanation: the full Explanation (None for the baseline).
         seconds: wall time spent making the map (per image of its batch).
@@ -125,7 +135,7 @@ def score_map(result: MapResult, box_threshold: float = DEFAULT_BOX_THRESHOLD, i
 
 def make_maps(model: ModelSource, items: Sequence[Item], spec: MethodSpec, *, preset: str | Preset = "imagenet",
               sigma: float = DEFAULT_SIGMA, batch_size: int = 16, device: str = "cpu", threads: int = 0,
-              classifier: Classifier | None = None) -> Iterator[MapResult | FixtraceError]:
+              classifier: Classifier | None = None, explain: str = "predicted") -> Iterator[MapResult | FixtraceError]:
     """One map per item, in order (an item that fails yields its error; the others go on).
 
     Args:
@@ -138,10 +148,14 @@ def make_maps(model: ModelSource, items: Sequence[Item], spec: MethodSpec, *, pr
         device: where the backward rules run.
         threads: onnxruntime intra-op threads.
         classifier: the baseline's classifier (built when missing).
+        explain: the class each map explains: ``"predicted"`` (the model's top-1, as in ILSVRC
+            localization) or ``"label"`` (the item's labelled class, as in the pointing game).
 
     Raises:
-        FixtraceError: the method cannot run on this model (e.g. CAM without a GAP + FC head).
+        FixtraceError: the method cannot run on this model (e.g. CAM without a GAP + FC head),
+            or ``explain`` is neither ``"predicted"`` nor ``"label"``.
     """
+    check_explained(explain)
     paths = [item.image for item in items]
     if spec.is_baseline:
         classifier = classifier or _classifier(model, preset, threads)
@@ -160,19 +174,25 @@ def make_maps(model: ModelSource, items: Sequence[Item], spec: MethodSpec, *, pr
                           device=device, threads=threads)
     render = dict(outlier_removal=spec.outlier_removal, sigma=spec.sigma or sigma)
     list(explainer.explain_many(paths[:1], **render))  # untimed: loads the numba kernels, so ms/image is steady-state
-    t0 = time.perf_counter()
     for first in range(0, len(items), batch_size):
-        chunk = paths[first:first + batch_size]
-        done = list(explainer.explain_many(chunk, batch_size=batch_size, **render))
-        seconds = (time.perf_counter() - t0) / len(chunk)
-        for batch_item in done:
-            item = items[first + batch_item.index]
-            if batch_item.error is not None:
-                yield batch_item.error
-                continue
-            explanation = batch_item.explanations[0]
-            yield MapResult(item, explanation.image, explanation.target.index, explanation.heatmap, explanation, seconds)
         t0 = time.perf_counter()
+        chunk = list(range(first, min(first + batch_size, len(items))))
+        groups = [(None, chunk)] if explain == "predicted" else [
+            (label, [k for k in chunk if items[k].label == label]) for label in sorted({items[k].label for k in chunk})]
+        done: dict[int, MapResult | FixtraceError] = {}
+        for target, members in groups:
+            try:
+                for batch_item in explainer.explain_many([paths[k] for k in members], target, batch_size=batch_size, **render):
+                    done[members[batch_item.index]] = batch_item.error or batch_item.explanations[0]
+            except FixtraceError as exc:  # e.g. a label outside the model's classes
+                done |= {k: exc for k in members}
+        seconds = (time.perf_counter() - t0) / len(chunk)
+        for k in chunk:
+            result = done[k]
+            if isinstance(result, FixtraceError):
+                yield result
+            else:
+                yield MapResult(items[k], result.image, result.top_classes[0].index, result.heatmap, result, seconds)
 
 
 def _classifier(model: ModelSource, preset: str | Preset, threads: int) -> Classifier:
@@ -195,7 +215,8 @@ class Evaluation:
 def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSpec], *, preset: str | Preset = "imagenet",
              box_threshold: float | None = None, sigma: float = DEFAULT_SIGMA, iou_threshold: float = 0.5, tolerance: float = 0.0,
              perturbation: int = 50, steps: int = 32, batch_size: int = 16, device: str = "cpu", threads: int = 0,
-             on_step: Callable[[str], None] | None = None, name: str = "", dataset: str = "") -> Evaluation:
+             on_step: Callable[[str], None] | None = None, name: str = "", dataset: str = "",
+             explain: str = "predicted") -> Evaluation:
     """Score every method on every item.
 
     Args:
@@ -213,6 +234,7 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
         batch_size, device, threads: as in ``Explainer``.
         on_step: called with a label after each map (a progress bar).
         name, dataset: what the table says it measured.
+        explain: the class the maps explain, ``"predicted"`` or ``"label"`` (see ``make_maps``).
 
     Returns:
         The table; a method that cannot run on the model gets a row with its error and no scores.
@@ -221,6 +243,7 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
         FixtraceError: bad render options; the model cannot be read.
     """
     check_render_options(sigma, box_threshold)
+    check_explained(explain)
     classifier = _classifier(model, preset, threads)
     rows: list[MethodScores] = []
     for spec in specs:
@@ -229,7 +252,7 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
         seconds, seen = 0.0, 0
         try:
             for result in make_maps(model, items, spec, preset=preset, sigma=sigma, batch_size=batch_size,
-                                    device=device, threads=threads, classifier=classifier):
+                                    device=device, threads=threads, classifier=classifier, explain=explain):
                 if isinstance(result, FixtraceError):
                     errors.append(f"{items[seen].image.name}: {result}")
                 else:
@@ -237,7 +260,8 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
                     threshold = spec.box_threshold or box_threshold or method_box_threshold(spec.method, spec.ge)
                     scores.append(score_map(result, threshold, iou_threshold, tolerance))
                     if len(scores) <= perturbation:
-                        curves = perturbation_curves(classifier.probabilities, result.photo, result.heatmap, result.predicted, steps)
+                        followed = result.item.label if explain == "label" else result.predicted
+                        curves = perturbation_curves(classifier.probabilities, result.photo, result.heatmap, followed, steps)
                         scores[-1].deletion_auc, scores[-1].insertion_auc = curves.deletion_auc, curves.insertion_auc
                 if on_step:
                     on_step(f"{spec.label} {items[seen].image.name}")
@@ -251,7 +275,7 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
             unavailable = ""
         rows.append(MethodScores.summarise(spec.label, scores, seconds, errors))
         rows[-1].unavailable = unavailable
-    settings = {"preset": getattr(preset, "name", preset), "box_threshold": box_threshold, "sigma": sigma,
+    settings = {"explained_class": explain, "preset": getattr(preset, "name", preset), "box_threshold": box_threshold, "sigma": sigma,
                 "iou_threshold": iou_threshold, "pointing_tolerance_px": tolerance, "perturbation_images": perturbation,
                 "perturbation_steps": steps}
     scored = next((r for r in rows if r.images), None)

@@ -40,6 +40,7 @@ def to_markdown(evaluation: Evaluation) -> str:
               for row in evaluation.rows if row.errors]
     perturbed = max((r.perturbed for r in evaluation.rows), default=0)
     summary = (f"{evaluation.images} images; top-1 classification error {_cell(evaluation.classification_error, '{:.1f}')} %; "
+               f"maps explain the {'labelled' if evaluation.settings.get('explained_class') == 'label' else 'predicted'} class; "
                f"deletion/insertion on the first {perturbed} images")
     return "\n".join([*lines, "", summary, *notes]) + "\n"
 
