@@ -8,6 +8,7 @@ one op, one body in kernels/shared, and a CPU and a CUDA driver of it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from types import ModuleType
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,11 +19,20 @@ from fixtrace.fixations.fixation_set import FixationSet
 class Backend(ABC):
     """One place where fixation kernels run.
 
+    The kernel packages ``kernels.cpu`` and ``kernels.cuda`` export the same launcher names, so
+    the launches that need nothing backend-specific are written once here, on the backend's
+    kernel modules.
+
     Attributes:
         name: ``"cpu"`` or ``"cuda"``.
+        conv, pool, dense, index: this backend's kernel modules.
     """
 
     name: str = ""
+    conv: ModuleType
+    pool: ModuleType
+    dense: ModuleType
+    index: ModuleType
 
     def __init__(self) -> None:
         self._constants: dict[int, tuple[np.ndarray, Any]] = {}
@@ -62,34 +72,34 @@ class Backend(ABC):
     def conv_backtrack(self, xf: Any, wf: Any, index: Any, g: tuple[int, ...], location: int) -> Any:
         """See ``kernels.shared.conv.conv_one``."""
 
-    @abstractmethod
     def depthwise_backtrack_recomputed(self, src: Any, src_w: Any, src_bias: Any, sg: tuple[int, ...], low: float,
                                        high: float, wf: Any, index: Any, g: tuple[int, ...], location: int) -> Any:
         """See ``kernels.shared.conv.depthwise_recomputed_one``."""
+        return self.conv.depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, index, g, location)
 
-    @abstractmethod
     def pool_argmax(self, xf: Any, index: Any, g: tuple[int, ...]) -> Any:
         """See ``kernels.shared.pool.pool_one``."""
+        return self.pool.pool_argmax(xf, index, g)
 
-    @abstractmethod
     def global_argmax(self, xf: Any, index: Any, g: tuple[int, ...]) -> Any:
         """See ``kernels.shared.pool.global_one``."""
+        return self.pool.global_argmax(xf, index, g)
 
     @abstractmethod
     def dense_positive(self, af: Any, wf: Any, fixations: FixationSet, n_batch: int, n_in: int, n_out: int) -> FixationSet:
         """Inputs with a positive contribution to a selected output, counts summed over the outputs."""
 
-    @abstractmethod
     def dense_argmax(self, af: Any, wf: Any, index: Any, n_in: int, n_out: int) -> Any:
         """See ``kernels.shared.dense.dense_argmax_one``."""
+        return self.dense.dense_argmax(af, wf, index, n_in, n_out)
 
-    @abstractmethod
     def remap(self, index: Any, table: np.ndarray) -> Any:
         """See ``kernels.shared.index.remap_one`` (-1: dropped)."""
+        return self.index.remap(index, table)
 
-    @abstractmethod
     def route(self, index: Any, inner: int, along: int, offset: int, size: int) -> Any:
         """See ``kernels.shared.index.route_one`` (-1: held by another input)."""
+        return self.index.route(index, inner, along, offset, size)
 
     @abstractmethod
     def winner(self, candidates: list[tuple[Any, Any]]) -> Any:

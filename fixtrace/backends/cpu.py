@@ -15,6 +15,7 @@ class CpuBackend(Backend):
     """Kernels compiled with ``numba.njit`` (cached on disk)."""
 
     name = "cpu"
+    conv, pool, dense, index = conv, pool, dense, index
 
     def asarray(self, array: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(array)
@@ -38,28 +39,10 @@ class CpuBackend(Backend):
         kernel = conv.conv_backtrack_parallel if work > conv.PARALLEL_WORK else conv.conv_backtrack
         return kernel(xf, wf, index, g, location)
 
-    def depthwise_backtrack_recomputed(self, src, src_w, src_bias, sg, low, high, wf, index, g, location):
-        return conv.depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, index, g, location)
-
-    def pool_argmax(self, xf, index, g):
-        return pool.pool_argmax(xf, index, g)
-
-    def global_argmax(self, xf, index, g):
-        return pool.global_argmax(xf, index, g)
-
     def dense_positive(self, af, wf, fixations, n_batch, n_in, n_out):
         acc = dense.dense_positive(af, wf, fixations.index, fixations.count, n_batch, n_in, n_out)
         chosen = np.flatnonzero(acc).astype(np.int64)
         return FixationSet(chosen, acc[chosen], unique=True)
-
-    def dense_argmax(self, af, wf, index, n_in, n_out):
-        return dense.dense_argmax(af, wf, index, n_in, n_out)
-
-    def remap(self, flat, table):
-        return index.remap(flat, table)
-
-    def route(self, flat, inner, along, offset, size):
-        return index.route(flat, inner, along, offset, size)
 
     def winner(self, candidates: list[tuple[Any, Any]]) -> np.ndarray:
         best = candidates[0][0][candidates[0][1]]

@@ -27,6 +27,7 @@ class CudaBackend(Backend):
     """Kernels compiled with ``numba.cuda.jit`` on first use."""
 
     name = "cuda"
+    conv, pool, dense, index = conv, pool, dense, index
 
     def asarray(self, array: np.ndarray) -> Any:
         return cuda.to_device(np.ascontiguousarray(array))
@@ -61,27 +62,9 @@ class CudaBackend(Backend):
     def conv_backtrack(self, xf, wf, flat, g, location):
         return conv.conv_backtrack(xf, wf, flat, g, location)
 
-    def depthwise_backtrack_recomputed(self, src, src_w, src_bias, sg, low, high, wf, flat, g, location):
-        return conv.depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, flat, g, location)
-
-    def pool_argmax(self, xf, flat, g):
-        return pool.pool_argmax(xf, flat, g)
-
-    def global_argmax(self, xf, flat, g):
-        return pool.global_argmax(xf, flat, g)
-
     def dense_positive(self, af, wf, fixations, n_batch, n_in, n_out):
         acc = dense.dense_positive(af, wf, fixations.index, fixations.count, n_batch, n_in, n_out)
         return self.compact(FixationSet(index.positive_index(acc), acc))
-
-    def dense_argmax(self, af, wf, flat, n_in, n_out):
-        return dense.dense_argmax(af, wf, flat, n_in, n_out)
-
-    def remap(self, flat, table):
-        return index.remap(flat, table)
-
-    def route(self, flat, inner, along, offset, size):
-        return index.route(flat, inner, along, offset, size)
 
     def winner(self, candidates):
         return index.winner(candidates)
