@@ -66,13 +66,12 @@ def build(out: Path, count: int, model: Path, seed: int = 0) -> tuple[int, int]:
     Returns:
         (kept, made).
     """
-    from fixtrace.fixations.walk import find_logits
     from fixtrace.metrics import Classifier
     from fixtrace.model.layer_graph import LayerGraph
     from fixtrace.model.load import load_model
 
     graph = LayerGraph.from_model(load_model(model))
-    classifier = Classifier(graph, find_logits(graph, None), "imagenet")
+    classifier = Classifier(graph, None, "imagenet")
     made = candidates(np.random.default_rng(seed), count)
     top1 = classifier.probabilities(np.stack([photo for photo, _, _ in made])).argmax(axis=1)
     kept = [Canvas(photo, int(c), box) for (photo, box, name), c in zip(made, top1) if int(c) in OBJECTS[name][2]]

@@ -3,33 +3,49 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections import OrderedDict
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import onnx
+from PIL import Image
 
+from fixtrace import validate
 from fixtrace.backends import cuda_status, get_backend
-from fixtrace.errors import FixtraceError, TargetError
+from fixtrace.errors import FixtraceError, ModelError, OptionError, TargetError
 from fixtrace.explanation import ClassScore, Explanation, LayerFixations
 from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
-from fixtrace.fixations.walk import BacktrackResult, Tensors, find_logits
+from fixtrace.fixations.walk import BacktrackResult, Tensors
 from fixtrace.images.geometry import Geometry
-from fixtrace.images.load import ImageSource, load_image
+from fixtrace.images.load import ImageSource, load_photo
 from fixtrace.images.preprocess import Preset, get_preset, input_size, preprocess
 from fixtrace.labels import class_names
 from fixtrace.methods import METHODS, GradualExtrapolation, MapMethod
 from fixtrace.methods.base import upsample
 from fixtrace.methods.cam import last_spatial_layer
+from fixtrace.model.checks import check_image_channels, check_tensor_sizes
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.load import ModelSource, load_model
+from fixtrace.model.outputs import ClassOutput, choose_output, find_logits
 from fixtrace.render.box import method_box_threshold
 from fixtrace.render.heatmap import DEFAULT_SIGMA, heatmap, inlier_mask
+from fixtrace.render.resample import unit_scale
 from fixtrace.runtime.session import Session
+
+#: The methods ``method=`` accepts.
+METHOD_NAMES = ("fixations", *METHODS)
+#: Where a conv fixation lands in its window.
+CONV_LOCATIONS = ("argmax", "centre")
+DEVICES = ("auto", "cpu", "cuda")
+#: onnxruntime threads beyond this are a typo, not a machine.
+MAX_THREADS = 1024
+#: The rendering options of ``explain`` and ``explain_many``.
+RENDER_OPTIONS = ("outlier_removal", "sigma", "box_threshold")
 
 
 @dataclass
@@ -76,44 +92,63 @@ class Explainer:
 
     def __init__(self, model: ModelSource, *, preset: str | Preset = "imagenet", conv_location: str = "argmax",
                  output: str | None = None, labels: str | Path | None = None, threads: int = 0, device: str = "auto",
-                 method: str = "fixations", layer: str | None = None, ge: bool = False) -> None:
+                 method: str = "fixations", layer: str | None = None, ge: bool = False, any_output: bool = False,
+                 **unknown: Any) -> None:
+        validate.keywords(unknown, _INIT_OPTIONS, "Explainer()")
+        options = explainer_options(preset=preset, conv_location=conv_location, output=output, labels=labels,
+                                    threads=threads, device=device, method=method, layer=layer, ge=ge, any_output=any_output)
+        method, layer, output = options["method"], options["layer"], options["output"]
         self.source = str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
         self.graph = LayerGraph.from_model(load_model(model))
-        self.preset = get_preset(preset)
-        self.options = FixationOptions(conv_location=conv_location)
+        check_image_channels(self.graph)
+        self.preset = options["preset"]
+        self.options = FixationOptions(conv_location=options["conv_location"])
         width, height = input_size(self.graph.image_input, self.preset)
         shapes = self.graph.shapes(self._batch_shape(1, height, width))
+        check_tensor_sizes(shapes, self.graph.producer)
         self.logits = find_logits(self.graph, output)
         self.method = method
         self.plan: BacktrackPlan | None = None
         self.map_method: MapMethod | None = None
         if method == "fixations":
             if layer is not None:
-                raise FixtraceError("--layer picks the layer of the layer methods (cam, gradcam, guided-gradcam), not of fixations")
+                raise OptionError("--layer picks the layer of the layer methods (cam, gradcam, guided-gradcam), not of fixations")
             self.plan = BacktrackPlan(self.graph, self.options, output)
             keep, touched = self.plan.needs, self.plan.touched
-        elif method in METHODS:
+        else:
             self.map_method = METHODS[method](self.graph, self.logits, layer=layer, shapes=shapes)
             keep, touched = self.map_method.needs, self.map_method.touched
-        else:
-            raise FixtraceError(f"unknown method {method!r}; methods: {', '.join(['fixations', *METHODS])}")
         self.extrapolation: GradualExtrapolation | None = None
         self.ge_layer: str | None = None
-        if ge:
+        if options["ge"]:
             if self.map_method is not None and not self.map_method.coarse_maps:
-                raise FixtraceError(self.map_method.no_coarse_maps())
+                raise OptionError(self.map_method.no_coarse_maps())
             self.extrapolation = GradualExtrapolation(self.graph, shapes)
             keep = keep | self.extrapolation.needs
             if self.plan is not None:  # fixations: the coarse map is their count on the last spatial map
                 self.ge_layer = last_spatial_layer(self.graph, shapes)
-        unknown = {t for t in touched if t not in shapes}
-        self.backend = get_backend(device)
+        unknown_shapes = {t for t in touched if t not in shapes}
+        self.backend = get_backend(options["device"])
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_status()["gpu"] and self.backend.name == "cuda" else None
-        self.session = Session(self.graph, keep | unknown | {self.logits}, providers=providers, threads=threads)
+        self.session = Session(self.graph, keep | unknown_shapes | {self.logits}, providers=providers,
+                               threads=options["threads"])
+        #: The output explained, its kind of scores and why it was chosen (checked on a blank image:
+        #: a model that onnxruntime cannot run, or whose output is not class scores, fails here).
+        self.output: ClassOutput = self._probe(output, options["any_output"], height, width)
         #: The box threshold used unless ``explain`` is given one.
-        self.box_threshold = method_box_threshold(method, ge)
-        self.labels_file = labels
-        self._names: list[str] | None = class_names(self.num_classes, labels) if self.num_classes > 0 else None
+        self.box_threshold = method_box_threshold(method, options["ge"])
+        self.labels_file = options["labels"]
+        self._names: list[str] = class_names(self.num_classes, self.labels_file)
+
+    def _probe(self, output: str | None, any_output: bool, height: int, width: int) -> ClassOutput:
+        """Run the model once on a blank image: check the output and every rule against real shapes."""
+        fixed = self.graph.image_input.shape[0]
+        blank = np.zeros(self._batch_shape(fixed if isinstance(fixed, int) and fixed > 0 else 1, height, width), np.float32)
+        values = self.session.run(blank)
+        chosen = choose_output(self.graph, output, values, any_output)
+        if self.plan is not None:
+            self.plan.check(self.tensors(values, blank))
+        return chosen
 
     def _batch_shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
         spec = self.graph.image_input
@@ -122,7 +157,7 @@ class Explainer:
 
     def explain(self, image: ImageSource, target: int | Sequence[int] | None = None, top_k: int | None = None, *,
                 outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None,
-                ) -> Explanation | list[Explanation]:
+                **unknown: Any) -> Explanation | list[Explanation]:
         """Explain one photo.
 
         Args:
@@ -141,26 +176,29 @@ class Explainer:
         Raises:
             ImageError: the image cannot be read.
             InputShapeError: the preprocessed image does not fit the model.
-            TargetError: a class index outside the model's outputs.
+            TargetError: a class index outside the model's outputs, or a bad ``top_k``.
+            OptionError: a bad rendering option, an unknown keyword, or both target and top_k.
         """
-        check_render_options(sigma, box_threshold)
+        validate.keywords(unknown, RENDER_OPTIONS, "Explainer.explain()")
+        render = render_options(outlier_removal, sigma, box_threshold)
+        self.check_targets(target, top_k)
         t0 = time.perf_counter()
-        photo = load_image(image)
-        sample, geometry = preprocess(photo, self.graph.image_input, self.preset)
+        photo = load_photo(image)
+        sample, geometry = preprocess(photo.pixels, self.graph.image_input, self.preset, photo.size)
         load_ms = (time.perf_counter() - t0) * 1e3
-        return self.explain_prepared(photo, sample[None], geometry, target, top_k, outlier_removal=outlier_removal,
-                                     sigma=sigma, box_threshold=box_threshold, load_ms=load_ms)
+        return self.explain_prepared(photo.pixels, sample[None], geometry, target, top_k, load_ms=load_ms, **render)
 
-    def explain_many(self, images: Sequence[ImageSource], target: int | Sequence[int] | None = None,
+    def explain_many(self, images: Iterable[ImageSource], target: int | Sequence[int] | None = None,
                      top_k: int | None = None, *, batch_size: int = 8, outlier_removal: bool = True,
-                     sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None) -> Iterator[BatchItem]:
+                     sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None, **unknown: Any) -> Iterator[BatchItem]:
         """Explain many photos, ``batch_size`` at a time through one forward and one walk.
 
-        A photo that fails (unreadable, or its batch fails and it fails again alone) yields its
-        error; the others go on.
+        The photos are read as they are needed (a generator of paths streams), and a photo that
+        fails (unreadable, or its batch fails and it fails again alone) yields its error; the
+        others go on.
 
         Args:
-            images: paths, bytes, PIL images or arrays.
+            images: paths, bytes, PIL images or arrays (any iterable, not one image).
             target, top_k, outlier_removal, sigma, box_threshold: as in ``explain``.
             batch_size: photos per forward and walk (capped by a fixed batch dim of the model).
 
@@ -169,34 +207,39 @@ class Explainer:
 
         Raises:
             TargetError: a class index outside the model's outputs (before any photo is run).
-            FixtraceError: a bad render option or batch size.
+            OptionError: a bad option, batch size, or a single image instead of several.
         """
-        check_render_options(sigma, box_threshold)
-        if batch_size < 1:
-            raise FixtraceError(f"the batch size must be at least 1, not {batch_size}")
+        validate.keywords(unknown, (*RENDER_OPTIONS, "batch_size"), "Explainer.explain_many()")
+        render = render_options(outlier_removal, sigma, box_threshold)
+        batch_size = validate.integer("batch_size", batch_size, 1, flag="--batch-size")
+        if isinstance(images, (str, bytes, bytearray, os.PathLike, np.ndarray, Image.Image)):
+            raise OptionError(f"explain_many takes several images (a list or any iterable), not a single "
+                              f"{type(images).__name__}; use explain() for one image")
         self.check_targets(target, top_k)
         fixed = self.graph.image_input.shape[0]
         size = min(batch_size, fixed) if isinstance(fixed, int) and fixed > 0 else batch_size
-        render = dict(outlier_removal=outlier_removal, sigma=sigma, box_threshold=box_threshold)
-        for first in range(0, len(images), size):
+        stream = iter(images)
+        first = 0
+        while chunk := list(itertools.islice(stream, size)):
             loaded: list[tuple[int, np.ndarray, np.ndarray, Geometry]] = []
             failed: dict[int, FixtraceError] = {}
             t0 = time.perf_counter()
-            for k in range(first, min(first + size, len(images))):
+            for k, image in enumerate(chunk, start=first):
                 try:
-                    photo = load_image(images[k])
-                    sample, geometry = preprocess(photo, self.graph.image_input, self.preset)
-                    loaded.append((k, photo, sample, geometry))
+                    photo = load_photo(image)
+                    sample, geometry = preprocess(photo.pixels, self.graph.image_input, self.preset, photo.size)
+                    loaded.append((k, photo.pixels, sample, geometry))
                 except FixtraceError as exc:
                     failed[k] = exc
             load_ms = (time.perf_counter() - t0) * 1e3 / max(len(loaded), 1)
             done = self._run_or_retry_alone(loaded, target, top_k, render, load_ms)
-            for k in range(first, min(first + size, len(images))):
+            for k, image in enumerate(chunk, start=first):
                 result = done.get(k, failed.get(k))
                 if isinstance(result, FixtraceError):
-                    yield BatchItem(k, images[k], error=result)
+                    yield BatchItem(k, image, error=result)
                 else:
-                    yield BatchItem(k, images[k], explanations=result)
+                    yield BatchItem(k, image, explanations=result)
+            first += len(chunk)
 
     def _run_or_retry_alone(self, loaded, target, top_k, render, load_ms) -> dict[int, list[Explanation] | FixtraceError]:
         """Explain a loaded batch; if it fails, each photo alone, so only the culprit fails."""
@@ -259,10 +302,13 @@ class Explainer:
         n = len(photos)
         all_logits = values[self.logits].reshape(n, -1).astype(np.float64)
         explicit = self.check_targets(target, top_k, all_logits.shape[1])
+        broken = ~np.isfinite(all_logits).all(axis=1)
+        if broken.any():
+            which = "this photo" if n == 1 else f"photo {int(np.argmax(broken)) + 1} of the batch"
+            raise ModelError(f"the model's scores for {which} are not finite (NaN or infinity): its weights overflow "
+                             "float32 on this input")
         scores, targets = [], []
-        for logits in all_logits:
-            probability = np.exp(logits - logits.max())
-            probability /= probability.sum()
+        for logits, probability in zip(all_logits, self.output.probabilities(all_logits)):
             ranking = np.argsort(-probability, kind="stable")
             score = self._scorer(logits, probability)
             scores.append((score, [score(int(i)) for i in ranking[:5]]))
@@ -281,8 +327,8 @@ class Explainer:
         return self._fixation_results(outlier_removal=outlier_removal, sigma=sigma, **context)
 
     def _info(self, n: int, timings: dict[str, float]) -> dict[str, Any]:
-        info = {"model": self.source, "providers": self.session.providers_in_use, **self.backend.describe(),
-                "batch_size": n, "timings_ms": timings, "versions": _versions()}
+        info = {"model": self.source, "output": self.output.to_json(), "providers": self.session.providers_in_use,
+                **self.backend.describe(), "batch_size": n, "timings_ms": timings, "versions": _versions()}
         if self.session.fallback:
             info["forward_fallback"] = self.session.fallback
         return info
@@ -309,7 +355,7 @@ class Explainer:
                 if self.extrapolation is None:
                     heat = heatmap(xy[keep], counts[keep], original, sigma)
                 else:
-                    heat = _unit(geometries[b].to_photo(sharp[b]))
+                    heat = unit_scale(geometries[b].to_photo(sharp[b]))
                 timings = {"load_ms": load_ms, "forward_ms": forward_ms, "backtrack_ms": (t4 - t3) * 1e3,
                            "render_ms": (time.perf_counter() - t5) * 1e3}
                 score, top_classes = scores[b]
@@ -317,6 +363,7 @@ class Explainer:
                     image=photos[b], target=score(targets[b][rank]), top_classes=top_classes,
                     points=xy, counts=counts, inliers=keep, heatmap=heat, per_layer=self._layers(walk, tensors, b),
                     box_threshold=box_threshold, settings=settings, info=self._info(n, timings),
+                    photo_size=geometries[b].original,
                 ))
         return results
 
@@ -337,7 +384,10 @@ class Explainer:
             t4 = time.perf_counter()
             for b in range(n):
                 t5 = time.perf_counter()
-                heat = _unit(geometries[b].to_photo(maps[b]))
+                if not np.isfinite(maps[b]).all():
+                    raise ModelError(f"the {self.method} map is not finite (NaN or infinity): the model's activations "
+                                     "overflow float32 on this input")
+                heat = unit_scale(geometries[b].to_photo(maps[b]))
                 timings = {"load_ms": load_ms, "forward_ms": forward_ms, "backward_ms": (t4 - t3) * 1e3,
                            "render_ms": (time.perf_counter() - t5) * 1e3}
                 score, top_classes = scores[b]
@@ -345,6 +395,7 @@ class Explainer:
                     image=photos[b], target=score(chosen[b]), top_classes=top_classes, points=np.zeros((0, 2)),
                     counts=np.zeros(0), inliers=np.zeros(0, dtype=bool), heatmap=heat, per_layer={},
                     box_threshold=box_threshold, settings=settings, info=self._info(n, timings), input_map=maps[b],
+                    photo_size=geometries[b].original,
                 ))
         return results
 
@@ -365,15 +416,11 @@ class Explainer:
 
     @property
     def num_classes(self) -> int:
-        """Scores per image in the logits tensor."""
-        width, height = input_size(self.graph.image_input, self.preset)
-        shape = self.graph.shapes(self._batch_shape(1, height, width)).get(self.logits)
-        return int(np.prod(shape[1:])) if shape else -1
+        """Scores per image in the explained output."""
+        return self.output.classes
 
     def _scorer(self, logits: np.ndarray, probability: np.ndarray):
         """A function class index -> ClassScore for this image."""
-        if self._names is None or len(self._names) != logits.size:
-            self._names = class_names(logits.size, self.labels_file)
         names = self._names
         return lambda i: ClassScore(i, names[i], float(probability[i]), float(logits[i]))
 
@@ -383,25 +430,36 @@ class Explainer:
         Args:
             target: class index or indices, or None.
             top_k: number of best classes, or None.
-            n: number of classes (default: read from the graph).
+            n: number of classes (default: the explained output's).
 
         Returns:
             The explicit targets (empty when the best classes are wanted).
 
         Raises:
-            TargetError: an index outside 0..n-1, or top_k outside 1..n.
+            TargetError: an index that is not a whole number in 0..n-1, asked twice, or none at
+                all; a top_k that is not a whole number in 1..n.
+            OptionError: both target and top_k.
         """
         n = self.num_classes if n is None else n
+        if target is not None and top_k is not None:
+            raise OptionError("give target (--class) or top_k (--top-k), not both")
         if top_k is not None:
-            if n > 0 and not 1 <= top_k <= n or top_k < 1:
-                raise TargetError(f"top-k must be between 1 and {n} (the model's classes), not {top_k}")
+            if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= n:
+                raise TargetError(f"top_k (--top-k) must be a whole number between 1 and {n} (the model's classes), not {top_k!r}")
             return []
         if target is None:
             return []
-        wanted = list(target) if isinstance(target, (list, tuple)) else [target]
+        wanted = list(target) if isinstance(target, (list, tuple, np.ndarray)) else [target]
+        if not wanted:
+            raise TargetError("no class asked for: target is an empty list")
         for t in wanted:
-            if not isinstance(t, (int, np.integer)) or t < 0 or (n > 0 and t >= n):
+            if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+                raise TargetError(f"class index {t!r} is not a whole number")
+            if not 0 <= t < n:
                 raise TargetError(f"class index {t} is out of range: the model has {n} classes (0..{n - 1})")
+        twice = next((t for k, t in enumerate(wanted) if t in wanted[:k]), None)
+        if twice is not None:
+            raise TargetError(f"class {twice} is asked for twice")
         return [int(t) for t in wanted]
 
     def _input_points(self, fixations: FixationSet, shape: tuple[int, ...], geometry) -> tuple[np.ndarray, np.ndarray]:
@@ -431,21 +489,16 @@ def _grid(graph: LayerGraph, batch: np.ndarray) -> tuple[int, int]:
     return (batch.shape[2], batch.shape[3]) if graph.image_input.layout == "NCHW" else (batch.shape[1], batch.shape[2])
 
 
-def _unit(photo_map: np.ndarray) -> np.ndarray:
-    """A non-negative map scaled to a maximum of 1 (float32)."""
-    positive = np.maximum(photo_map, 0)
-    top = float(positive.max())
-    return (positive / top if top > 0 else positive).astype(np.float32)
-
-
 _CACHE: "OrderedDict[tuple, Explainer]" = OrderedDict()
 _CACHE_SIZE = 4
+#: What ``Explainer()`` takes besides the model.
+_INIT_OPTIONS = ("preset", "conv_location", "output", "labels", "threads", "device", "method", "layer", "ge", "any_output")
 
 
 def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] | None = None, top_k: int | None = None,
             *, preset: str | Preset = "imagenet", conv_location: str = "argmax", labels: str | Path | None = None,
             device: str = "auto", method: str = "fixations", layer: str | None = None, ge: bool = False,
-            **kwargs: Any) -> Explanation | list[Explanation]:
+            **options: Any) -> Explanation | list[Explanation]:
     """Explain a photo in one call (CNN Fixations by default); the prepared model is cached.
 
     Args:
@@ -458,38 +511,85 @@ def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] 
         labels: labels file.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see Explainer).
         method, layer, ge: the explanation method (see Explainer).
-        **kwargs: passed to ``Explainer.explain`` (outlier_removal, sigma, box_threshold).
+        **options: ``Explainer.explain``'s (outlier_removal, sigma, box_threshold) and
+            ``Explainer``'s others (output, threads, any_output).
 
     Returns:
         An Explanation, or a list of them for several classes.
+
+    Raises:
+        ModelError, ImageError, TargetError, OptionError: as ``Explainer`` and ``Explainer.explain``.
     """
-    key = (_model_key(model), get_preset(preset).name, conv_location, str(labels), device, method, layer, ge)
+    validate.keywords(options, (*RENDER_OPTIONS, "output", "threads", "any_output"), "fixtrace.explain()")
+    prepared = explainer_options(preset=preset, conv_location=conv_location, labels=labels, device=device, method=method,
+                                 layer=layer, ge=ge, output=options.pop("output", None), threads=options.pop("threads", 0),
+                                 any_output=options.pop("any_output", False))
+    key = (_model_key(model), *((k, v.name if isinstance(v, Preset) else str(v)) for k, v in sorted(prepared.items())))
     explainer = _CACHE.get(key)
     if explainer is None:
-        explainer = Explainer(model, preset=preset, conv_location=conv_location, labels=labels, device=device,
-                              method=method, layer=layer, ge=ge)
+        explainer = Explainer(model, **prepared)
         _CACHE[key] = explainer
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     _CACHE.move_to_end(key)
-    return explainer.explain(image, target, top_k, **kwargs)
+    return explainer.explain(image, target, top_k, **options)
+
+
+def explainer_options(*, preset: Any, conv_location: Any, output: Any, labels: Any, threads: Any, device: Any, method: Any,
+                      layer: Any, ge: Any, any_output: Any) -> dict[str, Any]:
+    """``Explainer``'s options checked and normalised (method and preset names are case-blind).
+
+    Raises:
+        OptionError: naming the option and what it accepts.
+    """
+    if labels is not None and not isinstance(labels, (str, os.PathLike)):
+        raise OptionError(f"labels (--labels) must be the path of a labels file, not {type(labels).__name__}")
+    return {
+        "preset": get_preset(preset),
+        "conv_location": validate.choice("conv_location", conv_location, CONV_LOCATIONS, "--conv-location"),
+        "output": validate.text("output", output, "--output"),
+        "labels": labels,
+        "threads": validate.integer("threads", threads, 0, MAX_THREADS, "--threads"),
+        "device": validate.choice("device", device, DEVICES, "--device"),
+        "method": validate.choice("method", method, METHOD_NAMES, "--method"),
+        "layer": validate.text("layer", layer, "--layer"),
+        "ge": validate.boolean("ge", ge),
+        "any_output": validate.boolean("any_output", any_output),
+    }
+
+
+def render_options(outlier_removal: Any, sigma: Any, box_threshold: Any) -> dict[str, Any]:
+    """The rendering options checked: a boolean outlier removal, sigma in (0, 1], and a box
+    threshold in (0, 1] or None (the method's default).
+
+    Raises:
+        OptionError: naming the option and its range.
+    """
+    return {
+        "outlier_removal": validate.boolean("outlier_removal", outlier_removal),
+        "sigma": validate.number("sigma", sigma, 0.0, 1.0, "--sigma", what="a blur, a fraction of the short side,"),
+        "box_threshold": None if box_threshold is None else validate.number(
+            "box_threshold", box_threshold, 0.0, 1.0, "--box-threshold", what="the box threshold, a fraction of the max,"),
+    }
 
 
 def check_render_options(sigma: float, box_threshold: float | None) -> None:
-    """Raise FixtraceError unless sigma > 0 and 0 < box_threshold <= 1 (None: the method's default)."""
-    if not sigma > 0:
-        raise FixtraceError(f"sigma (--sigma) must be a positive fraction of the short side, not {sigma}")
-    if box_threshold is not None and not 0 < box_threshold <= 1:
-        raise FixtraceError(f"the box threshold (--box-threshold) must be in (0, 1], not {box_threshold}")
+    """Raise OptionError unless sigma is in (0, 1] and box_threshold in (0, 1] or None."""
+    render_options(True, sigma, box_threshold)
 
 
 def _model_key(model: ModelSource) -> tuple:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
-        stat = path.stat() if path.is_file() else None
+        try:
+            stat = path.stat() if path.is_file() else None
+        except OSError:
+            stat = None
         return ("path", str(path.resolve()), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else bytes(model)
-    return ("bytes", hashlib.sha1(data).hexdigest())
+    if isinstance(model, (bytes, bytearray, onnx.ModelProto)):
+        data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else bytes(model)
+        return ("bytes", hashlib.sha1(data).hexdigest())
+    raise ModelError(f"a model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}")
 
 
 def _versions() -> dict[str, str]:

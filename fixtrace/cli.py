@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import sys
 import traceback
 from pathlib import Path
 from typing import Sequence
 
-from fixtrace.errors import FixtraceError
+from fixtrace.errors import FixtraceError, OptionError, OutputError, one_line
 
 EXIT_OK, EXIT_ITEM_FAILED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                  ".pbm", ".pnm", ".tga", ".ico", ".pcx", ".jp2", ".j2k", ".avif", ".heic", ".heif"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FixtraceError as exc:
         _error(str(exc))
         return EXIT_ERROR
+    except MemoryError:
+        _error("out of memory (rerun with --debug for the traceback, and please report what you ran)")
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("model", help="the .onnx model")
     ex.add_argument("images", nargs="+", help="image files or folders of images")
     ex.add_argument("--out", default="out", help="output folder (default: out); one sub-folder per image")
+    ex.add_argument("--output", metavar="NAME", help="the model output to explain (default: the first; see `fixtrace info`)")
+    ex.add_argument("--any-output", action="store_true",
+                    help="explain the output even when it does not look like class scores (each position counts as a class)")
     which = ex.add_mutually_exclusive_group()
     which.add_argument("--class", dest="target", type=int, action="append", metavar="N",
                        help="class index to explain (repeatable); default: the predicted class")
@@ -66,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="box cut at this fraction of the map's max (default: the method's, chosen on bench/localization.py)")
     ex.add_argument("--layers", action="store_true", help="also write per-layer fixation counts and points")
     ex.add_argument("--labels", help="class names file, one per line (default: ImageNet names for 1000 classes)")
-    ex.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
+    ex.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: 0, all cores)")
     ex.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                     help="where the backward rules run: auto (CUDA when a GPU is present), cpu or cuda (default: auto)")
     ex.add_argument("--batch-size", type=int, default=8, metavar="N",
@@ -124,99 +129,125 @@ def _parser() -> argparse.ArgumentParser:
 
 def _explain(args: argparse.Namespace) -> int:
     from fixtrace.api import Explainer, check_render_options
+    from fixtrace.files import UniqueNames, safe_name, write_json_atomic
     from fixtrace.progress import Progress
 
     preset = _preset(args.preset)
     check_render_options(args.sigma, args.box_threshold)
-    images = _collect_images(args.images)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FixtraceError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
     if args.batch_size < 1:
-        raise FixtraceError(f"--batch-size must be at least 1, not {args.batch_size}")
+        raise OptionError(f"--batch-size must be at least 1, not {args.batch_size}")
+    out = _output_folder(args.out)
+    summary_path = out / "summary.json"
+    if summary_path.is_symlink() or (summary_path.exists() and not summary_path.is_file()):
+        raise OutputError(f"cannot write {summary_path}: something that is not a file is in the way")
+    images = _collect_images(args.images)
     explainer = Explainer(args.model, preset=preset, conv_location=args.conv_location, labels=args.labels,
-                          threads=args.threads, device=args.device, method=args.method, layer=args.layer, ge=args.ge)
+                          threads=args.threads, device=args.device, method=args.method, layer=args.layer, ge=args.ge,
+                          output=args.output, any_output=args.any_output)
     explainer.check_targets(args.target, args.top_k)
     if explainer.session.fallback and not args.quiet:
         print(f"fixtrace: note: forward on the CPU: {explainer.session.fallback}", file=sys.stderr)
+    if explainer.output.forced:
+        print(f"fixtrace: warning: {explainer.output.reason}", file=sys.stderr)
     progress = Progress(len(images), enabled=not args.quiet)
+    names = UniqueNames()
+    folders = [names.take(hint) for _, hint in images]
     summary: list[dict] = []
     failed = 0
-    folders = _folders(images)
-    items = explainer.explain_many(images, args.target, args.top_k, batch_size=args.batch_size,
+    described = False
+    items = explainer.explain_many([path for path, _ in images], args.target, args.top_k, batch_size=args.batch_size,
                                    outlier_removal=not args.no_outlier_removal, sigma=args.sigma,
                                    box_threshold=args.box_threshold)
     for item in items:
-        image, folder = images[item.index], folders[item.index]
+        (image, _), folder = images[item.index], folders[item.index]
+        entry: dict = {"image": str(image), "folder": folder}
         try:
             if item.error is not None:
                 raise item.error
             explanations = item.explanations
-            written = []
-            for e in explanations:
-                target_dir = out / folder if len(explanations) == 1 else out / folder / f"{e.target.index}_{_slug(e.target.name)}"
+            targets = [out / folder] if len(explanations) == 1 else [
+                out / folder / f"{e.target.index}_{safe_name(e.target.name, 'class')}" for e in explanations]
+            for e, target_dir in zip(explanations, targets):
                 e.save(target_dir, layers=args.layers)
-                written.append(str(target_dir))
             if not args.quiet:
-                _report(image, explanations, written)
-            summary.append({"image": str(image), "status": "ok", "outputs": written,
-                            "classes": [e.target.index for e in explanations]})
+                if not described:
+                    print(f"model {one_line(str(args.model))}: {one_line(explainer.output.describe())}")
+                    described = True
+                _report(image, explanations, [str(t) for t in targets])
+            entry |= {"status": "ok", "outputs": [str(t) for t in targets], "classes": [e.target.index for e in explanations]}
+        except OutputError as exc:
+            if exc.fatal:
+                done = sum(e["status"] == "ok" for e in summary)
+                raise OutputError(f"{exc}: stopped after {done} of {len(images)} images (those and summary.json are kept)",
+                                  fatal=True) from None
+            failed += 1
+            _error(f"{image}: {exc}")
+            entry |= {"status": "error", "error": str(exc)}
         except FixtraceError as exc:
             failed += 1
             _error(f"{image}: {exc}")
-            summary.append({"image": str(image), "status": "error", "error": str(exc)})
-        # Written after every image so that an interrupted batch keeps what it finished.
-        (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-        progress.step(image.name)
+            entry |= {"status": "error", "error": str(exc)}
+        summary.append(entry)
+        # Rewritten (atomically) after every image, so that an interrupted batch keeps what it finished.
+        write_json_atomic(summary_path, summary, indent=1)
+        progress.step(one_line(image.name))
     if len(images) > 1 and not args.quiet:
-        print(f"{len(images) - failed} of {len(images)} images explained; summary in {out / 'summary.json'}")
+        print(f"{len(images) - failed} of {len(images)} images explained; summary in {one_line(str(summary_path))}")
     return EXIT_ITEM_FAILED if failed else EXIT_OK
+
+
+def _output_folder(text: str) -> Path:
+    """The --out folder, created; refused when empty or not creatable."""
+    if not text.strip():
+        raise OptionError("--out must name a folder, not an empty string")
+    out = Path(text)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    return out
 
 
 def _report(image: Path, explanations: list, written: list[str]) -> None:
     first = explanations[0]
-    print(f"{image}")
+    print(one_line(str(image)))
     for rank, c in enumerate(first.top_classes, start=1):
-        print(f"  {rank}. {c.index:>4d} {c.name:<28s} {c.probability:7.2%}")
+        print(f"  {rank}. {c.index:>4d} {one_line(c.name):<28s} {c.probability:7.2%}")
     for e, where in zip(explanations, written):
         inliers = int(e.inliers.sum())
         what = f"{inliers} fixation points" if e.input_map is None else e.settings["method"]
-        print(f"  explained {e.target.index} {e.target.name}: {what}, box {e.box} -> {where}")
+        print(f"  explained {e.target.index} {one_line(e.target.name)}: {what}, box {e.box} -> {one_line(where)}")
 
 
-def _collect_images(items: Sequence[str]) -> list[Path]:
-    images: list[Path] = []
+def _collect_images(items: Sequence[str]) -> list[tuple[Path, str]]:
+    """Each image to explain, with the text its output folder is named after.
+
+    A folder is searched with its sub-folders (hidden files and folders skipped, symbolic links
+    to folders not followed); a file is taken as given, and fails on its own if it is not an image.
+
+    Raises:
+        FixtraceError: a folder holds no image.
+    """
+    images: list[tuple[Path, str]] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = _images_in(path)
             if not found:
-                raise FixtraceError(f"no images in folder {path}")
-            images.extend(found)
+                raise FixtraceError(f"no images in folder {path} or its sub-folders (hidden files skipped; looked for "
+                                    f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+            images += [(p, "_".join(p.relative_to(path).with_suffix("").parts)) for p in found]
         else:
-            images.append(path)  # a missing file fails on its own, without stopping the batch
+            images.append((path, path.stem))  # a missing or odd file fails on its own, without stopping the batch
     return images
 
 
-def _folders(images: list[Path]) -> list[str]:
-    """One output folder name per image: its stem, made unique."""
-    used: set[str] = set()
-    names = []
-    for image in images:
-        stem = _slug(image.stem) or "image"
-        name, k = stem, 1
-        while name in used:
-            k += 1
-            name = f"{stem}_{k}"
-        used.add(name)
-        names.append(name)
-    return names
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60]
+def _images_in(folder: Path) -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -245,7 +276,8 @@ def _info(args: argparse.Namespace) -> int:
 
         explainer = Explainer(args.model, device=args.device)
         spec = explainer.graph.image_input
-        print(f"model {args.model}: input {spec.name!r} {spec.shape} {spec.layout}, opset {explainer.graph.opset}, "
+        print(one_line(explainer.output.describe()))
+        print(f"model {one_line(str(args.model))}: input {spec.name!r} {spec.shape} {spec.layout}, opset {explainer.graph.opset}, "
               f"logits {explainer.logits!r} ({explainer.num_classes} classes), "
               f"{len(explainer.plan.rules)} nodes on the backward path, backend {explainer.backend.name}, "
               f"providers in use: {', '.join(explainer.session.providers_in_use)}")
@@ -255,31 +287,28 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from fixtrace import validate
     from fixtrace.evaluate import evaluate, parse_method, read_dataset, save, to_markdown
     from fixtrace.progress import Progress
 
     preset = _preset(args.preset)
     specs = [parse_method(m) for m in args.methods.split(",") if m.strip()]
     if not specs:
-        raise FixtraceError("--methods names no method")
-    if not 0 < args.iou <= 1:
-        raise FixtraceError(f"--iou must be in (0, 1], not {args.iou}")
-    if args.tolerance < 0:
-        raise FixtraceError(f"--tolerance must be >= 0 pixels, not {args.tolerance}")
-    if args.perturbation < 0 or args.steps < 1 or args.batch_size < 1 or args.limit is not None and args.limit < 1:
-        raise FixtraceError("--perturbation must be >= 0, and --steps, --batch-size and --limit >= 1")
+        raise OptionError(f"--methods names no method (got {args.methods!r})")
+    if args.limit is not None:
+        validate.integer("limit", args.limit, 1, flag="--limit")
+    out = _output_folder(args.out)
     items = read_dataset(args.dataset)[: args.limit]
     progress = Progress(len(items) * len(specs), enabled=not args.quiet)
     evaluation = evaluate(args.model, items, specs, preset=preset, box_threshold=args.box_threshold, sigma=args.sigma,
                           iou_threshold=args.iou, tolerance=args.tolerance, perturbation=args.perturbation, steps=args.steps,
                           batch_size=args.batch_size, device=args.device, threads=args.threads, on_step=progress.step,
                           name=str(args.model), dataset=str(args.dataset), explain=args.explain)
-    try:
-        paths = save(evaluation, args.out)
-    except OSError as exc:
-        raise FixtraceError(f"cannot write the results to {args.out}: {exc.strerror or exc}") from None
+    paths = save(evaluation, out)
     print(to_markdown(evaluation), end="")
-    print(f"written: {', '.join(str(p) for p in paths)}")
+    print(f"written: {', '.join(one_line(str(p)) for p in paths)}")
+    for message in dict.fromkeys(error for row in evaluation.rows for error in row.errors):
+        _error(message)
     return EXIT_ITEM_FAILED if any(row.failed for row in evaluation.rows) else EXIT_OK
 
 
@@ -304,17 +333,14 @@ def _layers(args: argparse.Namespace) -> int:
 
 
 def _preset(name: str):
-    """The preprocessing preset called ``name``, or a one-line error."""
+    """The preprocessing preset called ``name`` (any case), or a one-line error."""
     from fixtrace.images.preprocess import get_preset
 
-    try:
-        return get_preset(name)
-    except ValueError as exc:
-        raise FixtraceError(str(exc)) from None
+    return get_preset(name)
 
 
 def _error(message: str) -> None:
-    print(f"fixtrace: error: {message}", file=sys.stderr)
+    print(f"fixtrace: error: {one_line(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -11,9 +10,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from fixtrace.files import replace_folder, strict_json
 from fixtrace.fixations.fixation_set import FixationSet
 from fixtrace.render.box import BOX_THRESHOLDS, box_from_heatmap
 from fixtrace.render.overlay import overlay
+from fixtrace.render.resample import to_uint8
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class Explanation:
     """Where the model looked when it scored one class on one photo.
 
     Attributes:
-        image: the photo, uint8 (H, W, 3).
+        image: the photo, uint8 (h, w, 3): a copy reduced by a whole factor for photos over
+            ``fixtrace.images.load.MAX_DECODED_PIXELS`` (then ``photo_size`` is larger).
         target: the explained class.
         top_classes: the model's best classes for this photo, best first.
         points: float64 (n, 2) fixations on the photo as (x, y) pixels, one per input pixel.
@@ -93,6 +95,8 @@ class Explanation:
         settings: the options that produced it.
         info: model, runtime providers, backend, versions and timings.
         input_map: for gradient methods, the map on the model input's grid (points are empty then).
+        photo_size: the photo's own (width, height): that of ``heatmap``, ``points`` and ``box``
+            (None: ``image``'s).
     """
 
     image: np.ndarray
@@ -107,6 +111,7 @@ class Explanation:
     settings: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     input_map: np.ndarray | None = None
+    photo_size: tuple[int, int] | None = None
 
     @cached_property
     def box(self) -> tuple[int, int, int, int] | None:
@@ -123,7 +128,8 @@ class Explanation:
         return {
             "target": vars(self.target),
             "top_classes": [vars(c) for c in self.top_classes],
-            "image_size": [int(self.image.shape[1]), int(self.image.shape[0])],
+            "image_size": list(self.photo_size or (int(self.image.shape[1]), int(self.image.shape[0]))),
+            "decoded_size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "box": list(self.box) if self.box else None,
             "box_threshold": self.box_threshold,
             "points": [
@@ -138,25 +144,35 @@ class Explanation:
         """Write overlay.png, heatmap.png, heatmap.npy, fixations.json (and input_map.npy for
         gradient methods, per_layer.json for fixations when asked).
 
+        The files are written into a temporary folder that then takes ``directory``'s place: a
+        failure leaves no half-written folder, and an earlier one of the same name untouched.
+
         Args:
-            directory: created if missing.
+            directory: the folder to write (replaced if it exists).
             layers: also write the per-layer fixations.
 
         Returns:
             The paths written.
+
+        Raises:
+            OutputError: something that is not a folder is in the way, or a write failed
+                (``fatal`` when the disk is full).
         """
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = [out / "overlay.png", out / "heatmap.png", out / "heatmap.npy", out / "fixations.json"]
-        self.overlay().save(paths[0])
-        Image.fromarray((self.heatmap * 255.0 + 0.5).astype(np.uint8)).save(paths[1])
-        np.save(paths[2], self.heatmap)
-        paths[3].write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
-        if self.input_map is not None:
-            paths.append(out / "input_map.npy")
-            np.save(paths[-1], self.input_map)
-        if layers and self.per_layer:
-            paths.append(out / "per_layer.json")
-            rows = [layer.to_json() for layer in self.per_layer.values()]
-            paths[-1].write_text(json.dumps(rows), encoding="utf-8")
-        return paths
+
+        def fill(folder: Path) -> list[str]:
+            names = ["overlay.png", "heatmap.png", "heatmap.npy", "fixations.json"]
+            self.overlay().save(folder / names[0])
+            Image.fromarray(to_uint8(self.heatmap)).save(folder / names[1])
+            np.save(folder / names[2], self.heatmap)
+            (folder / names[3]).write_text(strict_json(self.to_json(), indent=1), encoding="utf-8")
+            if self.input_map is not None:
+                names.append("input_map.npy")
+                np.save(folder / names[-1], self.input_map)
+            if layers and self.per_layer:
+                names.append("per_layer.json")
+                (folder / names[-1]).write_text(strict_json([layer.to_json() for layer in self.per_layer.values()]),
+                                                encoding="utf-8")
+            return names
+
+        return [out / name for name in replace_folder(out, fill)]

@@ -92,7 +92,8 @@ def test_explain_writes_the_four_outputs(default_run):
     assert data["top_classes"][0]["index"] == 285
     assert data["settings"]["conv_location"] == "argmax" and data["settings"]["preset"] == "imagenet"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary == [{"image": str(CHELSEA), "status": "ok", "outputs": [str(out / "chelsea")], "classes": [285]}]
+    assert summary == [{"image": str(CHELSEA), "folder": "chelsea", "status": "ok", "outputs": [str(out / "chelsea")],
+                        "classes": [285]}]
 
 
 def test_explain_other_class_with_layers(tmp_path):

@@ -200,7 +200,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     ("truncated.onnx", "not a valid ONNX file"),
     ("garbage.onnx", "not a valid ONNX file"),
     ("text.onnx", "not a valid ONNX file"),
-    ("empty.onnx", "no graph nodes"),
+    ("empty.onnx", "empty (0 bytes)"),
     ("missing.onnx", "model file not found"),
 ])
 def test_unreadable_model_is_one_line(files, tmp_path, name, fragment):
@@ -227,17 +227,17 @@ def test_non_image_model_input_is_a_model_error(files, tmp_path):
     assert_one_error(proc, "'input'", "rank 2", "rank-4", code=2)
 
 
-def test_wrong_channel_count_is_an_input_shape_error(files, tmp_path):
-    """A model wanting 4 channels gets the 3-channel photo: one line naming both shapes."""
+def test_wrong_channel_count_is_refused_before_any_image(files, tmp_path):
+    """A model wanting 4 channels is not an RGB or grey image classifier: refused at once (exit 2)."""
     proc = run_cli("explain", files["four_channels.onnx"], CHELSEA, "--out", tmp_path / "out", cwd=tmp_path)
-    assert_one_error(proc, str(CHELSEA), "expects 1x4x32x32", "got 1x3x32x32", code=1)
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert [s["status"] for s in summary] == ["error"]
+    assert_one_error(proc, "'input'", "4 channels", "grey (1 channel) or colour (3 channel)", code=2)
+    assert not (tmp_path / "out" / "summary.json").exists()
 
 
 def test_shape_error_inside_onnxruntime_is_one_clean_line(files, tmp_path):
+    """The model cannot run at the input size: found on a blank image before any photo (exit 2)."""
     proc = run_cli("explain", files["dynamic_fixed.onnx"], CHELSEA, "--out", tmp_path / "out", cwd=tmp_path)
-    assert_one_error(proc, "reshape", code=1)
+    assert_one_error(proc, "reshape", code=2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,7 +402,7 @@ def test_batch_with_a_corrupt_image_in_the_middle(files, tmp_path):
 @pytest.mark.parametrize("option, fragments", [
     (["--class", "5000"], ("class index 5000 is out of range", "1000 classes")),
     (["--class", "-1"], ("class index -1 is out of range", "0..999")),
-    (["--top-k", "0"], ("top-k must be between 1 and 1000", "not 0")),
+    (["--top-k", "0"], ("--top-k) must be a whole number between 1 and 1000", "not 0")),
 ])
 def test_bad_class_selection(tmp_path, option, fragments):
     out = tmp_path / "out"

@@ -133,7 +133,7 @@ def test_cli_evaluate_writes_the_table_and_keeps_going_past_a_bad_image(tmp_path
 
 
 def test_cli_evaluate_refuses_bad_options_in_one_line(tmp_path):
-    for args, message in ((["--methods", "lime"], "unknown method"), (["--iou", "0"], "--iou must be in"),
+    for args, message in ((["--methods", "lime"], "unknown method"), (["--iou", "0"], "(--iou) must be a number in (0, 1]"),
                           (["--box-threshold", "0"], "box threshold")):
         proc = run_cli("evaluate", str(FASHION / "vgg.onnx"), str(SAMPLES), "--preset", "raw", *args, "--out", str(tmp_path), cwd=tmp_path)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

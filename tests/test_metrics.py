@@ -221,7 +221,7 @@ def test_classifier_matches_the_explainers_probabilities():
     from fixtrace.metrics import Classifier
 
     explainer = Explainer(FASHION / "inception.onnx", preset="raw", device="cpu")
-    classifier = Classifier(explainer.graph, explainer.logits, "raw", batch_size=3)
+    classifier = Classifier(explainer.graph, explainer.output.name, "raw", batch_size=3)
     names = sorted((FASHION / "samples").glob("*.png"))[:5]
     probabilities = classifier.probabilities(np.stack([load_image(p) for p in names]))
     assert probabilities.shape == (5, 10)

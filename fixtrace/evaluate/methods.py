@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fixtrace.errors import FixtraceError
+from fixtrace.errors import OptionError
+from fixtrace.validate import choice
 from fixtrace.methods import METHODS
 
 #: The image-blind baseline: a Gaussian at the photo's centre, with the model's predicted class.
@@ -60,17 +61,21 @@ def parse_method(text: str) -> MethodSpec:
     """Parse ``name[:flag...]`` (flags in the module's docstring).
 
     Raises:
-        FixtraceError: unknown method or flag, a bad value, or a fixations flag on another method.
+        OptionError: unknown method or flag, a bad value, or a fixations flag on another method.
     """
+    if not isinstance(text, str):
+        raise OptionError(f"a method spec is a string like 'gradcam:box=0.3', not {type(text).__name__}")
     name, *flags = [part.strip() for part in text.strip().split(":")]
     known = ["fixations", *METHODS, BASELINE]
-    if name not in known:
-        raise FixtraceError(f"unknown method {name!r} in {text!r}; methods: {', '.join(known)}")
+    try:
+        name = choice("method", name, known)
+    except OptionError:
+        raise OptionError(f"unknown method {name!r} in {text!r}; methods: {', '.join(known)}") from None
     settings: dict[str, Any] = {}
     for flag in flags:
         key, value = _flag(flag, text)
         if key in FIXATION_ONLY and name != "fixations" or name == BASELINE and key != "box_threshold":
-            raise FixtraceError(f"the flag {flag!r} does not apply to {name} (in {text!r})")
+            raise OptionError(f"the flag {flag!r} does not apply to {name} (in {text!r})")
         settings[key] = value
     return MethodSpec(text.strip(), name, **settings)
 
@@ -84,8 +89,8 @@ def _flag(flag: str, text: str) -> tuple[str, Any]:
         except ValueError:
             value = float("nan")
         if not 0 < value <= 1:
-            raise FixtraceError(f"{name}= takes a fraction in (0, 1], not {raw!r} (in {text!r})")
+            raise OptionError(f"{name}= takes a fraction in (0, 1], not {raw!r} (in {text!r})")
         return VALUED[name], value
     if flag not in FLAGS:
-        raise FixtraceError(f"unknown flag {flag!r} in {text!r}; flags: {', '.join(FLAGS)}, box=F, sigma=F")
+        raise OptionError(f"unknown flag {flag!r} in {text!r}; flags: {', '.join(FLAGS)}, box=F, sigma=F")
     return FLAGS[flag]

@@ -9,9 +9,10 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from fixtrace.api import Explainer, check_render_options
-from fixtrace.errors import FixtraceError
-from fixtrace.evaluate.dataset import Item
+from fixtrace.api import DEVICES, MAX_THREADS, Explainer, check_render_options
+from fixtrace import validate
+from fixtrace.errors import FixtraceError, OptionError
+from fixtrace.evaluate.dataset import BOXES_FILE, DatasetError, Item
 from fixtrace.evaluate.methods import MethodSpec
 from fixtrace.explanation import Explanation
 from fixtrace.images.load import load_image
@@ -21,9 +22,9 @@ from fixtrace.metrics.localization import box_found, centre_gaussian, energy_in_
 from fixtrace.metrics.perturbation import perturbation_curves
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.load import ModelSource, load_model
-from fixtrace.fixations.walk import find_logits
 from fixtrace.render.box import DEFAULT_BOX_THRESHOLD, box_from_heatmap, method_box_threshold
 from fixtrace.render.heatmap import DEFAULT_SIGMA
+from fixtrace.render.resample import bilinear, pixel_centres
 
 
 #: Which class the maps explain.
@@ -196,8 +197,32 @@ def make_maps(model: ModelSource, items: Sequence[Item], spec: MethodSpec, *, pr
 
 
 def _classifier(model: ModelSource, preset: str | Preset, threads: int) -> Classifier:
-    graph = LayerGraph.from_model(load_model(model))
-    return Classifier(graph, find_logits(graph, None), preset, threads=threads)
+    return Classifier(LayerGraph.from_model(load_model(model)), None, preset, threads=threads)
+
+
+def _check_labels(items: Sequence[Item], classes: int) -> None:
+    """Every label must be a class of the model's output."""
+    for item in items:
+        if item.label >= classes:
+            raise DatasetError(f"{BOXES_FILE}: label {item.label} of {item.image.name} is out of range: the model has "
+                               f"{classes} classes (0..{classes - 1})")
+
+
+def _on_pixels(result: MapResult) -> np.ndarray:
+    """The map at the decoded photo's size (smaller than the map for photos decoded reduced)."""
+    h, w = result.photo.shape[:2]
+    if result.heatmap.shape == (h, w):
+        return result.heatmap
+    return bilinear(result.heatmap, pixel_centres(h, result.heatmap.shape[0]), pixel_centres(w, result.heatmap.shape[1]))
+
+
+def _boxes_problem(result: MapResult) -> str:
+    """Why the item's boxes do not fit its image ("" when they do)."""
+    height, width = result.heatmap.shape
+    for box in result.item.boxes:
+        if box[2] > width or box[3] > height:
+            return f"{result.item.image.name}: box {box} lies outside the image ({width}x{height}): boxes for another size?"
+    return ""
 
 
 @dataclass
@@ -244,7 +269,19 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
     """
     check_render_options(sigma, box_threshold)
     check_explained(explain)
+    if isinstance(items, (str, bytes)) or not all(isinstance(i, Item) for i in items):
+        raise OptionError("items must be a list of fixtrace.evaluate.Item (see read_dataset)")
+    if isinstance(specs, (str, bytes)) or not all(isinstance(s, MethodSpec) for s in specs):
+        raise OptionError("specs must be a list of MethodSpec (see parse_method), e.g. [parse_method('gradcam')]")
+    iou_threshold = validate.number("iou_threshold", iou_threshold, 0.0, 1.0, "--iou")
+    tolerance = validate.number("tolerance", tolerance, 0.0, math.inf, "--tolerance", low_open=False, what="a distance in pixels")
+    perturbation = validate.integer("perturbation", perturbation, 0, flag="--perturbation")
+    steps = validate.integer("steps", steps, 1, flag="--steps")
+    batch_size = validate.integer("batch_size", batch_size, 1, flag="--batch-size")
+    threads = validate.integer("threads", threads, 0, MAX_THREADS, "--threads")
+    device = validate.choice("device", device, DEVICES, "--device")
     classifier = _classifier(model, preset, threads)
+    _check_labels(items, classifier.output.classes)
     rows: list[MethodScores] = []
     for spec in specs:
         scores: list[ItemScores] = []
@@ -253,15 +290,18 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
         try:
             for result in make_maps(model, items, spec, preset=preset, sigma=sigma, batch_size=batch_size,
                                     device=device, threads=threads, classifier=classifier, explain=explain):
+                problem = "" if isinstance(result, FixtraceError) else _boxes_problem(result)
                 if isinstance(result, FixtraceError):
                     errors.append(f"{items[seen].image.name}: {result}")
+                elif problem:
+                    errors.append(problem)
                 else:
                     seconds += result.seconds
                     threshold = spec.box_threshold or box_threshold or method_box_threshold(spec.method, spec.ge)
                     scores.append(score_map(result, threshold, iou_threshold, tolerance))
                     if len(scores) <= perturbation:
                         followed = result.item.label if explain == "label" else result.predicted
-                        curves = perturbation_curves(classifier.probabilities, result.photo, result.heatmap, followed, steps)
+                        curves = perturbation_curves(classifier.probabilities, result.photo, _on_pixels(result), followed, steps)
                         scores[-1].deletion_auc, scores[-1].insertion_auc = curves.deletion_auc, curves.insertion_auc
                 if on_step:
                     on_step(f"{spec.label} {items[seen].image.name}")

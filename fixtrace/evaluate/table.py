@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
 
 from fixtrace.evaluate.run import Evaluation
+from fixtrace.files import output_error, write_json_atomic, write_text_atomic
 
 #: (header, MethodScores attribute, format, better): the table's columns.
 COLUMNS = (
@@ -57,12 +57,19 @@ def to_csv(evaluation: Evaluation) -> str:
 
 
 def save(evaluation: Evaluation, folder: str | Path) -> list[Path]:
-    """Write evaluation.md, evaluation.csv and evaluation.json into ``folder`` (created if missing)."""
+    """Write evaluation.md, evaluation.csv and evaluation.json (standard JSON: unmeasured values
+    are null) into ``folder`` (created if missing), each atomically.
+
+    Raises:
+        OutputError: a file could not be written.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, folder) from None
     paths = [folder / "evaluation.md", folder / "evaluation.csv", folder / "evaluation.json"]
-    paths[0].write_text(to_markdown(evaluation), encoding="utf-8")
-    paths[1].write_text(to_csv(evaluation), encoding="utf-8")
-    record = asdict(evaluation)
-    paths[2].write_text(json.dumps(record, indent=1, default=str).replace("NaN", "null"), encoding="utf-8")
+    write_text_atomic(paths[0], to_markdown(evaluation))
+    write_text_atomic(paths[1], to_csv(evaluation))
+    write_json_atomic(paths[2], asdict(evaluation), indent=1)
     return paths

@@ -36,6 +36,10 @@ class Rule:
         self.reads: tuple[str, ...] = ()
         self.routes: tuple[str, ...] = (node.inputs[0],)
 
+    def check(self, tensors: "Tensors") -> None:
+        """Refuse (``raise self.unsupported(...)``) a configuration only the run's shapes reveal;
+        called once per model, before any walk. The base accepts everything."""
+
     def backtrack(self, fixations: "FixationSet", tensors: "Tensors") -> Iterable[tuple[str, "FixationSet"]]:
         """Map fixations on the node's first output to fixations on its inputs.
 
@@ -50,7 +54,7 @@ class Rule:
 
     def unsupported(self, detail: str) -> UnsupportedOpError:
         """An error saying this node's configuration is not handled."""
-        return UnsupportedOpError(self.node.op_type, self.node.name, supported_ops(), detail)
+        return UnsupportedOpError(self.node.op_type, self.node.name, supported_ops(), detail, self.node.domain)
 
 
 FIXATION_RULES: Registry[Rule] = Registry("fixation", "fixtrace.fixations.rules")

@@ -13,14 +13,12 @@ from fixtrace.fixations.options import FixationOptions
 from fixtrace.fixations.recompute import ConvRecipe, find_recipe
 from fixtrace.fixations.registry import Rule, rule_for
 from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.outputs import find_logits
 from fixtrace.model.registry import rules_below
 
 if TYPE_CHECKING:
     from fixtrace.backends.base import Backend
 
-# Ops that may sit between the class logits and the graph output.
-_AFTER_LOGITS = {"Softmax", "LogSoftmax", "Identity", "Dropout", "Flatten", "Reshape", "Squeeze"}
-_SOFTMAX = {"Softmax", "LogSoftmax"}
 
 
 class Tensors:
@@ -123,6 +121,15 @@ class BacktrackPlan:
                 self.needs.add(name)
         self.touched: set[str] = {t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)}
 
+    def check(self, tensors: Tensors) -> None:
+        """Check every rule against the shapes of a real run, before any walk.
+
+        Raises:
+            UnsupportedOpError: a node whose configuration only its shapes reveal is not handled.
+        """
+        for r in self.rules:
+            r.check(tensors)
+
     def run(self, start: FixationSet, tensors: Tensors) -> BacktrackResult:
         """Walk from fixations on the logits to fixations on the image input.
 
@@ -150,25 +157,3 @@ class BacktrackPlan:
         result.input = backend.union(arrived) if arrived else backend.start([])
         result.per_tensor[self.graph.image_input.name] = result.input
         return result
-
-
-def find_logits(graph: LayerGraph, output: str | None = None) -> str:
-    """The tensor holding the class scores: the graph output, or the input of its Softmax.
-
-    Args:
-        graph: the layer graph.
-        output: the graph output to start from (default: the first).
-
-    Raises:
-        ModelError: ``output`` is not a graph output.
-    """
-    name = output or graph.outputs[0]
-    if name not in graph.outputs:
-        raise ModelError(f"{name!r} is not an output of the model; outputs: {', '.join(graph.outputs)}")
-    tensor = name
-    while tensor in graph.producer and graph.producer[tensor].op_type in _AFTER_LOGITS:
-        node = graph.producer[tensor]
-        if node.op_type in _SOFTMAX:
-            return node.inputs[0]
-        tensor = node.inputs[0]
-    return name

@@ -66,7 +66,7 @@ class VjpRule:
 
     def unsupported(self, detail: str) -> UnsupportedOpError:
         """An error saying this node's configuration is not handled."""
-        return UnsupportedOpError(self.node.op_type, self.node.name, GRADIENT_RULES.supported(), detail)
+        return UnsupportedOpError(self.node.op_type, self.node.name, GRADIENT_RULES.supported(), detail, self.node.domain)
 
 
 GRADIENT_RULES: Registry[VjpRule] = Registry("gradient", "fixtrace.gradients.rules")

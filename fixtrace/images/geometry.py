@@ -47,17 +47,19 @@ class Geometry:
             grid: float (input height, input width).
 
         Returns:
-            float32 (photo height, photo width).
+            float32 (photo height, photo width), built band by band (no full-size temporaries).
         """
-        from scipy.ndimage import map_coordinates
+        from fixtrace.render.resample import bilinear
 
         width, height = self.original
         sx = self.resized[0] / self.original[0]
         sy = self.resized[1] / self.original[1]
-        rows = (np.arange(height, dtype=np.float64) + 0.5) * sy - 0.5 - self.crop[1]
-        cols = (np.arange(width, dtype=np.float64) + 0.5) * sx - 0.5 - self.crop[0]
-        rr, cc = np.meshgrid(rows, cols, indexing="ij")
-        # Edge pixels of the crop extend half a pixel outwards; beyond that, nothing was seen.
-        rr = np.where((rr > -0.5) & (rr < 0), 0.0, np.where((rr > grid.shape[0] - 1) & (rr < grid.shape[0] - 0.5), grid.shape[0] - 1, rr))
-        cc = np.where((cc > -0.5) & (cc < 0), 0.0, np.where((cc > grid.shape[1] - 1) & (cc < grid.shape[1] - 0.5), grid.shape[1] - 1, cc))
-        return map_coordinates(grid.astype(np.float32), [rr, cc], order=1, mode="constant", cval=0.0).astype(np.float32)
+        rows = _inside_edges((np.arange(height, dtype=np.float64) + 0.5) * sy - 0.5 - self.crop[1], grid.shape[0])
+        cols = _inside_edges((np.arange(width, dtype=np.float64) + 0.5) * sx - 0.5 - self.crop[0], grid.shape[1])
+        return bilinear(grid, rows, cols)
+
+
+def _inside_edges(coords: np.ndarray, n: int) -> np.ndarray:
+    """Edge pixels of the crop extend half a pixel outwards; beyond that, nothing was seen."""
+    coords = np.where((coords > -0.5) & (coords < 0), 0.0, coords)
+    return np.where((coords > n - 1) & (coords < n - 0.5), n - 1.0, coords)

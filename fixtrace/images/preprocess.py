@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from fixtrace.errors import ImageError
+from fixtrace.validate import choice
 from fixtrace.images.geometry import Geometry
 from fixtrace.model.layer_graph import ImageInput
 
@@ -54,16 +55,14 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str | Preset) -> Preset:
-    """Look a preset up by name (a Preset passes through).
+    """Look a preset up by name, in any case (a Preset passes through).
 
     Raises:
-        ValueError: unknown name.
+        OptionError: not a preset name (also a ValueError).
     """
     if isinstance(name, Preset):
         return name
-    if name not in PRESETS:
-        raise ValueError(f"unknown preprocessing preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return PRESETS[choice("preprocessing preset", name, PRESETS, "--preset")]
 
 
 def input_size(spec: ImageInput, preset: Preset) -> tuple[int, int]:
@@ -71,21 +70,25 @@ def input_size(spec: ImageInput, preset: Preset) -> tuple[int, int]:
     return (spec.width or preset.default_size, spec.height or preset.default_size)
 
 
-def preprocess(rgb: np.ndarray, spec: ImageInput, preset: Preset) -> tuple[np.ndarray, Geometry]:
+def preprocess(rgb: np.ndarray, spec: ImageInput, preset: Preset, size: tuple[int, int] | None = None,
+               ) -> tuple[np.ndarray, Geometry]:
     """Turn an RGB photo into one model input sample.
 
     Args:
         rgb: uint8 (H, W, 3).
         spec: the model's image input (layout, channels, size).
         preset: the preprocessing to apply.
+        size: the photo's own (width, height) when ``rgb`` is a reduced copy of it (``Photo``):
+            the geometry maps the input to the full photo.
 
     Returns:
         (float32 tensor shaped (C, H, W) or (H, W, C) as the model's layout wants, Geometry).
     """
     width, height = input_size(spec, preset)
     photo = Image.fromarray(rgb)
+    original = size or photo.size
     if preset.resize == "short":
-        resized = _short_side_size(photo.size, round(min(width, height) * preset.resize_ratio), (width, height))
+        resized = _short_side_size(original, round(min(width, height) * preset.resize_ratio), (width, height))
     else:
         resized = (width, height)
     # torchvision's CenterCrop offsets.
@@ -102,7 +105,7 @@ def preprocess(rgb: np.ndarray, spec: ImageInput, preset: Preset) -> tuple[np.nd
     tensor = (pixels * np.float32(preset.scale) - mean) / std
     if spec.layout == "NCHW":
         tensor = tensor.transpose(2, 0, 1)
-    geometry = Geometry(original=photo.size, resized=resized, crop=crop, input=(width, height))
+    geometry = Geometry(original=original, resized=resized, crop=crop, input=(width, height))
     return np.ascontiguousarray(tensor, dtype=np.float32), geometry
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.images.preprocess import Preset, get_preset, preprocess
+from fixtrace.images.preprocess import Preset, get_preset, input_size, preprocess
+from fixtrace.model.checks import check_image_channels
 from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.outputs import ClassOutput, choose_output, find_logits
 from fixtrace.runtime.session import Session
 
 
@@ -14,23 +16,34 @@ class Classifier:
 
     Args:
         graph: the parsed model.
-        logits: the output tensor that holds the class scores.
+        output: the graph output holding the class scores (default: the first); it is checked
+            on a blank image as ``Explainer`` checks it.
         preset: preprocessing preset (name or Preset).
         threads: onnxruntime intra-op threads (0: onnxruntime's choice).
         batch_size: photos per forward (capped by a fixed batch dim of the model).
+
+    Raises:
+        ModelError: onnxruntime cannot run the model, or its output is not class scores.
     """
 
-    def __init__(self, graph: LayerGraph, logits: str, preset: str | Preset = "imagenet", threads: int = 0,
+    def __init__(self, graph: LayerGraph, output: str | None = None, preset: str | Preset = "imagenet", threads: int = 0,
                  batch_size: int = 32) -> None:
+        check_image_channels(graph)
         self.graph = graph
-        self.logits = logits
         self.preset = get_preset(preset)
+        logits = find_logits(graph, output)
         self.session = Session(graph, {logits}, threads=threads)
         fixed = graph.image_input.shape[0]
         self.batch_size = min(batch_size, fixed) if isinstance(fixed, int) and fixed > 0 else batch_size
+        width, height = input_size(graph.image_input, self.preset)
+        channels = graph.image_input.channels or 3
+        dims = (channels, height, width) if graph.image_input.layout == "NCHW" else (height, width, channels)
+        blank = np.zeros((fixed if isinstance(fixed, int) and fixed > 0 else 1, *dims), np.float32)
+        #: The output whose probabilities are returned.
+        self.output: ClassOutput = choose_output(graph, output, self.session.run(blank))
 
     def probabilities(self, photos: np.ndarray) -> np.ndarray:
-        """Softmax of the logits.
+        """Class probabilities (softmax of logits, or the model's own probabilities).
 
         Args:
             photos: uint8 (n, H, W, 3).
@@ -41,7 +54,5 @@ class Classifier:
         rows = []
         for first in range(0, len(photos), self.batch_size):
             batch = np.stack([preprocess(p, self.graph.image_input, self.preset)[0] for p in photos[first:first + self.batch_size]])
-            logits = self.session.run(batch)[self.logits].reshape(len(batch), -1).astype(np.float64)
-            exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-            rows.append(exp / exp.sum(axis=1, keepdims=True))
+            rows.append(self.output.probabilities(self.session.run(batch)[self.output.logits]))
         return np.concatenate(rows)

@@ -6,17 +6,58 @@ Boxes are ``(x0, y0, x1, y1)`` in photo pixels with ``x1`` and ``y1`` exclusive 
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Sequence
 
 import numpy as np
 
+from fixtrace.errors import OptionError
+from fixtrace.validate import number
+
 Box = tuple[int, int, int, int]
 
 
+def check_box(box: object, name: str = "box") -> Box:
+    """A box as four finite numbers (x0, y0, x1, y1).
+
+    Raises:
+        OptionError: anything else.
+    """
+    try:
+        values = tuple(box)  # type: ignore[arg-type]
+        ok = len(values) == 4 and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                                      for v in values)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise OptionError(f"a {name} is four finite numbers (x0, y0, x1, y1), not {box!r}")
+    return values  # type: ignore[return-value]
+
+
+def check_map(heat: object) -> np.ndarray:
+    """A map as a finite 2-D array.
+
+    Raises:
+        OptionError: not 2-D, or holding NaN or infinity.
+    """
+    array = np.asarray(heat)
+    if array.ndim != 2 or array.dtype.kind not in "biuf":
+        raise OptionError(f"a map is a 2-D array of numbers (H, W), not shape {array.shape} of {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise OptionError("the map holds NaN or infinite values")
+    return array
+
+
 def iou(a: Box | None, b: Box) -> float:
-    """Intersection over union of two boxes (0 when ``a`` is None, i.e. no box was found)."""
+    """Intersection over union of two boxes (0 when ``a`` is None, i.e. no box was found).
+
+    Raises:
+        OptionError: a box that is not four finite numbers.
+    """
     if a is None:
         return 0.0
+    a, b = check_box(a), check_box(b)
     width = min(a[2], b[2]) - max(a[0], b[0])
     height = min(a[3], b[3]) - max(a[1], b[1])
     inter = max(width, 0) * max(height, 0)
@@ -25,7 +66,12 @@ def iou(a: Box | None, b: Box) -> float:
 
 
 def box_found(box: Box | None, truths: Sequence[Box], threshold: float = 0.5) -> bool:
-    """True when ``box`` overlaps one of the ground-truth boxes with IoU >= ``threshold``."""
+    """True when ``box`` overlaps one of the ground-truth boxes with IoU >= ``threshold``.
+
+    Raises:
+        OptionError: a threshold outside (0, 1], or a bad box.
+    """
+    threshold = number("threshold", threshold, 0.0, 1.0, "--iou", what="an IoU")
     return any(iou(box, t) >= threshold for t in truths)
 
 
@@ -59,7 +105,13 @@ def pointing_hit(heat: np.ndarray, truths: Sequence[Box], tolerance: float = 0.0
         truths: ground-truth boxes.
         tolerance: distance in pixels still counted as a hit (Zhang et al. used 15 px on
             ImageNet-sized photos).
+
+    Raises:
+        OptionError: a map that is not finite and 2-D, a negative or infinite tolerance, a bad box.
     """
+    heat = check_map(heat)
+    tolerance = number("tolerance", tolerance, 0.0, math.inf, "--tolerance", low_open=False, what="a distance in pixels")
+    truths = [check_box(t) for t in truths]
     if heat.size == 0 or not float(heat.max()) > 0:
         return False
     row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
@@ -71,7 +123,12 @@ def energy_in_box(heat: np.ndarray, truths: Sequence[Box]) -> float:
 
     Returns:
         A fraction in [0, 1]; 0 for an all-zero map.
+
+    Raises:
+        OptionError: a map that is not finite and 2-D, a bad box.
     """
+    heat = check_map(heat)
+    truths = [check_box(t) for t in truths]
     positive = np.maximum(heat.astype(np.float64), 0)
     total = positive.sum()
     return float(positive[_inside(heat.shape, truths)].sum() / total) if total > 0 else 0.0

@@ -14,6 +14,10 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
+from fixtrace.errors import OptionError
+from fixtrace.metrics.localization import check_map
+from fixtrace.validate import integer
+
 #: Insertion starts from the photo blurred with this sigma, as a fraction of its short side
 #: (RISE: sigma 5 px on 224 px photos).
 BLUR_SIGMA = 5 / 224
@@ -76,12 +80,12 @@ def perturbation_curves(classify: Classify, photo: np.ndarray, heat: np.ndarray,
         The two curves.
 
     Raises:
-        ValueError: the map and the photo differ in size, or steps < 1.
+        OptionError: the map is not finite and 2-D, differs from the photo in size, or steps < 1.
     """
+    heat = check_map(heat)
     if heat.shape != photo.shape[:2]:
-        raise ValueError(f"the map is {heat.shape[1]}x{heat.shape[0]} but the photo {photo.shape[1]}x{photo.shape[0]}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, not {steps}")
+        raise OptionError(f"the map is {heat.shape[1]}x{heat.shape[0]} but the photo {photo.shape[1]}x{photo.shape[0]}")
+    steps = integer("steps", steps, 1, flag="--steps")
     order = salience_order(heat, seed)
     rank = np.empty(order.size, dtype=np.int64)
     rank[order] = np.arange(order.size)

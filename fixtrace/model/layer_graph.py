@@ -12,6 +12,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from fixtrace.errors import ModelError
+from fixtrace.model.checks import check_weights
 
 # Ops whose value is not a pure function of constant inputs; never folded.
 _UNFOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
@@ -112,9 +113,10 @@ class LayerGraph:
             raise ModelError(f"opset {opset} is outside the supported range 7..22")
         constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         nodes: list[Node] = []
+        names: set[str] = set()
         for raw in _topological(model.graph.node):
             node = Node(
-                name=raw.name or raw.output[0],
+                name=_unique(raw.name or raw.output[0] or raw.op_type, names),
                 op_type=raw.op_type,
                 inputs=list(raw.input),
                 outputs=list(raw.output),
@@ -135,6 +137,7 @@ class LayerGraph:
             for t in n.inputs:
                 if t in producer:
                     graph.add_edge(producer[t].name, n.name, tensor=t)
+        check_weights(constants, nodes)
         return cls(
             model=model,
             nodes=nodes,
@@ -182,6 +185,17 @@ class LayerGraph:
         return self._shape_cache[key]
 
 
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name#2``, ``name#3`` ... when another node already has it (ONNX does not
+    require unique node names; the layer graph keys nodes by name)."""
+    unique, k = name, 1
+    while unique in taken:
+        k += 1
+        unique = f"{name}#{k}"
+    taken.add(unique)
+    return unique
+
+
 def _topological(raw_nodes) -> list[onnx.NodeProto]:
     """ONNX asks for topological order; enforce it, since not every writer obeys."""
     produced_by = {out: i for i, n in enumerate(raw_nodes) for out in n.output}
@@ -212,6 +226,9 @@ def _attr_value(attr: onnx.AttributeProto) -> Any:
 def _is_constant(node: Node, constants: dict[str, np.ndarray]) -> bool:
     if node.op_type in _UNFOLDABLE or node.domain not in ("", "ai.onnx"):
         return False
+    if any(isinstance(v, onnx.GraphProto) or (isinstance(v, list) and v and isinstance(v[0], onnx.GraphProto))
+           for v in node.attrs.values()):
+        return False  # a subgraph (If, Loop, Scan) may read tensors of the outer graph
     return all(t == "" or t in constants for t in node.inputs)
 
 
@@ -246,18 +263,41 @@ def _constant_value(node: Node) -> np.ndarray:
     raise ModelError(f"Constant node {node.name!r} has no supported value attribute")
 
 
+#: Element types the image input may have: fixtrace feeds it floats.
+_FLOAT_INPUTS = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64"}
+#: The largest input fixtrace feeds: a side over MAX_INPUT_SIDE, or more than MAX_INPUT_PIXELS
+#: pixels, is a mistake in the model (or a model that is not an image classifier).
+MAX_INPUT_SIDE = 8192
+MAX_INPUT_PIXELS = 4096 * 4096
+
+
 def _image_input(model: onnx.ModelProto, nodes: list[Node], constants: dict[str, np.ndarray]) -> ImageInput:
     inputs = [i for i in model.graph.input if i.name not in constants]
     if not inputs:
-        raise ModelError("the model has no input tensor")
+        raise ModelError("the model has no input tensor left to feed (every graph input is a constant)")
     if len(inputs) > 1:
         names = ", ".join(i.name for i in inputs)
         raise ModelError(f"the model has {len(inputs)} inputs ({names}); fixtrace explains single-input image classifiers")
     spec = inputs[0]
-    dims = tuple((d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None) for d in spec.type.tensor_type.shape.dim)
+    tensor_type = spec.type.tensor_type
+    if tensor_type.elem_type not in _FLOAT_INPUTS:
+        kind = helper.tensor_dtype_to_string(tensor_type.elem_type).split(".")[-1].lower() if tensor_type.elem_type else "untyped"
+        raise ModelError(f"input {spec.name!r} is {kind}; fixtrace feeds images as float32, float16 or float64 tensors "
+                         "(a model taking raw integer pixels needs a float input to be explained)")
+    dims = tuple((d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None) for d in tensor_type.shape.dim)
     if len(dims) != 4:
         raise ModelError(f"input {spec.name!r} has rank {len(dims)}; an image classifier takes a rank-4 tensor (N, C, H, W) or (N, H, W, C)")
-    return ImageInput(spec.name, dims, _layout(spec.name, dims, nodes))
+    image = ImageInput(spec.name, dims, _layout(spec.name, dims, nodes))
+    shape = "x".join("?" if d is None else str(d) for d in dims)
+    if image.shape[0] == 0:
+        raise ModelError(f"input {spec.name!r} ({shape}) declares a batch of 0 images")
+    height, width = image.height, image.width
+    if height == 0 or width == 0:
+        raise ModelError(f"input {spec.name!r} ({shape}) declares {height}x{width} pixels: an empty image")
+    if height is not None and width is not None and (max(height, width) > MAX_INPUT_SIDE or height * width > MAX_INPUT_PIXELS):
+        raise ModelError(f"input {spec.name!r} declares {height}x{width} pixels; fixtrace feeds at most "
+                         f"{MAX_INPUT_PIXELS:,} pixels with sides up to {MAX_INPUT_SIDE} (is this an image classifier?)")
+    return image
 
 
 def _layout(name: str, dims: tuple[int | None, ...], nodes: list[Node]) -> str:

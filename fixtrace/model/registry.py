@@ -47,7 +47,7 @@ class Registry(Generic[R]):
         self.supported()
         cls = self._rules.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if cls is None:
-            raise UnsupportedOpError(node.op_type, node.name, self.supported())
+            raise UnsupportedOpError(node.op_type, node.name, self.supported(), domain=node.domain)
         return cls
 
     def supported(self) -> list[str]:

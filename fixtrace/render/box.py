@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 
@@ -22,6 +24,8 @@ BOX_THRESHOLDS: dict[str, float] = {
 }
 #: CAM's rule (Zhou et al. 2016).
 DEFAULT_BOX_THRESHOLD = 0.2
+#: Maps with more pixels are cut on a stride (see ``box_from_heatmap``).
+MAX_EXACT_PIXELS = 24_000_000
 
 
 def method_box_threshold(method: str, ge: bool = False) -> float:
@@ -33,6 +37,9 @@ def box_from_heatmap(heat: np.ndarray, threshold: float = DEFAULT_BOX_THRESHOLD)
     """Box around the largest connected region where heat >= threshold x max (CAM's rule: 0.2;
     Grad-CAM used 0.15).
 
+    A map over MAX_EXACT_PIXELS (a photo of tens of megapixels) is cut on every k-th pixel, k the
+    smallest stride that brings it under: the box is then exact to k pixels, and memory bounded.
+
     Args:
         heat: (H, W) map.
         threshold: fraction of the map's max.
@@ -43,8 +50,12 @@ def box_from_heatmap(heat: np.ndarray, threshold: float = DEFAULT_BOX_THRESHOLD)
     top = float(heat.max()) if heat.size else 0.0
     if top <= 0:
         return None
-    labels, n = ndimage.label(heat >= threshold * top)
+    stride = max(1, math.ceil(math.sqrt(heat.size / MAX_EXACT_PIXELS)))
+    labels, n = ndimage.label(heat[::stride, ::stride] >= threshold * top)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     sizes[0] = 0
-    rows, cols = ndimage.find_objects((labels == int(np.argmax(sizes))).astype(np.int32))[0]
-    return int(cols.start), int(rows.start), int(cols.stop), int(rows.stop)
+    largest = int(np.argmax(sizes))
+    rows, cols = ndimage.find_objects(labels, max_label=largest)[largest - 1]
+    height, width = heat.shape
+    return (int(cols.start) * stride, int(rows.start) * stride, min(int(cols.stop) * stride, width),
+            min(int(rows.stop) * stride, height))

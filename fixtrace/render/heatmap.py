@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 from fixtrace.kernels.cpu.points import neighbour_mass
+from fixtrace.render.resample import bilinear, pixel_centres
 
 #: Blur sigma as a fraction of the photo's short side: the value with the lowest mean top-1
 #: localization error on the localization benchmark's validation split (bench/RESULTS.md; the
@@ -40,8 +40,8 @@ def heatmap(xy: np.ndarray, counts: np.ndarray, size: tuple[int, int], sigma: fl
     """Sum of Gaussians at the points, weighted by count, scaled so the max is 1.
 
     The sum is computed exactly on a grid whose short side is ``WORK_SIDE`` (separable:
-    one small matrix product), then resized bilinearly to the photo: the map is smooth at
-    this sigma, so nothing is lost.
+    one small matrix product), then resized bilinearly to the photo, band by band: the map is
+    smooth at this sigma, so nothing is lost.
 
     Args:
         xy: (n, 2) positions in photo pixels.
@@ -63,7 +63,10 @@ def heatmap(xy: np.ndarray, counts: np.ndarray, size: tuple[int, int], sigma: fl
     cols = np.exp(-((np.arange(grid_w)[None, :] - gx[:, None]) ** 2) / (2 * s * s))
     rows = np.exp(-((np.arange(grid_h)[:, None] - gy[None, :]) ** 2) / (2 * s * s)) * counts[None, :]
     grid = (rows @ cols).astype(np.float32)
-    if (grid_w, grid_h) != (width, height):
-        grid = np.asarray(Image.fromarray(grid).resize((width, height), Image.Resampling.BILINEAR))
+    if (grid_w, grid_h) != (width, height):  # PIL's bilinear upscaling: half-pixel centres, edges extended
+        grid = bilinear(grid, pixel_centres(height, grid_h), pixel_centres(width, grid_w))
     top = float(grid.max())
-    return np.clip(grid / top, 0.0, 1.0) if top > 0 else np.zeros((height, width), dtype=np.float32)
+    if top <= 0:
+        return np.zeros((height, width), dtype=np.float32)
+    grid /= top
+    return np.clip(grid, 0.0, 1.0, out=grid)

@@ -33,11 +33,14 @@ class DenseRule(Rule):
             self.source = graph.producer[self.source].inputs[0]
         self.needs = (data,)
 
+    def check(self, tensors):
+        shape = tensors.shape(self.node.inputs[0])
+        if len(shape) != 2:
+            raise self.unsupported(f"a rank-{len(shape)} input; only (batch, features) is handled")
+
     def backtrack(self, fixations, tensors):
         name = self.node.inputs[0]
         shape = tensors.shape(name)
-        if len(shape) != 2:
-            raise self.unsupported(f"a rank-{len(shape)} input; only (batch, features) is handled")
         backend = tensors.backend
         n_in, n_out = self.weights.shape
         a, w = tensors.flat(name), backend.constant(self.flat_weights)

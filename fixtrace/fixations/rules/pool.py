@@ -49,13 +49,20 @@ class GlobalArgmax(Rule):
             self.axes = None if axes is None else tuple(int(a) for a in axes)
         self.needs = (node.inputs[0],)
 
-    def backtrack(self, fixations, tensors):
-        name = self.node.inputs[0]
-        shape = tensors.shape(name)
+    def _axes(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         rank = len(shape)
         axes = tuple(sorted(a % rank for a in self.axes)) if self.axes is not None else ()
         if rank != 4 or len(axes) != 2 or 0 in axes:
             raise self.unsupported(f"reduction over axes {self.axes} of a rank-{rank} tensor; only two spatial axes of a rank-4 map")
+        return axes
+
+    def check(self, tensors):
+        self._axes(tensors.shape(self.node.inputs[0]))
+
+    def backtrack(self, fixations, tensors):
+        name = self.node.inputs[0]
+        shape = tensors.shape(name)
+        axes = self._axes(shape)
         # The output keeps (batch, channel) in the same order whether or not keepdims is set.
         (channel_axis,) = (a for a in (1, 2, 3) if a not in axes)
         strides = [int(np.prod(shape[a + 1:], dtype=np.int64)) for a in range(4)]
