@@ -162,8 +162,9 @@ class Explanation:
 
         def fill(folder: Path) -> list[str]:
             names = ["overlay.png", "heatmap.png", "heatmap.npy", "fixations.json"]
-            self.overlay().save(folder / names[0])
-            Image.fromarray(to_uint8(self.heatmap)).save(folder / names[1])
+            fast = {"compress_level": 1} if self.heatmap.size > 4_000_000 else {}  # big photos: 3-5x faster to write
+            self.overlay().save(folder / names[0], **fast)
+            Image.fromarray(to_uint8(self.heatmap)).save(folder / names[1], **fast)
             np.save(folder / names[2], self.heatmap)
             (folder / names[3]).write_text(strict_json(self.to_json(), indent=1), encoding="utf-8")
             if self.input_map is not None:

@@ -159,11 +159,25 @@ def write_json_atomic(path: str | os.PathLike, value: Any, **options: Any) -> No
     write_text_atomic(path, strict_json(value, **options))
 
 
+#: Free bytes under which a failed write is put down to a full disk (numpy's short writes carry no errno).
+NEARLY_FULL = 1 << 20
+
+
 def output_error(exc: OSError, path: str | os.PathLike) -> OutputError:
     """An OutputError naming the path and the cause; fatal when the disk is full."""
-    fatal = exc.errno in DISK_FULL
+    fatal = exc.errno in DISK_FULL or _free_bytes(Path(path)) < NEARLY_FULL
     cause = "the disk is full" if fatal else (exc.strerror or str(exc))
     return OutputError(f"cannot write {path}: {cause}", fatal=fatal)
+
+
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the file system holding ``path`` (or its nearest existing parent)."""
+    for folder in (path, *path.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return NEARLY_FULL
 
 
 def replace_folder(folder: Path, fill: Callable[[Path], Any]) -> Any:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from conftest import run_cli
+from hostile.groups.images import png_header
 from fixtrace import Explainer, InputShapeError, ModelError, UnsupportedOpError
 from fixtrace.fixations import supported_ops
 from fixtrace.runtime.session import check_input_shape
@@ -79,17 +78,6 @@ def assert_option_refused(proc: subprocess.CompletedProcess, option: str, code: 
         assert proc.returncode == 2 and option in proc.stderr, proc.stderr
     else:
         assert_one_error(proc, option.lstrip("-"), code=code)
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A tiny grey PNG that declares ``width`` x ``height`` (IHDR) but carries almost no data:
-    a reader that trusts the header refuses it at once; one that decodes it finds it truncated."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
 def tiny_model(shape=(1, 3, 32, 32), middle: str = "Relu", middle_name: str = "act", classes: int = 10,

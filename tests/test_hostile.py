@@ -8,8 +8,18 @@ invalid JSON).
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
+from conftest import run_cli
 from hostile.corpus import all_cases, build
 from hostile.runner import Worker, run_case
 
@@ -36,3 +46,70 @@ def _params():
 def test_case(worker, case):
     outcome, problems = run_case(worker, case)
     assert not problems, f"{case.id} ({case.kind}, {outcome.seconds:.1f} s): " + "; ".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Faults no in-process case can stage: a really full disk, a SIGKILL mid-batch.
+# --------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+MOBILENET = ROOT / "models" / "mobilenet_v2.onnx"
+CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
+OUTPUTS = ["fixations.json", "heatmap.npy", "heatmap.png", "overlay.png"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.5 MB tmpfs (root only; skipped elsewhere): room for the outputs of one 451x300 photo."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_full_disk_stops_with_one_line_and_keeps_finished_work(tmp_path, small_disk):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(4):
+        shutil.copy(CHELSEA, photos / f"cat_{k}.jpg")
+    out = small_disk / "out"
+    proc = run_cli("explain", MOBILENET, photos, "--out", out, "--quiet", cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert errors[0].startswith("fixtrace: error: ") and "the disk is full" in errors[0], errors[0]
+    assert "stopped after 1 of 4 images" in errors[0] and "Traceback" not in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(e["folder"], e["status"]) for e in summary] == [("cat_0", "ok")]
+    assert sorted(p.name for p in (out / "cat_0").iterdir()) == OUTPUTS
+    assert sorted(p.name for p in out.iterdir()) == ["cat_0", "summary.json"]  # no half-written folder left
+
+
+@pytest.mark.corpus
+def test_sigkill_mid_batch_never_leaves_broken_files(tmp_path):
+    """Killed at any moment, a run leaves a valid summary.json (or none yet) and only complete
+    photo folders; rerun, it finishes the batch."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    samples = sorted((ROOT / "models" / "fashion" / "samples").glob("*.png"))
+    for k in range(36):
+        shutil.copy(samples[k % len(samples)], photos / f"item_{k:02d}.png")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "fixtrace.cli", "explain", str(ROOT / "models" / "fashion" / "vgg.onnx"), str(photos),
+               "--out", str(out), "--preset", "raw", "--batch-size", "4", "--quiet"]
+    for delay in (1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0):
+        proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if (out / "summary.json").exists():
+            summary = json.loads((out / "summary.json").read_text())
+            assert all(e["status"] == "ok" for e in summary)
+        for folder in out.iterdir() if out.exists() else []:
+            if folder.is_dir() and not folder.name.startswith("."):
+                assert sorted(p.name for p in folder.iterdir()) == OUTPUTS, folder
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads((out / "summary.json").read_text())) == 36

@@ -9,11 +9,9 @@ ToTensor: /255; Normalize: (x - mean) / std).
 from __future__ import annotations
 
 import io
-import struct
 import time
 import tracemalloc
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import MAX_PIXELS, load_image
 from fixtrace.images.preprocess import PRESETS, Preset, get_preset, input_size, preprocess
 from fixtrace.model.layer_graph import ImageInput
+from hostile.groups.images import encode, png_header
 
 ROOT = Path(__file__).resolve().parents[1]
 CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
@@ -32,22 +31,6 @@ CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 NCHW_224 = ImageInput("input", (None, 3, 224, 224), "NCHW")
-
-
-def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A grey PNG declaring ``width`` x ``height`` with (almost) no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,26 @@ def check_weights(constants: dict[str, np.ndarray], nodes: list) -> None:
             raise ModelError(f"weight tensor {name!r} holds {count} infinite value{'s' * (count > 1)}: the model is broken")
 
 
+#: Window ops whose strides, dilations and kernel must be positive (onnx 1.15's shape inference
+#: divides by them in C++ and kills the process on a 0).
+_WINDOWED = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "MaxUnpool", "ConvInteger", "QLinearConv"}
+
+
+def check_windows(nodes: list) -> None:
+    """Refuse window ops whose strides, dilations or kernel shape are not positive.
+
+    Raises:
+        ModelError: naming the node and the attribute.
+    """
+    for node in nodes:
+        if node.op_type not in _WINDOWED:
+            continue
+        for key in ("strides", "dilations", "kernel_shape"):
+            values = node.attr(key)
+            if values is not None and any(int(v) < 1 for v in values):
+                raise ModelError(f"node {node.name!r} ({node.op_type}) has {key} {list(values)}: they must be positive")
+
+
 def check_tensor_sizes(shapes: dict[str, tuple[int, ...]], producer: dict) -> None:
     """Refuse a model one of whose tensors would exceed MAX_TENSOR_BYTES for one image.
 

@@ -12,7 +12,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from fixtrace.errors import ModelError
-from fixtrace.model.checks import check_weights
+from fixtrace.model.checks import check_weights, check_windows
 
 # Ops whose value is not a pure function of constant inputs; never folded.
 _UNFOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
@@ -138,6 +138,7 @@ class LayerGraph:
                 if t in producer:
                     graph.add_edge(producer[t].name, n.name, tensor=t)
         check_weights(constants, nodes)
+        check_windows(nodes)
         return cls(
             model=model,
             nodes=nodes,

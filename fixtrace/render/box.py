@@ -52,9 +52,8 @@ def box_from_heatmap(heat: np.ndarray, threshold: float = DEFAULT_BOX_THRESHOLD)
         return None
     stride = max(1, math.ceil(math.sqrt(heat.size / MAX_EXACT_PIXELS)))
     labels, n = ndimage.label(heat[::stride, ::stride] >= threshold * top)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    largest = int(np.argmax(sizes))
+    sizes = ndimage.histogram(labels, 1, n, n)  # pixels per region, without an int64 copy of the labels
+    largest = int(np.argmax(sizes)) + 1
     rows, cols = ndimage.find_objects(labels, max_label=largest)[largest - 1]
     height, width = heat.shape
     return (int(cols.start) * stride, int(rows.start) * stride, min(int(cols.stop) * stride, width),

@@ -27,15 +27,29 @@ def bilinear(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarr
     g = np.asarray(grid, dtype=np.float32)
     c0, c1, wc, cvalid = _taps(np.asarray(cols, np.float64), g.shape[1])
     r0, r1, wr, rvalid = _taps(np.asarray(rows, np.float64), g.shape[0])
-    across = g[:, c0] * (1 - wc) + g[:, c1] * wc  # (h, W): every grid row resampled along the columns
-    across *= cvalid
     if out is None:
         out = np.empty((len(rows), len(cols)), dtype=np.float32)
+    # A small grid (upsampling) is resampled along the columns once; a large one (downsampling a
+    # photo-size map) band by band, only the grid rows the band reads.
+    whole = _across(g, c0, c1, wc, cvalid) if g.shape[0] <= max(len(rows), BAND) else None
     for start in range(0, len(rows), BAND):
         band = slice(start, start + BAND)
-        np.multiply(across[r0[band]], ((1 - wr[band]) * rvalid[band])[:, None], out=out[band])
-        out[band] += across[r1[band]] * (wr[band] * rvalid[band])[:, None]
+        if whole is None:
+            first = int(r0[band].min())
+            across = _across(g[first:int(r1[band].max()) + 1], c0, c1, wc, cvalid)
+        else:
+            first, across = 0, whole
+        np.multiply(across[r0[band] - first], ((1 - wr[band]) * rvalid[band])[:, None], out=out[band])
+        out[band] += across[r1[band] - first] * (wr[band] * rvalid[band])[:, None]
     return out
+
+
+def _across(g: np.ndarray, c0: np.ndarray, c1: np.ndarray, wc: np.ndarray, cvalid: np.ndarray) -> np.ndarray:
+    """Every row of ``g`` resampled along the columns."""
+    across = g[:, c0] * (1 - wc)
+    across += g[:, c1] * wc
+    across *= cvalid
+    return across
 
 
 def _taps(coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

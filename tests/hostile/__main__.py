@@ -54,7 +54,7 @@ def main() -> int:
                 print(f"  {k}/{len(cases)} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     finally:
         worker.stop()
-    print(f"| group | cases | pass |\n|---|---|---|")
+    print("| group | cases | pass |\n|---|---|---|")
     total = passed = 0
     for group in GROUPS:
         if group in results:

@@ -249,20 +249,12 @@ def cast_input_net(elem: int) -> onnx.ModelProto:
     return m
 
 
-def half_net() -> onnx.ModelProto:
-    """The whole classifier in float16."""
-    m = classifier(elem=TensorProto.FLOAT16)
+def typed_net(elem: int, dtype: type) -> onnx.ModelProto:
+    """The whole classifier in another float type (input, weights and output)."""
+    m = classifier(elem=elem)
     for init in m.graph.initializer:
-        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
-    m.graph.output[0].type.tensor_type.elem_type = TensorProto.FLOAT16
-    return m
-
-
-def double_net() -> onnx.ModelProto:
-    m = classifier(elem=TensorProto.DOUBLE)
-    for init in m.graph.initializer:
-        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name))
-    m.graph.output[0].type.tensor_type.elem_type = TensorProto.DOUBLE
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(dtype), init.name))
+    m.graph.output[0].type.tensor_type.elem_type = elem
     return m
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from hostile.case import Case, Context, Outcome
+from hostile.case import Case, Outcome
 from hostile.corpus import context_for
 from hostile.judge import judge, snapshot
 

@@ -20,7 +20,8 @@ def _photo() -> Image.Image:
     return Image.open(CHELSEA).convert("RGB")
 
 
-def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    """The image encoded as ``fmt`` (Pillow's save options)."""
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
@@ -39,7 +40,7 @@ def png_header(width: int, height: int) -> bytes:
 def _with_exif_orientation(photo: Image.Image, value: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = value
-    return _encode(photo, "JPEG", exif=exif.tobytes())
+    return encode(photo, "JPEG", exif=exif.tobytes())
 
 
 def _valid_files() -> dict[str, bytes]:
@@ -52,62 +53,62 @@ def _valid_files() -> dict[str, bytes]:
     palette_t.info["transparency"] = 0
     frames = [photo.rotate(k * 10) for k in range(6)]
     files = {
-        "rgb.png": _encode(photo, "PNG"),
-        "grey.png": _encode(grey, "PNG"),
-        "grey_alpha.png": _encode(photo.convert("LA"), "PNG"),
-        "rgba.png": _encode(rgba, "PNG"),
-        "transparent.png": _encode(Image.new("RGBA", photo.size, (0, 0, 0, 0)), "PNG"),
-        "palette.png": _encode(photo.convert("P"), "PNG"),
-        "palette_transparency.png": _encode(palette_t, "PNG"),
-        "one_bit.png": _encode(photo.convert("1"), "PNG"),
-        "grey16.png": _encode(Image.fromarray(rgb[:, :, 1].astype(np.uint16) * 257), "PNG"),
-        "grey16_dark.png": _encode(Image.fromarray(rgb[:, :, 1].astype(np.uint16)), "PNG"),
-        "rgb.jpg": _encode(photo, "JPEG"),
-        "grey.jpg": _encode(grey, "JPEG"),
-        "cmyk.jpg": _encode(photo.convert("CMYK"), "JPEG"),
-        "progressive.jpg": _encode(photo, "JPEG", progressive=True),
-        "optimized.jpg": _encode(photo, "JPEG", optimize=True),
-        "quality_1.jpg": _encode(photo, "JPEG", quality=1),
-        "subsampling_444.jpg": _encode(photo, "JPEG", subsampling=0),
-        "icc_srgb.jpg": _encode(photo, "JPEG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()),
-        "trailing_garbage.jpg": _encode(photo, "JPEG") + b"\x00garbage" * 100,
-        "two_jpegs.jpg": _encode(photo, "JPEG") + _encode(grey, "JPEG"),
+        "rgb.png": encode(photo, "PNG"),
+        "grey.png": encode(grey, "PNG"),
+        "grey_alpha.png": encode(photo.convert("LA"), "PNG"),
+        "rgba.png": encode(rgba, "PNG"),
+        "transparent.png": encode(Image.new("RGBA", photo.size, (0, 0, 0, 0)), "PNG"),
+        "palette.png": encode(photo.convert("P"), "PNG"),
+        "palette_transparency.png": encode(palette_t, "PNG"),
+        "one_bit.png": encode(photo.convert("1"), "PNG"),
+        "grey16.png": encode(Image.fromarray(rgb[:, :, 1].astype(np.uint16) * 257), "PNG"),
+        "grey16_dark.png": encode(Image.fromarray(rgb[:, :, 1].astype(np.uint16)), "PNG"),
+        "rgb.jpg": encode(photo, "JPEG"),
+        "grey.jpg": encode(grey, "JPEG"),
+        "cmyk.jpg": encode(photo.convert("CMYK"), "JPEG"),
+        "progressive.jpg": encode(photo, "JPEG", progressive=True),
+        "optimized.jpg": encode(photo, "JPEG", optimize=True),
+        "quality_1.jpg": encode(photo, "JPEG", quality=1),
+        "subsampling_444.jpg": encode(photo, "JPEG", subsampling=0),
+        "icc_srgb.jpg": encode(photo, "JPEG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()),
+        "trailing_garbage.jpg": encode(photo, "JPEG") + b"\x00garbage" * 100,
+        "two_jpegs.jpg": encode(photo, "JPEG") + encode(grey, "JPEG"),
         "bad_orientation.jpg": _with_exif_orientation(photo, 9),
-        "rgb.gif": _encode(photo, "GIF"),
-        "animated.gif": _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0),
-        "rgb.bmp": _encode(photo, "BMP"),
-        "grey.bmp": _encode(grey, "BMP"),
-        "one_bit.bmp": _encode(photo.convert("1"), "BMP"),
-        "rgba.bmp": _encode(rgba, "BMP"),
-        "rgb.tif": _encode(photo, "TIFF"),
-        "cmyk.tif": _encode(photo.convert("CMYK"), "TIFF"),
-        "lzw.tif": _encode(photo, "TIFF", compression="tiff_lzw"),
-        "jpeg_compressed.tif": _encode(photo, "TIFF", compression="jpeg"),
-        "grey16.tif": _encode(Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257), "TIFF"),
-        "float.tif": _encode(Image.fromarray(rgb[:, :, 0].astype(np.float32) / 255.0), "TIFF"),
-        "float_255.tif": _encode(Image.fromarray(rgb[:, :, 0].astype(np.float32)), "TIFF"),
-        "int32.tif": _encode(Image.fromarray(rgb[:, :, 0].astype(np.int32) * 100), "TIFF"),
-        "rgba.tif": _encode(rgba, "TIFF"),
-        "multipage.tif": _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:3]),
-        "lossy.webp": _encode(photo, "WEBP"),
-        "lossless.webp": _encode(photo, "WEBP", lossless=True),
-        "alpha.webp": _encode(rgba, "WEBP"),
-        "animated.webp": _encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=50),
-        "rgb.ppm": _encode(photo, "PPM"),
-        "grey.pgm": _encode(grey, "PPM"),
-        "rgb.tga": _encode(photo, "TGA"),
-        "rgb.pcx": _encode(photo, "PCX"),
-        "rgb.ico": _encode(photo.resize((64, 64)), "ICO"),
-        "rgb.jp2": _encode(photo, "JPEG2000"),
-        "rgb.avif": _encode(photo, "AVIF"),
-        "lab.tif": _encode(photo.convert("LAB"), "TIFF"),
-        "one_pixel.png": _encode(photo.resize((1, 1)), "PNG"),
-        "two_pixels.jpg": _encode(photo.resize((2, 2)), "JPEG"),
-        "tall.png": _encode(photo.resize((40, 300)), "PNG"),
-        "png_named.jpg": _encode(photo, "PNG"),
-        "jpeg_named.png": _encode(photo, "JPEG"),
-        "no_extension": _encode(photo, "JPEG"),
-        "UPPER.JPG": _encode(photo, "JPEG"),
+        "rgb.gif": encode(photo, "GIF"),
+        "animated.gif": encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0),
+        "rgb.bmp": encode(photo, "BMP"),
+        "grey.bmp": encode(grey, "BMP"),
+        "one_bit.bmp": encode(photo.convert("1"), "BMP"),
+        "rgba.bmp": encode(rgba, "BMP"),
+        "rgb.tif": encode(photo, "TIFF"),
+        "cmyk.tif": encode(photo.convert("CMYK"), "TIFF"),
+        "lzw.tif": encode(photo, "TIFF", compression="tiff_lzw"),
+        "jpeg_compressed.tif": encode(photo, "TIFF", compression="jpeg"),
+        "grey16.tif": encode(Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257), "TIFF"),
+        "float.tif": encode(Image.fromarray(rgb[:, :, 0].astype(np.float32) / 255.0), "TIFF"),
+        "float_255.tif": encode(Image.fromarray(rgb[:, :, 0].astype(np.float32)), "TIFF"),
+        "int32.tif": encode(Image.fromarray(rgb[:, :, 0].astype(np.int32) * 100), "TIFF"),
+        "rgba.tif": encode(rgba, "TIFF"),
+        "multipage.tif": encode(frames[0], "TIFF", save_all=True, append_images=frames[1:3]),
+        "lossy.webp": encode(photo, "WEBP"),
+        "lossless.webp": encode(photo, "WEBP", lossless=True),
+        "alpha.webp": encode(rgba, "WEBP"),
+        "animated.webp": encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=50),
+        "rgb.ppm": encode(photo, "PPM"),
+        "grey.pgm": encode(grey, "PPM"),
+        "rgb.tga": encode(photo, "TGA"),
+        "rgb.pcx": encode(photo, "PCX"),
+        "rgb.ico": encode(photo.resize((64, 64)), "ICO"),
+        "rgb.jp2": encode(photo, "JPEG2000"),
+        "rgb.avif": encode(photo, "AVIF"),
+        "lab.tif": encode(photo.convert("LAB"), "TIFF"),
+        "one_pixel.png": encode(photo.resize((1, 1)), "PNG"),
+        "two_pixels.jpg": encode(photo.resize((2, 2)), "JPEG"),
+        "tall.png": encode(photo.resize((40, 300)), "PNG"),
+        "png_named.jpg": encode(photo, "PNG"),
+        "jpeg_named.png": encode(photo, "JPEG"),
+        "no_extension": encode(photo, "JPEG"),
+        "UPPER.JPG": encode(photo, "JPEG"),
     }
     for orientation in range(2, 9):
         files[f"exif_orientation_{orientation}.jpg"] = _with_exif_orientation(photo, orientation)
@@ -117,7 +118,7 @@ def _valid_files() -> dict[str, bytes]:
 def _bad_files() -> dict[str, tuple[bytes, str]]:
     """name -> (bytes, a fragment of the error)."""
     photo = _photo()
-    jpeg, png = _encode(photo, "JPEG"), _encode(photo, "PNG")
+    jpeg, png = encode(photo, "JPEG"), encode(photo, "PNG")
     rgb = np.asarray(photo)
     nan_float = rgb[:, :, 0].astype(np.float32) / 255.0
     nan_float[5, 5] = np.nan
@@ -132,15 +133,15 @@ def _bad_files() -> dict[str, tuple[bytes, str]]:
         "bad_crc.png": (bytes(bad_crc), "corrupt"),
         "huge_header.png": (png_header(20000, 20000), "100,000,000"),
         "over_pillow_limit.png": (png_header(15000, 10000), "100,000,000"),
-        "sliver.png": (_encode(photo.resize((3, 1000)), "PNG"), "aspect ratio"),
-        "nan.tif": (_encode(Image.fromarray(nan_float), "TIFF"), "NaN"),
+        "sliver.png": (encode(photo.resize((3, 1000)), "PNG"), "aspect ratio"),
+        "nan.tif": (encode(Image.fromarray(nan_float), "TIFF"), "NaN"),
         "photo.heic": (b"\x00\x00\x00\x18ftypheic" + bytes(500), "HEIC"),
     }
     for fraction in (0.1, 0.5, 0.9, 0.99):
         files[f"truncated_{int(fraction * 100)}.jpg"] = (jpeg[: int(len(jpeg) * fraction)], "truncated")
         files[f"truncated_{int(fraction * 100)}.png"] = (png[: int(len(png) * fraction)], "truncated")
     for fmt, suffix in (("GIF", "gif"), ("WEBP", "webp"), ("BMP", "bmp"), ("TIFF", "tif")):
-        data = _encode(photo, fmt)
+        data = encode(photo, fmt)
         files[f"truncated.{suffix}"] = (data[: len(data) // 2], "truncated")
     return files
 
@@ -156,7 +157,7 @@ def build(folder: Path) -> None:
     rng = np.random.default_rng(11)
     photo = _photo()
     for suffix, (fmt, count) in FLIPPED.items():
-        data = _encode(photo, fmt)
+        data = encode(photo, fmt)
         for k in range(count):
             flipped = bytearray(data)
             for _ in range(1 + k % 3):
