@@ -83,11 +83,16 @@ class Explainer:
         layer: the tensor a layer method reads (default: the last spatial map).
         ge: sharpen the map with Gradual Extrapolation (for fixations, their counts on the last
             spatial map are the coarse map, and the sharpened map replaces the Gaussian blur).
+        any_output: explain the output even when it does not look like class scores (see
+            ``fixtrace.model.outputs.choose_output``).
 
     Raises:
-        ModelError: the model cannot be read or run.
+        ModelError: the model cannot be read, is not a 1- or 3-channel image classifier, its
+            output is not a finite class-score vector, or onnxruntime cannot run it (all checked
+            here, on a blank image, before any photo).
         UnsupportedOpError: a node between the input and the logits has no rule.
-        FixtraceError: ``device="cuda"`` where CUDA cannot run; an unknown method or bad layer.
+        OptionError: an option of the wrong type or value, an unknown keyword, a bad layer.
+        FixtraceError: ``device="cuda"`` where CUDA cannot run.
     """
 
     def __init__(self, model: ModelSource, *, preset: str | Preset = "imagenet", conv_location: str = "argmax",
@@ -142,8 +147,7 @@ class Explainer:
 
     def _probe(self, output: str | None, any_output: bool, height: int, width: int) -> ClassOutput:
         """Run the model once on a blank image: check the output and every rule against real shapes."""
-        fixed = self.graph.image_input.shape[0]
-        blank = np.zeros(self._batch_shape(fixed if isinstance(fixed, int) and fixed > 0 else 1, height, width), np.float32)
+        blank = np.zeros(self._batch_shape(self.graph.image_input.fixed_batch or 1, height, width), np.float32)
         values = self.session.run(blank)
         chosen = choose_output(self.graph, output, values, any_output)
         if self.plan is not None:
@@ -216,8 +220,7 @@ class Explainer:
             raise OptionError(f"explain_many takes several images (a list or any iterable), not a single "
                               f"{type(images).__name__}; use explain() for one image")
         self.check_targets(target, top_k)
-        fixed = self.graph.image_input.shape[0]
-        size = min(batch_size, fixed) if isinstance(fixed, int) and fixed > 0 else batch_size
+        size = min(batch_size, self.graph.image_input.fixed_batch or batch_size)
         stream = iter(images)
         first = 0
         while chunk := list(itertools.islice(stream, size)):
@@ -305,7 +308,7 @@ class Explainer:
         broken = ~np.isfinite(all_logits).all(axis=1)
         if broken.any():
             which = "this photo" if n == 1 else f"photo {int(np.argmax(broken)) + 1} of the batch"
-            raise ModelError(f"the model's scores for {which} are not finite (NaN or infinity): its weights overflow "
+            raise ModelError(f"the model's scores for {which} are not finite (NaN or infinity): the model overflows "
                              "float32 on this input")
         scores, targets = [], []
         for logits, probability in zip(all_logits, self.output.probabilities(all_logits)):

@@ -33,12 +33,12 @@ class Classifier:
         self.preset = get_preset(preset)
         logits = find_logits(graph, output)
         self.session = Session(graph, {logits}, threads=threads)
-        fixed = graph.image_input.shape[0]
-        self.batch_size = min(batch_size, fixed) if isinstance(fixed, int) and fixed > 0 else batch_size
+        fixed = graph.image_input.fixed_batch
+        self.batch_size = min(batch_size, fixed or batch_size)
         width, height = input_size(graph.image_input, self.preset)
         channels = graph.image_input.channels or 3
         dims = (channels, height, width) if graph.image_input.layout == "NCHW" else (height, width, channels)
-        blank = np.zeros((fixed if isinstance(fixed, int) and fixed > 0 else 1, *dims), np.float32)
+        blank = np.zeros((fixed or 1, *dims), np.float32)
         #: The output whose probabilities are returned.
         self.output: ClassOutput = choose_output(graph, output, self.session.run(blank))
 

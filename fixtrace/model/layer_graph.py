@@ -59,6 +59,11 @@ class ImageInput:
     layout: str
 
     @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the input declares, when it declares one."""
+        return self.shape[0] if isinstance(self.shape[0], int) and self.shape[0] > 0 else None
+
+    @property
     def channels(self) -> int | None:
         return self.shape[1] if self.layout == "NCHW" else self.shape[3]
 

@@ -109,7 +109,10 @@ def run_case(worker: Worker, case: Case, keep: bool = False) -> tuple[Outcome, l
     outcome = worker.run(case)
     problems = judge(case, outcome, context, before, snapshot(worker.root, context))
     if case.verify is not None and not outcome.hung and not outcome.crashed:
-        problems += case.verify(context)
+        try:
+            problems += case.verify(context)
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # the outputs it reads are missing or malformed
+            problems.append(f"its outputs could not be checked: {type(exc).__name__}: {exc}")
     if not problems and not keep:
         shutil.rmtree(context.run, ignore_errors=True)
     return outcome, problems
