@@ -8,6 +8,8 @@ from fixtrace.errors import (  # noqa: E402
     ImageError,
     InputShapeError,
     ModelError,
+    OptionError,
+    OutputError,
     TargetError,
     UnsupportedOpError,
 )
@@ -15,5 +17,5 @@ from fixtrace.explanation import ClassScore, Explanation, LayerFixations  # noqa
 
 __all__ = [
     "BatchItem", "ClassScore", "Explainer", "Explanation", "FixtraceError", "ImageError", "InputShapeError", "LayerFixations",
-    "ModelError", "TargetError", "UnsupportedOpError", "explain", "__version__",
+    "ModelError", "OptionError", "OutputError", "TargetError", "UnsupportedOpError", "explain", "__version__",
 ]

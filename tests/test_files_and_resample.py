@@ -1,0 +1,147 @@
+"""The safety helpers (fixtrace.files, fixtrace.model.external_data) and the banded resampling
+(fixtrace.render.resample), each against an independent reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.ndimage import map_coordinates
+
+from fixtrace.errors import ModelError, OutputError
+from fixtrace.files import UniqueNames, inside, replace_folder, safe_name, strict_json
+from fixtrace.images.geometry import Geometry
+from fixtrace.images.load import load_photo
+from fixtrace.images.preprocess import get_preset, preprocess
+from fixtrace.model.layer_graph import ImageInput
+from fixtrace.render.box import box_from_heatmap
+from fixtrace.render.heatmap import heatmap
+from fixtrace.render.resample import bilinear, pixel_centres
+
+ROOT = Path(__file__).resolve().parents[1]
+CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
+
+
+@pytest.mark.parametrize("grid, out", [((7, 5), (37, 29)), ((600, 500), (37, 29)), ((1, 6), (5, 40)), ((1, 1), (3, 3))])
+def test_bilinear_equals_scipy_map_coordinates(grid, out):
+    """Up- and downsampling, coordinates inside, on the edge and outside: scipy's order-1 'constant'."""
+    g = np.random.default_rng(0).normal(size=grid).astype(np.float32)
+    rows = np.linspace(-1.5, grid[0] + 0.5, out[0])
+    cols = np.linspace(-1.2, grid[1] + 0.3, out[1])
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    expected = map_coordinates(g, [rr, cc], order=1, mode="constant", cval=0.0)
+    np.testing.assert_allclose(bilinear(g, rows, cols), expected, atol=1e-6)
+
+
+def test_heatmap_upsampling_equals_pil_bilinear():
+    """The heat map's grid reaches the photo as PIL's BILINEAR resize would take it there."""
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, [451, 300], size=(40, 2))
+    counts = rng.integers(1, 5, 40).astype(np.float64)
+    ours = heatmap(xy, counts, (451, 300), 0.05)
+    grid = np.asarray(Image.fromarray(ours).resize((96, 64), Image.Resampling.BOX))  # any small grid will do below
+    small = grid.astype(np.float32)
+    expected = np.asarray(Image.fromarray(small).resize((451, 300), Image.Resampling.BILINEAR))
+    np.testing.assert_allclose(bilinear(small, pixel_centres(300, 64), pixel_centres(451, 96)), expected, atol=1e-5)
+
+
+def test_to_photo_equals_the_map_coordinates_reference():
+    """Geometry.to_photo, banded, equals a whole-photo map_coordinates with the same edge rule."""
+    geometry = Geometry(original=(451, 300), resized=(337, 224), crop=(56, 0), input=(224, 224))
+    grid = np.random.default_rng(2).random((224, 224)).astype(np.float32)
+    sx, sy = 337 / 451, 224 / 300
+    rows = (np.arange(300) + 0.5) * sy - 0.5
+    cols = (np.arange(451) + 0.5) * sx - 0.5 - 56
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    rr = np.where((rr > -0.5) & (rr < 0), 0.0, np.where((rr > 223) & (rr < 223.5), 223.0, rr))
+    cc = np.where((cc > -0.5) & (cc < 0), 0.0, np.where((cc > 223) & (cc < 223.5), 223.0, cc))
+    expected = map_coordinates(grid, [rr, cc], order=1, mode="constant", cval=0.0)
+    np.testing.assert_allclose(geometry.to_photo(grid), expected, atol=1e-6)
+
+
+def test_box_on_a_huge_map_is_the_exact_box_within_its_stride():
+    small = np.zeros((80, 120), np.float32)
+    small[20:50, 30:100] = 1.0
+    small[60:70, 5:15] = 1.0
+    huge = bilinear(small, pixel_centres(8000, 80), pixel_centres(12000, 120))  # 96 MP: cut on a stride of 2
+    x0, y0, x1, y1 = box_from_heatmap(huge, 0.5)  # the region [2000, 5000) x [3000, 10000), within 2 px
+    assert abs(x0 - 3000) <= 2 and abs(y0 - 2000) <= 2 and abs(x1 - 10000) <= 2 and abs(y1 - 5000) <= 2
+
+
+def test_reduced_decoding_keeps_the_photo_geometry():
+    """A photo decoded reduced maps to the model input like the full one, and its tensor barely differs."""
+    full = load_photo(CHELSEA, max_decoded=None)
+    reduced = load_photo(CHELSEA, max_decoded=40_000)
+    assert full.size == reduced.size == (451, 300)
+    assert reduced.pixels.shape[0] * reduced.pixels.shape[1] <= 40_000 < 451 * 300
+    spec, preset = ImageInput("input", (None, 3, 224, 224), "NCHW"), get_preset("imagenet")
+    a, geometry_a = preprocess(full.pixels, spec, preset, full.size)
+    b, geometry_b = preprocess(reduced.pixels, spec, preset, reduced.size)
+    assert geometry_a == geometry_b
+    assert float(np.abs(a - b).mean()) < 0.1  # the same photo, resampled from a quarter-size decode
+
+
+@pytest.mark.parametrize("text, name", [
+    ("..", "image"), (".", "image"), ("...", "image"), (".hidden", "hidden"), ("a/../b", "a_.._b"),
+    ("new\nline", "new_line"), ("\x1b[31mred", "31mred"), ("cat 😺", "cat"), ("x" * 300, "x" * 60),
+    ("summary.json", "summary.json"), ("ünï", "ünï"),
+])
+def test_safe_name(text, name):
+    assert safe_name(text) == name
+    assert "/" not in safe_name(text) and not safe_name(text).startswith(".")
+
+
+def test_safe_name_is_nfc_and_unique_names_ignore_case():
+    assert safe_name(unicodedata.normalize("NFD", "é")) == "é"
+    names = UniqueNames()
+    assert [names.take(t) for t in ("Cat", "cat", "CAT", "summary.json", "cat_2")] == ["Cat", "cat_2", "CAT_3",
+                                                                                       "summary.json_2", "cat_2_2"]
+
+
+def test_inside_refuses_every_way_out(tmp_path):
+    folder, outside = tmp_path / "model", tmp_path / "secret"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "w.bin").write_bytes(b"x")
+    os.symlink(outside / "w.bin", folder / "link.bin")
+    os.symlink(outside, folder / "dirlink")
+    assert inside(folder, "sub/../w.bin", "w", ModelError) == Path(os.path.realpath(folder / "w.bin"))
+    for location, fragment in [("../secret/w.bin", "leads outside"), ("/etc/passwd", "absolute"),
+                               ("C:\\x.bin", "absolute"), ("..\\secret\\w.bin", "leads outside"),
+                               ("link.bin", "symbolic link"), ("dirlink/w.bin", "symbolic link"), ("", "no location"),
+                               ("a\0b", "NUL")]:
+        with pytest.raises(ModelError, match=fragment):
+            inside(folder, location, "w", ModelError)
+    assert inside(folder, "link.bin", "w", ModelError, also_inside=[outside]).name == "w.bin"
+
+
+def test_strict_json_is_standard():
+    text = strict_json({"a": float("nan"), "b": [float("inf"), np.float32(0.5), np.int64(3)], "c": "bad\udcff",
+                        Path("p"): Path("q")})
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    assert json.loads(text, parse_constant=refuse) == {"a": None, "b": [None, 0.5, 3], "c": "bad\\udcff", "p": "q"}
+
+
+def test_replace_folder_is_all_or_nothing(tmp_path):
+    target = tmp_path / "photo"
+    replace_folder(target, lambda f: (f / "a.txt").write_text("old"))
+
+    def fail(folder):
+        (folder / "a.txt").write_text("new")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match="the disk is full") as info:
+        replace_folder(target, fail)
+    assert info.value.fatal
+    assert (target / "a.txt").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["photo"]
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(OutputError, match="a file is in the way"):
+        replace_folder(tmp_path / "file", lambda f: None)
