@@ -128,14 +128,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from fixtrace import validate
     from fixtrace.api import Explainer, check_render_options
     from fixtrace.files import UniqueNames, safe_name, write_json_atomic
     from fixtrace.progress import Progress
 
     preset = _preset(args.preset)
     check_render_options(args.sigma, args.box_threshold)
-    if args.batch_size < 1:
-        raise OptionError(f"--batch-size must be at least 1, not {args.batch_size}")
+    validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
     out = _output_folder(args.out)
     summary_path = out / "summary.json"
     if summary_path.is_symlink() or (summary_path.exists() and not summary_path.is_file()):
@@ -175,15 +175,11 @@ def _explain(args: argparse.Namespace) -> int:
                     described = True
                 _report(image, explanations, [str(t) for t in targets])
             entry |= {"status": "ok", "outputs": [str(t) for t in targets], "classes": [e.target.index for e in explanations]}
-        except OutputError as exc:
-            if exc.fatal:
+        except FixtraceError as exc:
+            if isinstance(exc, OutputError) and exc.fatal:
                 done = sum(e["status"] == "ok" for e in summary)
                 raise OutputError(f"{exc}: stopped after {done} of {len(images)} images (those and summary.json are kept)",
                                   fatal=True) from None
-            failed += 1
-            _error(f"{image}: {exc}")
-            entry |= {"status": "error", "error": str(exc)}
-        except FixtraceError as exc:
             failed += 1
             _error(f"{image}: {exc}")
             entry |= {"status": "error", "error": str(exc)}
