@@ -8,6 +8,8 @@ import math
 import numbers
 from typing import Any, Iterable
 
+import numpy as np
+
 from fixtrace.errors import OptionError
 
 
@@ -71,7 +73,7 @@ def boolean(name: str, value: Any) -> bool:
     Raises:
         OptionError: anything else (a string "no" is not False).
     """
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+    if not isinstance(value, (bool, np.bool_)):
         raise OptionError(f"{name} must be True or False, not {value!r}")
     return bool(value)
 

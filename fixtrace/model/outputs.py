@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from fixtrace.errors import ModelError
+from fixtrace.errors import ModelError, OptionError
 from fixtrace.model.layer_graph import LayerGraph
 
 #: Ops that may sit between the class scores and the graph output without changing them.
@@ -69,12 +69,7 @@ def find_logits(graph: LayerGraph, output: str | None = None) -> str:
     Raises:
         ModelError: not a graph output, a constant, or not a float tensor.
     """
-    name = _output_name(graph, output)
-    elem = _elem_type(graph, name)
-    if elem is not None and elem not in _FLOAT_TYPES:
-        raise ModelError(f"output {name!r} is {helper.tensor_dtype_to_string(elem).split('.')[-1].lower()}: class indices or "
-                         f"labels, not class scores{_others(graph, name)}")
-    return _walk_back(graph, name)[0]
+    return _walk_back(graph, _float_output(graph, output))[0]
 
 
 def choose_output(graph: LayerGraph, output: str | None, values: dict[str, np.ndarray], allow_any: bool = False) -> ClassOutput:
@@ -94,14 +89,13 @@ def choose_output(graph: LayerGraph, output: str | None, values: dict[str, np.nd
         ModelError: the output is not a graph output, is a constant, is not a float tensor, is
             not finite, or is not a class-score vector (unless ``allow_any``).
     """
-    name = _output_name(graph, output)
+    name = _float_output(graph, output)
     if len(graph.outputs) == 1:
         reason = "the model's only output"
     elif output is None:
         reason = f"the first of {len(graph.outputs)} outputs ({', '.join(graph.outputs)}); --output picks another"
     else:
         reason = "asked for with --output"
-    find_logits(graph, name)
     logits, kind = _walk_back(graph, name)
     shape = tuple(np.shape(values[logits]))
     classes = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) >= 1 else 0
@@ -125,10 +119,18 @@ def choose_output(graph: LayerGraph, output: str | None, values: dict[str, np.nd
     return ClassOutput(name, logits, kind, classes, reason, forced)
 
 
+def _float_output(graph: LayerGraph, output: str | None) -> str:
+    """The graph output asked for (or the first), refused unless it is a computed float tensor."""
+    name = _output_name(graph, output)
+    elem = _elem_type(graph, name)
+    if elem is not None and elem not in _FLOAT_TYPES:
+        raise ModelError(f"output {name!r} is {helper.tensor_dtype_to_string(elem).split('.')[-1].lower()}: class indices or "
+                         f"labels, not class scores{_others(graph, name)}")
+    return name
+
+
 def _output_name(graph: LayerGraph, output: str | None) -> str:
     if output is not None and not isinstance(output, str):
-        from fixtrace.errors import OptionError
-
         raise OptionError(f"output must be the name of a graph output (a str), not {type(output).__name__}")
     if not graph.outputs:
         raise ModelError("the model declares no outputs: there are no class scores to explain")
