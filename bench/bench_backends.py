@@ -47,7 +47,7 @@ def main() -> None:
     from fixtrace import Explainer
     from fixtrace.backends import cuda_status
     from fixtrace.backends.cpu import CpuBackend
-    from fixtrace.fixations.walk import Tensors
+    from fixtrace.runtime.tensors import Tensors
     from fixtrace.images.preprocess import preprocess
 
     status = cuda_status()

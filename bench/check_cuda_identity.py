@@ -45,7 +45,7 @@ def main() -> int:
     from fixtrace.backends import cuda_status
     from fixtrace.backends.cpu import CpuBackend
     from fixtrace.backends.cuda import CudaBackend
-    from fixtrace.fixations.walk import Tensors
+    from fixtrace.runtime.tensors import Tensors
     from fixtrace.images.preprocess import preprocess
 
     status = cuda_status()

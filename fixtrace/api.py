@@ -20,7 +20,8 @@ from fixtrace.backends import cuda_status, get_backend
 from fixtrace.errors import FixtraceError, ModelError, OptionError, TargetError
 from fixtrace.explanation import ClassScore, Explanation, LayerFixations
 from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
-from fixtrace.fixations.walk import BacktrackResult, Tensors
+from fixtrace.fixations.walk import BacktrackResult
+from fixtrace.runtime.tensors import Tensors
 from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import ImageSource, load_photo
 from fixtrace.images.preprocess import Preset, get_preset, input_size, preprocess

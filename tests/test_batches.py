@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from fixtrace import Explainer, ImageError
 from fixtrace.backends import cuda_status
 from fixtrace.backends.cpu import CpuBackend
-from fixtrace.fixations.walk import Tensors
+from fixtrace.runtime.tensors import Tensors
 
 
 def _walk_model() -> onnx.ModelProto:

@@ -16,7 +16,7 @@ from test_rules_oracle import CONV_CASES, GLOBAL_CASES, POOL_CASES, SHAPE_CASES,
 from fixtrace.backends import cuda_status
 from fixtrace.backends.cpu import CpuBackend
 from fixtrace.fixations import FixationSet
-from fixtrace.fixations.walk import Tensors
+from fixtrace.runtime.tensors import Tensors
 
 pytestmark = pytest.mark.skipif(not cuda_status()["available"], reason=f"CUDA cannot run here: {cuda_status().get('reason')}")
 

@@ -24,7 +24,8 @@ from PIL import Image
 from conftest import IMAGES, MODELS, package_file, run_exposing
 from fixtrace import Explainer
 from fixtrace.fixations import FixationSet, supported_ops
-from fixtrace.fixations.walk import BacktrackResult, Tensors
+from fixtrace.fixations.walk import BacktrackResult
+from fixtrace.runtime.tensors import Tensors
 from fixtrace.images.load import load_image
 from fixtrace.images.preprocess import Preset, preprocess
 from test_rules_oracle import best_cell, conv_oracle, pool_oracle

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from fixtrace import Explainer, UnsupportedOpError
 from fixtrace.fixations import FixationOptions, FixationSet, supported_ops
 from fixtrace.fixations.registry import rule_for
-from fixtrace.fixations.walk import Tensors
+from fixtrace.runtime.tensors import Tensors
 from fixtrace.model.layer_graph import LayerGraph
 
 # --------------------------------------------------------------------------------------------

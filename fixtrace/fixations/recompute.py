@@ -19,7 +19,7 @@ from fixtrace.kernels.shared.conv import conv_geometry
 from fixtrace.model.layer_graph import LayerGraph, Node
 
 if TYPE_CHECKING:
-    from fixtrace.fixations.walk import Tensors
+    from fixtrace.runtime.tensors import Tensors
 
 
 @dataclass(frozen=True)

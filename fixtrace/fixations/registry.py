@@ -10,7 +10,7 @@ from fixtrace.model.registry import Registry
 if TYPE_CHECKING:
     from fixtrace.fixations.fixation_set import FixationSet
     from fixtrace.fixations.options import FixationOptions
-    from fixtrace.fixations.walk import Tensors
+    from fixtrace.runtime.tensors import Tensors
     from fixtrace.model.layer_graph import LayerGraph, Node
 
 class Rule:

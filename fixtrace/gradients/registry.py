@@ -10,7 +10,7 @@ from fixtrace.errors import UnsupportedOpError
 from fixtrace.model.registry import Registry
 
 if TYPE_CHECKING:
-    from fixtrace.fixations.walk import Tensors
+    from fixtrace.runtime.tensors import Tensors
     from fixtrace.model.layer_graph import LayerGraph, Node
 
 #: How ReLU-like rules pass gradients back: ``plain`` (the true gradient), ``guided`` (only

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.fixations.walk import Tensors
+from fixtrace.runtime.tensors import Tensors
 from fixtrace.gradients.registry import GRADIENT_RULES, RELU_MODES, VjpRule
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.registry import rules_below

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from fixtrace.errors import FixtraceError
-from fixtrace.fixations.walk import Tensors
+from fixtrace.runtime.tensors import Tensors
 from fixtrace.gradients import GradientPlan
 from fixtrace.model.layer_graph import LayerGraph
 

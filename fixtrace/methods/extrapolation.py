@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fixtrace.errors import ModelError
-from fixtrace.fixations.walk import Tensors
+from fixtrace.runtime.tensors import Tensors
 from fixtrace.methods.base import upsample
 from fixtrace.model.layer_graph import LayerGraph
 
