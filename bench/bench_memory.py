@@ -88,7 +88,7 @@ def main() -> int:
 def _check(folder: Path, size: tuple[int, int]) -> None:
     """The outputs of a big photo: a heat map of its size, a box inside, a cat."""
     heat = np.load(folder / "heatmap.npy", mmap_mode="r")
-    record = json.loads((folder / "fixations.json").read_text())
+    record = json.loads((folder / "explanation.json").read_text())
     assert heat.shape == (size[1], size[0]) and heat.dtype == np.float32, heat.shape
     x0, y0, x1, y1 = record["box"]
     assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1], record["box"]

@@ -1,14 +1,17 @@
-"""The one-call API: ``explain(model, image)``, and ``Explainer`` to reuse a model across images."""
+"""The one-call API: ``explain(model, image)``, and ``Explainer`` to reuse a model across images
+and methods. A thin facade: the model runner (``runtime``), the methods (``methods``) and the
+rendering (``render.build``) do the work."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import os
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -16,37 +19,32 @@ import onnx
 from PIL import Image
 
 from fixtrace import validate
-from fixtrace.backends import cuda_status, get_backend
-from fixtrace.errors import FixtraceError, ModelError, OptionError, TargetError
-from fixtrace.explanation import ClassScore, Explanation, LayerFixations
-from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
-from fixtrace.fixations.walk import BacktrackResult
-from fixtrace.runtime.tensors import Tensors
+from fixtrace.backends import DEVICES
+from fixtrace.errors import FixtraceError, ModelError, OptionError
+from fixtrace.explanation import Explanation
+from fixtrace.fixations.options import CONV_LOCATIONS
 from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import ImageSource, load_photo
-from fixtrace.images.preprocess import Preset, get_preset, input_size, preprocess
+from fixtrace.images.preprocess import Preset, get_preset, preprocess
 from fixtrace.labels import class_names
-from fixtrace.methods import METHODS, GradualExtrapolation, MapMethod
-from fixtrace.methods.base import upsample
-from fixtrace.methods.cam import last_spatial_layer
-from fixtrace.model.checks import check_image_channels, check_tensor_sizes
-from fixtrace.model.layer_graph import LayerGraph
-from fixtrace.model.load import ModelSource, load_model
-from fixtrace.model.outputs import ClassOutput, choose_output, find_logits
+from fixtrace.methods import METHODS, Method, method_names
+from fixtrace.methods.spec import MethodSpec, build, parse_specs
+from fixtrace.model.load import ModelSource
 from fixtrace.render.box import method_box_threshold
-from fixtrace.render.heatmap import DEFAULT_SIGMA, heatmap, inlier_mask
-from fixtrace.render.resample import unit_scale
-from fixtrace.runtime.session import Session
+from fixtrace.render.build import explanation
+from fixtrace.render.heatmap import DEFAULT_SIGMA
+from fixtrace.runtime.runner import Runner
+from fixtrace.targets import check_targets, rank_classes
 
-#: The methods ``method=`` accepts.
-METHOD_NAMES = ("fixations", *METHODS)
-#: Where a conv fixation lands in its window.
-CONV_LOCATIONS = ("argmax", "centre")
-DEVICES = ("auto", "cpu", "cuda")
+#: The methods ``method=`` accepts (besides specs with options, lists and ``"all"``).
+METHOD_NAMES = tuple(method_names())
+
 #: onnxruntime threads beyond this are a typo, not a machine.
 MAX_THREADS = 1024
 #: The rendering options of ``explain`` and ``explain_many``.
 RENDER_OPTIONS = ("outlier_removal", "sigma", "box_threshold")
+#: What selects methods per call.
+METHOD_OPTIONS = ("method", "methods")
 
 
 @dataclass
@@ -56,41 +54,45 @@ class BatchItem:
     Attributes:
         index: its position in the input list.
         image: the image as given.
-        explanations: one per class asked for, best first (None on error).
+        explanations: the first method's, one per class asked for, best first (None on error).
         error: why it failed (None on success).
+        by_method: every asked method's explanations, by method label (empty on error).
     """
 
     index: int
     image: Any
     explanations: list[Explanation] | None = None
     error: FixtraceError | None = None
+    by_method: dict[str, list[Explanation]] = field(default_factory=dict)
 
 
 class Explainer:
-    """A model prepared once (graph, rules, onnxruntime session) and explained on many photos.
+    """A model prepared once (graph, checks, onnxruntime session, backend) and explained on many
+    photos, with one method or several: one forward per batch serves them all.
 
     Args:
         model: path, bytes or ``onnx.ModelProto``.
         preset: preprocessing preset name (``imagenet``, ``caffe``, ``tf``, ``raw``) or a Preset.
-        conv_location: ``"argmax"`` or ``"centre"`` (see FixationOptions).
+        conv_location: fixations' ``"argmax"`` or ``"centre"`` (see FixationOptions).
         output: graph output to explain (default: the first).
         labels: a labels file (one class name per line).
-        threads: onnxruntime intra-op threads (0: onnxruntime's choice).
-        device: where the backward rules run: ``"auto"`` (CUDA when a GPU is present),
-            ``"cpu"`` or ``"cuda"``. On a GPU the forward asks for onnxruntime's CUDA provider
-            too; ``session.fallback`` says when it is not available.
-        method: ``"fixations"`` (CNN Fixations, the default) or a gradient method: ``saliency``,
-            ``guided-backprop``, ``deconvnet``, ``cam``, ``gradcam``, ``guided-gradcam``.
-        layer: the tensor a layer method reads (default: the last spatial map).
-        ge: sharpen the map with Gradual Extrapolation (for fixations, their counts on the last
-            spatial map are the coarse map, and the sharpened map replaces the Gaussian blur).
+        threads: threads for onnxruntime, numba and BLAS together (0: the libraries' choice).
+        device: where the kernels run: ``"auto"`` (CUDA when a GPU is present), ``"cpu"`` or
+            ``"cuda"``. On a GPU the forward asks for onnxruntime's CUDA provider too;
+            ``session.fallback`` says when it is not available.
+        method: the method(s) ``explain`` uses unless told otherwise: a name (``fixations``, the
+            default; see ``fixtrace.methods.method_names()``), a spec with options
+            (``"occlusion:patch=32"``, ``"gradcam:ge"``), a list or comma-separated list of them,
+            or ``"all"``. Each is prepared (and checked on this model) here.
+        layer: the tensor the layer methods read (default: the last spatial map).
+        ge: sharpen every method's map with Gradual Extrapolation (methods with coarse maps only).
         any_output: explain the output even when it does not look like class scores (see
             ``fixtrace.model.outputs.choose_output``).
 
     Raises:
         ModelError: the model cannot be read, is not a 1- or 3-channel image classifier, its
             output is not a finite class-score vector, or onnxruntime cannot run it (all checked
-            here, on a blank image, before any photo).
+            here, on a blank image, before any photo); a method cannot run on it.
         UnsupportedOpError: a node between the input and the logits has no rule.
         OptionError: an option of the wrong type or value, an unknown keyword, a bad layer.
         FixtraceError: ``device="cuda"`` where CUDA cannot run.
@@ -98,105 +100,210 @@ class Explainer:
 
     def __init__(self, model: ModelSource, *, preset: str | Preset = "imagenet", conv_location: str = "argmax",
                  output: str | None = None, labels: str | Path | None = None, threads: int = 0, device: str = "auto",
-                 method: str = "fixations", layer: str | None = None, ge: bool = False, any_output: bool = False,
+                 method: Any = "fixations", layer: str | None = None, ge: bool = False, any_output: bool = False,
                  **unknown: Any) -> None:
         validate.keywords(unknown, _INIT_OPTIONS, "Explainer()")
         options = explainer_options(preset=preset, conv_location=conv_location, output=output, labels=labels,
                                     threads=threads, device=device, method=method, layer=layer, ge=ge, any_output=any_output)
-        method, layer, output = options["method"], options["layer"], options["output"]
-        self.source = str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
-        self.graph = LayerGraph.from_model(load_model(model))
-        check_image_channels(self.graph)
-        self.preset = options["preset"]
-        self.options = FixationOptions(conv_location=options["conv_location"])
-        width, height = input_size(self.graph.image_input, self.preset)
-        shapes = self.graph.shapes(self._batch_shape(1, height, width))
-        check_tensor_sizes(shapes, self.graph.producer)
-        self.logits = find_logits(self.graph, output)
-        self.method = method
-        self.plan: BacktrackPlan | None = None
-        self.map_method: MapMethod | None = None
-        if method == "fixations":
-            if layer is not None:
-                raise OptionError("--layer picks the layer of the layer methods (cam, gradcam, guided-gradcam), not of fixations")
-            self.plan = BacktrackPlan(self.graph, self.options, output)
-            keep, touched = self.plan.needs, self.plan.touched
-        else:
-            self.map_method = METHODS[method](self.graph, self.logits, layer=layer, shapes=shapes)
-            keep, touched = self.map_method.needs, self.map_method.touched
-        self.extrapolation: GradualExtrapolation | None = None
-        self.ge_layer: str | None = None
-        if options["ge"]:
-            if self.map_method is not None and not self.map_method.coarse_maps:
-                raise OptionError(self.map_method.no_coarse_maps())
-            self.extrapolation = GradualExtrapolation(self.graph, shapes)
-            keep = keep | self.extrapolation.needs
-            if self.plan is not None:  # fixations: the coarse map is their count on the last spatial map
-                self.ge_layer = last_spatial_layer(self.graph, shapes)
-        unknown_shapes = {t for t in touched if t not in shapes}
-        self.backend = get_backend(options["device"])
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_status()["gpu"] and self.backend.name == "cuda" else None
-        self.session = Session(self.graph, keep | unknown_shapes | {self.logits}, providers=providers,
-                               threads=options["threads"])
-        #: The output explained, its kind of scores and why it was chosen (checked on a blank image:
-        #: a model that onnxruntime cannot run, or whose output is not class scores, fails here).
-        self.output: ClassOutput = self._probe(output, options["any_output"], height, width)
-        #: The box threshold used unless ``explain`` is given one.
-        self.box_threshold = method_box_threshold(method, options["ge"])
+        self.runner = Runner(model, options["preset"], options["output"], options["threads"], options["device"],
+                             options["any_output"])
+        #: Options that apply to every method taking them.
+        self.defaults = {"conv_location": options["conv_location"], "layer": options["layer"]}
+        self.ge: bool = options["ge"]
+        self._methods: dict[str, Method] = {}
+        self._several = _several(method)
+        #: The methods ``explain`` uses by default.
+        self.specs = self._usable(options["method"], all_asked=_asks_all(method))
+        if options["layer"] is not None and not any("layer" in type(getattr(m, "inner", m)).parameters
+                                                     for m in map(self.prepared, self.specs)):
+            takers = ", ".join(name for name, cls in METHODS.items() if "layer" in cls.parameters)
+            raise OptionError(f"--layer picks the layer of the layer methods ({takers}), not of {self.method}")
         self.labels_file = options["labels"]
         self._names: list[str] = class_names(self.num_classes, self.labels_file)
 
-    def _probe(self, output: str | None, any_output: bool, height: int, width: int) -> ClassOutput:
-        """Run the model once on a blank image: check the output and every rule against real shapes."""
-        blank = np.zeros(self._batch_shape(self.graph.image_input.fixed_batch or 1, height, width), np.float32)
-        values = self.session.run(blank)
-        chosen = choose_output(self.graph, output, values, any_output)
-        if self.plan is not None:
-            self.plan.check(self.tensors(values, blank))
-        return chosen
+    # -- what the model and its methods are -----------------------------------------------------
+    @property
+    def graph(self):
+        """The layer graph."""
+        return self.runner.graph
 
-    def _batch_shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
-        spec = self.graph.image_input
-        channels = spec.channels or 3
-        return (batch, channels, height, width) if spec.layout == "NCHW" else (batch, height, width, channels)
+    @property
+    def logits(self) -> str:
+        """The class-score tensor the methods start from."""
+        return self.runner.logits
 
+    @property
+    def output(self):
+        """The explained output (``ClassOutput``): its kind of scores and why it was chosen."""
+        return self.runner.output
+
+    @property
+    def session(self):
+        """The onnxruntime session of the explaining forward."""
+        return self.runner.session
+
+    @property
+    def backend(self):
+        """Where the kernels run."""
+        return self.runner.backend
+
+    @property
+    def preset(self) -> Preset:
+        return self.runner.preset
+
+    @property
+    def source(self) -> str:
+        return self.runner.source
+
+    @property
+    def num_classes(self) -> int:
+        """Scores per image in the explained output."""
+        return self.output.classes
+
+    @property
+    def method(self) -> str:
+        """The label of the default method (the first, when there are several)."""
+        return self.specs[0].label
+
+    @property
+    def map_method(self) -> Method:
+        """The default method, prepared."""
+        return self.prepared(self.specs[0])
+
+    @property
+    def plan(self):
+        """The backward walk of the default fixations method (``BacktrackPlan``)."""
+        spec = next((s for s in self.specs if s.name == "fixations"), MethodSpec("fixations"))
+        method = self.prepared(spec)
+        return getattr(method, "inner", method).plan
+
+    @property
+    def box_threshold(self) -> float:
+        """The default method's box threshold."""
+        return method_box_threshold(self.specs[0].name, self.specs[0].ge)
+
+    def prepared(self, spec: MethodSpec | str) -> Method:
+        """A method prepared on this model (once; later calls reuse it).
+
+        Raises:
+            OptionError, ModelError, UnsupportedOpError: the method cannot run on this model.
+        """
+        spec = self._with_ge(parse_specs([spec])[0] if not isinstance(spec, MethodSpec) else spec)
+        method = self._methods.get(spec.label)
+        if method is None:
+            method = build(spec, self.graph, self.logits, self.runner.shapes, self.defaults)
+            self.runner.prepare(method)
+            self._methods[spec.label] = method
+        return method
+
+    def supports(self, spec: MethodSpec | str) -> str:
+        """Why a method cannot run on this model ("" when it can)."""
+        try:
+            self.prepared(spec)
+        except FixtraceError as exc:
+            return str(exc)
+        return ""
+
+    def tensors(self, values: dict[str, np.ndarray], batch: np.ndarray):
+        """The values of one run, with the input, shapes, constants and recompute recipes."""
+        return self.runner.tensors(values, batch)
+
+    def check_targets(self, target: int | Sequence[int] | None, top_k: int | None, n: int | None = None) -> list[int]:
+        """Validate the requested classes before any image is run (see ``fixtrace.targets.check_targets``).
+
+        Raises:
+            TargetError: a bad class index or top_k.
+            OptionError: both target and top_k.
+        """
+        return check_targets(target, top_k, self.num_classes if n is None else n)
+
+    def _usable(self, asked: list[MethodSpec], all_asked: bool) -> list[MethodSpec]:
+        """The asked methods, prepared; with ``all``, those this model cannot run are left out (``skipped``)."""
+        #: Methods ``all`` left out, with why (label -> reason).
+        self.skipped: dict[str, str] = {}
+        usable = []
+        for spec in map(self._with_ge, asked):
+            if all_asked:
+                reason = self.supports(spec)
+                if reason:
+                    self.skipped[spec.label] = reason
+                    continue
+            else:
+                self.prepared(spec)
+            usable.append(spec)
+        if not usable:
+            raise ModelError(f"no method can run on this model: {'; '.join(f'{k}: {v}' for k, v in self.skipped.items())}")
+        return usable
+
+    def _specs(self, method: Any, methods: Any) -> tuple[list[MethodSpec], bool]:
+        """The methods of one call (default: the Explainer's) and whether results come by method."""
+        if method is not None and methods is not None:
+            raise OptionError("give method (one) or methods (several), not both")
+        if methods is not None:
+            return (self._usable(parse_specs(methods), _asks_all(methods)) if _asks_all(methods)
+                    else [self._check(s) for s in parse_specs(methods)]), True
+        if method is not None:
+            specs = parse_specs(method)
+            if _several(method):
+                return self._usable(specs, _asks_all(method)), True
+            return [self._check(specs[0])], False
+        return self.specs, self._several
+
+    def _check(self, spec: MethodSpec) -> MethodSpec:
+        spec = self._with_ge(spec)
+        self.prepared(spec)
+        return spec
+
+    def _with_ge(self, spec: MethodSpec) -> MethodSpec:
+        """The spec, sharpened when the Explainer was made with ``ge=True``."""
+        return dataclasses.replace(spec, ge=spec.ge or self.ge)
+
+    # -- explaining -------------------------------------------------------------------------------
     def explain(self, image: ImageSource, target: int | Sequence[int] | None = None, top_k: int | None = None, *,
                 outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None,
-                **unknown: Any) -> Explanation | list[Explanation]:
+                method: Any = None, methods: Any = None, **unknown: Any) -> Any:
         """Explain one photo.
 
         Args:
             image: path, bytes, PIL image or array.
             target: class index (or indices) to explain; default: the predicted class.
             top_k: explain the k best classes instead (one map each).
-            outlier_removal: drop isolated points before the heat map (the authors' rule).
-            sigma: heat-map blur as a fraction of the photo's short side.
+            outlier_removal: drop isolated fixation points before the heat map (the authors' rule).
+            sigma: fixations' heat-map blur as a fraction of the photo's short side.
             box_threshold: fraction of the heat map's max that cuts out the box (default: the
                 method's, ``fixtrace.render.box.BOX_THRESHOLDS``).
+            method: one method for this call (a name or spec; default: the Explainer's).
+            methods: several methods for this call (a list, a comma-separated string or ``"all"``):
+                one forward, then each method.
 
         Returns:
             One Explanation for a single class; a list, best first, when ``top_k`` or several
-            targets are asked for.
+            targets are asked for. With several methods: a dict, method label -> that.
 
         Raises:
             ImageError: the image cannot be read.
             InputShapeError: the preprocessed image does not fit the model.
             TargetError: a class index outside the model's outputs, or a bad ``top_k``.
-            OptionError: a bad rendering option, an unknown keyword, or both target and top_k.
+            OptionError: a bad option or method, an unknown keyword, or both target and top_k.
         """
         validate.keywords(unknown, RENDER_OPTIONS, "Explainer.explain()")
         render = render_options(outlier_removal, sigma, box_threshold)
+        specs, by_method = self._specs(method, methods)
         self.check_targets(target, top_k)
         t0 = time.perf_counter()
         photo = load_photo(image)
         sample, geometry = preprocess(photo.pixels, self.graph.image_input, self.preset, photo.size)
         load_ms = (time.perf_counter() - t0) * 1e3
-        return self.explain_prepared(photo.pixels, sample[None], geometry, target, top_k, load_ms=load_ms, **render)
+        results = self._explain_batch([photo.pixels], sample[None], [geometry], target, top_k, specs, render, load_ms)[0]
+        single = top_k is None and not isinstance(target, (list, tuple, np.ndarray))
+        shaped = {label: (found[0] if single and len(found) == 1 else found) for label, found in results.items()}
+        return shaped if by_method else next(iter(shaped.values()))
 
     def explain_many(self, images: Iterable[ImageSource], target: int | Sequence[int] | None = None,
                      top_k: int | None = None, *, batch_size: int = 8, outlier_removal: bool = True,
-                     sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None, **unknown: Any) -> Iterator[BatchItem]:
-        """Explain many photos, ``batch_size`` at a time through one forward and one walk.
+                     sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None, method: Any = None,
+                     methods: Any = None, **unknown: Any) -> Iterator[BatchItem]:
+        """Explain many photos, ``batch_size`` at a time through one forward (and each method once).
 
         The photos are read as they are needed (a generator of paths streams), and a photo that
         fails (unreadable, or its batch fails and it fails again alone) yields its error; the
@@ -204,8 +311,8 @@ class Explainer:
 
         Args:
             images: paths, bytes, PIL images or arrays (any iterable, not one image).
-            target, top_k, outlier_removal, sigma, box_threshold: as in ``explain``.
-            batch_size: photos per forward and walk (capped by a fixed batch dim of the model).
+            target, top_k, outlier_removal, sigma, box_threshold, method, methods: as in ``explain``.
+            batch_size: photos per forward (capped by a fixed batch dim of the model).
 
         Yields:
             One BatchItem per photo, in order.
@@ -220,115 +327,104 @@ class Explainer:
         if isinstance(images, (str, bytes, bytearray, os.PathLike, np.ndarray, Image.Image)):
             raise OptionError(f"explain_many takes several images (a list or any iterable), not a single "
                               f"{type(images).__name__}; use explain() for one image")
+        specs, _ = self._specs(method, methods)
         self.check_targets(target, top_k)
         size = min(batch_size, self.graph.image_input.fixed_batch or batch_size)
         stream = iter(images)
         first = 0
         while chunk := list(itertools.islice(stream, size)):
-            loaded: list[tuple[int, np.ndarray, np.ndarray, Geometry]] = []
+            loaded: list[_Loaded] = []
             failed: dict[int, FixtraceError] = {}
             t0 = time.perf_counter()
             for k, image in enumerate(chunk, start=first):
                 try:
                     photo = load_photo(image)
                     sample, geometry = preprocess(photo.pixels, self.graph.image_input, self.preset, photo.size)
-                    loaded.append((k, photo.pixels, sample, geometry))
+                    loaded.append(_Loaded(k, photo.pixels, sample, geometry))
                 except FixtraceError as exc:
                     failed[k] = exc
             load_ms = (time.perf_counter() - t0) * 1e3 / max(len(loaded), 1)
-            done = self._run_or_retry_alone(loaded, target, top_k, render, load_ms)
+            done = self._run_or_retry_alone(loaded, target, top_k, specs, render, load_ms)
             for k, image in enumerate(chunk, start=first):
                 result = done.get(k, failed.get(k))
                 if isinstance(result, FixtraceError):
                     yield BatchItem(k, image, error=result)
                 else:
-                    yield BatchItem(k, image, explanations=result)
+                    yield BatchItem(k, image, explanations=next(iter(result.values())), by_method=result)
             first += len(chunk)
 
-    def _run_or_retry_alone(self, loaded, target, top_k, render, load_ms) -> dict[int, list[Explanation] | FixtraceError]:
+    def _run_or_retry_alone(self, loaded: list[_Loaded], target: Any, top_k: int | None, specs: list[MethodSpec],
+                            render: dict[str, Any], load_ms: float) -> dict[int, dict[str, list[Explanation]] | FixtraceError]:
         """Explain a loaded batch; if it fails, each photo alone, so only the culprit fails."""
         if not loaded:
             return {}
         try:
-            results = self.explain_batch([p for _, p, _, _ in loaded], np.stack([s for _, _, s, _ in loaded]),
-                                         [g for _, _, _, g in loaded], target, top_k, load_ms=load_ms, **render)
-            return {k: r for (k, *_), r in zip(loaded, results)}
+            results = self._explain_batch([item.pixels for item in loaded], np.stack([item.sample for item in loaded]),
+                                          [item.geometry for item in loaded], target, top_k, specs, render, load_ms)
+            return {item.index: r for item, r in zip(loaded, results)}
         except FixtraceError as exc:
             if len(loaded) == 1:
-                return {loaded[0][0]: exc}
-        done: dict[int, list[Explanation] | FixtraceError] = {}
+                return {loaded[0].index: exc}
+        done: dict[int, dict[str, list[Explanation]] | FixtraceError] = {}
         for item in loaded:
-            done |= self._run_or_retry_alone([item], target, top_k, render, load_ms)
+            done |= self._run_or_retry_alone([item], target, top_k, specs, render, load_ms)
         return done
-
-    def explain_prepared(self, photo: np.ndarray, batch: np.ndarray, geometry: Geometry,
-                         target: int | Sequence[int] | None = None, top_k: int | None = None, *,
-                         outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None,
-                         load_ms: float = 0.0) -> Explanation | list[Explanation]:
-        """Explain an already preprocessed photo (the part of ``explain`` after loading).
-
-        Args:
-            photo: the original photo, uint8 (H, W, 3).
-            batch: the model input, a batch of one.
-            geometry: how ``batch`` was cut from ``photo``.
-            target, top_k, outlier_removal, sigma, box_threshold: as in ``explain``.
-            load_ms: time spent loading, reported in the timings.
-
-        Returns:
-            As ``explain``.
-        """
-        results = self.explain_batch([photo], batch, [geometry], target, top_k, outlier_removal=outlier_removal,
-                                     sigma=sigma, box_threshold=box_threshold, load_ms=load_ms)[0]
-        return results[0] if len(results) == 1 and top_k is None and not isinstance(target, (list, tuple)) else results
 
     def explain_batch(self, photos: list[np.ndarray], batch: np.ndarray, geometries: list[Geometry],
                       target: int | Sequence[int] | None = None, top_k: int | None = None, *,
                       outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None,
-                      load_ms: float = 0.0) -> list[list[Explanation]]:
-        """Explain preprocessed photos with one forward and one backward walk per asked class rank.
-
-        ``outlier_removal`` and ``sigma`` apply to fixations (points); gradient methods make dense maps.
+                      load_ms: float = 0.0, method: Any = None) -> list[list[Explanation]]:
+        """Explain preprocessed photos with one method: one forward, then the method on the batch.
 
         Args:
             photos: the original photos.
             batch: the model input, one row per photo.
             geometries: how each row was cut from its photo.
-            target, top_k, outlier_removal, sigma, box_threshold: as in ``explain``.
+            target, top_k, outlier_removal, sigma, box_threshold, method: as in ``explain``.
             load_ms: time spent loading one photo, reported in the timings.
 
         Returns:
             Per photo, its explanations (one per class asked for, best first).
         """
-        box_threshold = self.box_threshold if box_threshold is None else box_threshold
+        specs, _ = self._specs(method, None)
+        render = render_options(outlier_removal, sigma, box_threshold)
+        results = self._explain_batch(photos, batch, geometries, target, top_k, specs[:1], render, load_ms)
+        return [next(iter(r.values())) for r in results]
+
+    def _explain_batch(self, photos: list[np.ndarray], batch: np.ndarray, geometries: list[Geometry], target: Any,
+                       top_k: int | None, specs: list[MethodSpec], render: dict[str, Any],
+                       load_ms: float) -> list[dict[str, list[Explanation]]]:
+        """One forward keeping what every asked method needs; then per method, per asked class
+        rank, one call on the whole batch; then an Explanation per photo."""
+        methods = {spec.label: (spec, self.prepared(spec)) for spec in specs}
         t1 = time.perf_counter()
-        values = self.session.run(batch)
-        t2 = time.perf_counter()
+        run = self.runner.run(batch)
+        forward_ms = (time.perf_counter() - t1) * 1e3
+        explicit = self.check_targets(target, top_k, run.scores.shape[1])
+        ranked = rank_classes(run.scores, self.output.probabilities(run.scores), self._names, explicit, top_k)
         n = len(photos)
-        all_logits = values[self.logits].reshape(n, -1).astype(np.float64)
-        explicit = self.check_targets(target, top_k, all_logits.shape[1])
-        broken = ~np.isfinite(all_logits).all(axis=1)
-        if broken.any():
-            which = "this photo" if n == 1 else f"photo {int(np.argmax(broken)) + 1} of the batch"
-            raise ModelError(f"the model's scores for {which} are not finite (NaN or infinity): the model overflows "
-                             "float32 on this input")
-        scores, targets = [], []
-        for logits, probability in zip(all_logits, self.output.probabilities(all_logits)):
-            ranking = np.argsort(-probability, kind="stable")
-            score = self._scorer(logits, probability)
-            scores.append((score, [score(int(i)) for i in ranking[:5]]))
-            targets.append(explicit or [int(i) for i in ranking[: top_k or 1]])
-        tensors = self.tensors(values, batch)
-        settings = {"method": self.method, "preset": self.preset.name, "box_threshold": box_threshold}
-        settings["gradual_extrapolation"] = self.extrapolation is not None
-        if self.plan is not None:
-            settings |= {"conv_location": self.options.conv_location, "outlier_removal": outlier_removal, "sigma": sigma}
-        else:
-            settings["layer"] = self.map_method.layer
-        context = dict(photos=photos, batch=batch, geometries=geometries, tensors=tensors, targets=targets, scores=scores,
-                       box_threshold=box_threshold, settings=settings, forward_ms=(t2 - t1) * 1e3, load_ms=load_ms)
-        if self.map_method is not None:
-            return self._map_results(**context)
-        return self._fixation_results(outlier_removal=outlier_removal, sigma=sigma, **context)
+        results: list[dict[str, list[Explanation]]] = [{label: [] for label in methods} for _ in range(n)]
+        for label, (spec, method) in methods.items():
+            box_threshold = render["box_threshold"] or method_box_threshold(spec.name, spec.ge)
+            settings = {"method": spec.name, "spec": label, "preset": self.preset.name, "box_threshold": box_threshold,
+                        "gradual_extrapolation": spec.ge, **method.settings()}
+            if spec.name == "fixations":
+                settings |= {"outlier_removal": render["outlier_removal"], "sigma": render["sigma"]}
+            for rank in range(len(ranked[0][2])):
+                chosen = [targets[rank] for _, _, targets in ranked]
+                t2 = time.perf_counter()
+                made = method.explain(run, chosen)
+                method_ms = (time.perf_counter() - t2) * 1e3
+                for b in range(n):
+                    t3 = time.perf_counter()
+                    score, top_classes, _ = ranked[b]
+                    timings = {"load_ms": load_ms, "forward_ms": forward_ms, "method_ms": method_ms}
+                    e = explanation(made, b, photos[b], geometries[b], score(chosen[b]), top_classes,
+                                    outlier_removal=render["outlier_removal"], sigma=render["sigma"],
+                                    box_threshold=box_threshold, settings=settings, info=self._info(n, timings))
+                    timings["render_ms"] = (time.perf_counter() - t3) * 1e3
+                    results[b][label].append(e)
+        return results
 
     def _info(self, n: int, timings: dict[str, float]) -> dict[str, Any]:
         info = {"model": self.source, "output": self.output.to_json(), "providers": self.session.providers_in_use,
@@ -337,160 +433,27 @@ class Explainer:
             info["forward_fallback"] = self.session.fallback
         return info
 
-    def _fixation_results(self, photos, batch, geometries, tensors, targets, scores, box_threshold, settings, forward_ms,
-                          load_ms, outlier_removal, sigma) -> list[list[Explanation]]:
-        """One backward walk per asked class rank, for the whole batch; then points and heat maps per photo."""
-        n = len(photos)
-        n_classes = int(np.prod(tensors.shape(self.logits)[1:]))
-        per_item = int(np.prod(batch.shape[1:]))
-        results: list[list[Explanation]] = [[] for _ in range(n)]
-        for rank in range(len(targets[0])):
-            t3 = time.perf_counter()
-            walk = self.plan.run(self.backend.start([b * n_classes + targets[b][rank] for b in range(n)]), tensors)
-            arrived = walk.input.host()
-            if self.extrapolation is not None:
-                sharp = upsample(self.extrapolation.apply(self._fixation_counts(walk, tensors, n), tensors), _grid(self.graph, batch))
-            t4 = time.perf_counter()
-            for b in range(n):
-                t5 = time.perf_counter()
-                xy, counts = self._input_points(arrived.item(b, per_item), (1, *batch.shape[1:]), geometries[b])
-                original = geometries[b].original
-                keep = inlier_mask(xy, counts, original) if outlier_removal else np.ones(len(xy), dtype=bool)
-                if self.extrapolation is None:
-                    heat = heatmap(xy[keep], counts[keep], original, sigma)
-                else:
-                    heat = unit_scale(geometries[b].to_photo(sharp[b]))
-                timings = {"load_ms": load_ms, "forward_ms": forward_ms, "backtrack_ms": (t4 - t3) * 1e3,
-                           "render_ms": (time.perf_counter() - t5) * 1e3}
-                score, top_classes = scores[b]
-                results[b].append(Explanation(
-                    image=photos[b], target=score(targets[b][rank]), top_classes=top_classes,
-                    points=xy, counts=counts, inliers=keep, heatmap=heat, per_layer=self._layers(walk, tensors, b),
-                    box_threshold=box_threshold, settings=settings, info=self._info(n, timings),
-                    photo_size=geometries[b].original,
-                ))
-        return results
 
-    def _map_results(self, photos, batch, geometries, tensors, targets, scores, box_threshold, settings, forward_ms,
-                     load_ms) -> list[list[Explanation]]:
-        """One gradient walk per asked class rank, for the whole batch; each map resampled onto its photo."""
-        n = len(photos)
-        grid = _grid(self.graph, batch)
-        results: list[list[Explanation]] = [[] for _ in range(n)]
-        for rank in range(len(targets[0])):
-            t3 = time.perf_counter()
-            chosen = [targets[b][rank] for b in range(n)]
-            if self.extrapolation is not None:
-                sharp = self.extrapolation.apply(self.map_method.coarse(tensors, chosen), tensors)
-                maps = upsample(sharp, grid)
-            else:
-                maps = self.map_method.maps(tensors, chosen)
-            t4 = time.perf_counter()
-            for b in range(n):
-                t5 = time.perf_counter()
-                if not np.isfinite(maps[b]).all():
-                    raise ModelError(f"the {self.method} map is not finite (NaN or infinity): the model's activations "
-                                     "overflow float32 on this input")
-                heat = unit_scale(geometries[b].to_photo(maps[b]))
-                timings = {"load_ms": load_ms, "forward_ms": forward_ms, "backward_ms": (t4 - t3) * 1e3,
-                           "render_ms": (time.perf_counter() - t5) * 1e3}
-                score, top_classes = scores[b]
-                results[b].append(Explanation(
-                    image=photos[b], target=score(chosen[b]), top_classes=top_classes, points=np.zeros((0, 2)),
-                    counts=np.zeros(0), inliers=np.zeros(0, dtype=bool), heatmap=heat, per_layer={},
-                    box_threshold=box_threshold, settings=settings, info=self._info(n, timings), input_map=maps[b],
-                    photo_size=geometries[b].original,
-                ))
-        return results
+@dataclass
+class _Loaded:
+    """A photo of a batch, read and preprocessed."""
 
-    def _fixation_counts(self, walk: BacktrackResult, tensors: Tensors, n: int) -> np.ndarray:
-        """(N, h, w): fixation counts on the last spatial map, channels summed (GE's coarse map)."""
-        shape = tensors.shape(self.ge_layer)
-        counts = np.zeros(int(np.prod(shape)), dtype=np.float32)
-        reached = walk.per_tensor.get(self.ge_layer)
-        if reached is not None:
-            own = reached.host()
-            counts[own.index] = own.count
-        return counts.reshape(shape).sum(axis=1)[:n]
-
-    def tensors(self, values: dict[str, np.ndarray], batch: np.ndarray) -> Tensors:
-        """The values of one run, with the input, shapes, constants and recompute recipes."""
-        return Tensors(values | {self.graph.image_input.name: batch}, self.graph.shapes(batch.shape),
-                       self.graph.constants, self.plan.recipes if self.plan else {}, self.backend)
-
-    @property
-    def num_classes(self) -> int:
-        """Scores per image in the explained output."""
-        return self.output.classes
-
-    def _scorer(self, logits: np.ndarray, probability: np.ndarray):
-        """A function class index -> ClassScore for this image."""
-        names = self._names
-        return lambda i: ClassScore(i, names[i], float(probability[i]), float(logits[i]))
-
-    def check_targets(self, target: int | Sequence[int] | None, top_k: int | None, n: int | None = None) -> list[int]:
-        """Validate the requested classes before any image is run.
-
-        Args:
-            target: class index or indices, or None.
-            top_k: number of best classes, or None.
-            n: number of classes (default: the explained output's).
-
-        Returns:
-            The explicit targets (empty when the best classes are wanted).
-
-        Raises:
-            TargetError: an index that is not a whole number in 0..n-1, asked twice, or none at
-                all; a top_k that is not a whole number in 1..n.
-            OptionError: both target and top_k.
-        """
-        n = self.num_classes if n is None else n
-        if target is not None and top_k is not None:
-            raise OptionError("give target (--class) or top_k (--top-k), not both")
-        if top_k is not None:
-            if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= n:
-                raise TargetError(f"top_k (--top-k) must be a whole number between 1 and {n} (the model's classes), not {top_k!r}")
-            return []
-        if target is None:
-            return []
-        wanted = list(target) if isinstance(target, (list, tuple, np.ndarray)) else [target]
-        if not wanted:
-            raise TargetError("no class asked for: target is an empty list")
-        for t in wanted:
-            if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
-                raise TargetError(f"class index {t!r} is not a whole number")
-            if not 0 <= t < n:
-                raise TargetError(f"class index {t} is out of range: the model has {n} classes (0..{n - 1})")
-        twice = next((t for k, t in enumerate(wanted) if t in wanted[:k]), None)
-        if twice is not None:
-            raise TargetError(f"class {twice} is asked for twice")
-        return [int(t) for t in wanted]
-
-    def _input_points(self, fixations: FixationSet, shape: tuple[int, ...], geometry) -> tuple[np.ndarray, np.ndarray]:
-        """Input fixations of one photo (host) -> one point per input pixel (channels merged) on the photo."""
-        positions = fixations.positions(shape)
-        rows, cols = (positions[:, 2], positions[:, 3]) if self.graph.image_input.layout == "NCHW" else (positions[:, 1], positions[:, 2])
-        pixel = rows * shape[-1 if self.graph.image_input.layout == "NCHW" else -2] + cols
-        unique, inverse = np.unique(pixel, return_inverse=True)
-        counts = np.bincount(inverse, weights=fixations.count).astype(np.float64)
-        width = geometry.input[0]
-        return geometry.to_original(unique // width, unique % width), counts
-
-    def _layers(self, walk: BacktrackResult, tensors: Tensors, item: int) -> dict[str, LayerFixations]:
-        layers = {}
-        for name, fixations in walk.per_tensor.items():
-            node = self.graph.producer.get(name)
-            shape = tensors.shape(name)
-            layers[name] = LayerFixations(
-                tensor=name, node=node.name if node else "", op_type=node.op_type if node else "Input",
-                shape=(1, *shape[1:]), fixations=fixations, item=item,
-            )
-        return layers
+    index: int
+    pixels: np.ndarray
+    sample: np.ndarray
+    geometry: Geometry
 
 
-def _grid(graph: LayerGraph, batch: np.ndarray) -> tuple[int, int]:
-    """(rows, cols) of the model input."""
-    return (batch.shape[2], batch.shape[3]) if graph.image_input.layout == "NCHW" else (batch.shape[1], batch.shape[2])
+def _several(method: Any) -> bool:
+    """Whether ``method`` asks for several methods (a list, a comma-separated string or ``all``)."""
+    if isinstance(method, str):
+        return "," in method or method.strip().lower() == "all"
+    return isinstance(method, (list, tuple))
+
+
+def _asks_all(method: Any) -> bool:
+    texts = method.split(",") if isinstance(method, str) else method if isinstance(method, (list, tuple)) else []
+    return any(isinstance(t, str) and t.strip().lower() == "all" for t in texts)
 
 
 _CACHE: "OrderedDict[tuple, Explainer]" = OrderedDict()
@@ -524,10 +487,11 @@ def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] 
     Raises:
         ModelError, ImageError, TargetError, OptionError: as ``Explainer`` and ``Explainer.explain``.
     """
-    validate.keywords(options, (*RENDER_OPTIONS, "output", "threads", "any_output"), "fixtrace.explain()")
+    validate.keywords(options, (*RENDER_OPTIONS, "output", "threads", "any_output", "methods"), "fixtrace.explain()")
     prepared = explainer_options(preset=preset, conv_location=conv_location, labels=labels, device=device, method=method,
                                  layer=layer, ge=ge, output=options.pop("output", None), threads=options.pop("threads", 0),
                                  any_output=options.pop("any_output", False))
+    prepared["method"] = method
     key = (_model_key(model), *((k, v.name if isinstance(v, Preset) else str(v)) for k, v in sorted(prepared.items())))
     explainer = _CACHE.get(key)
     if explainer is None:
@@ -551,11 +515,11 @@ def explainer_options(*, preset: Any, conv_location: Any, output: Any, labels: A
     return {
         "preset": get_preset(preset),
         "conv_location": validate.choice("conv_location", conv_location, CONV_LOCATIONS, "--conv-location"),
+        "method": parse_specs(method),
         "output": validate.text("output", output, "--output"),
         "labels": labels,
         "threads": validate.integer("threads", threads, 0, MAX_THREADS, "--threads"),
         "device": validate.choice("device", device, DEVICES, "--device"),
-        "method": validate.choice("method", method, METHOD_NAMES, "--method"),
         "layer": validate.text("layer", layer, "--layer"),
         "ge": validate.boolean("ge", ge),
         "any_output": validate.boolean("any_output", any_output),

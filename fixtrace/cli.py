@@ -42,7 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fixtrace.backends import DEVICES
+    from fixtrace.fixations.options import CONV_LOCATIONS
+    from fixtrace.images.preprocess import PRESETS
+    from fixtrace.methods import METHODS, method_names
     from fixtrace.render.heatmap import DEFAULT_SIGMA
+
+    presets = f"preprocessing: {', '.join(PRESETS)} (default: imagenet)"
 
     parser = argparse.ArgumentParser(prog="fixtrace", description="Explain CNN image classifiers through their ONNX graph.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,21 +64,24 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--class", dest="target", type=int, action="append", metavar="N",
                        help="class index to explain (repeatable); default: the predicted class")
     which.add_argument("--top-k", type=int, metavar="K", help="explain the K best classes, one map each")
-    ex.add_argument("--preset", default="imagenet", help="preprocessing: imagenet, caffe, tf, raw (default: imagenet)")
-    ex.add_argument("--method", default="fixations", metavar="NAME",
-                    help="fixations (default), saliency, guided-backprop, deconvnet, cam, gradcam, guided-gradcam")
-    ex.add_argument("--layer", help="the tensor cam/gradcam read (default: the last spatial map; see `fixtrace layers`)")
-    ex.add_argument("--ge", action="store_true", help="sharpen the map with Gradual Extrapolation (fixations, cam, gradcam)")
-    ex.add_argument("--conv-location", choices=("argmax", "centre"), default="argmax",
-                    help="where a conv fixation lands in its window (default: argmax)")
+    ex.add_argument("--preset", default="imagenet", help=presets)
+    ex.add_argument("--method", default="fixations", metavar="NAME[,NAME...]",
+                    help=f"{', '.join(method_names())}, or all; several (comma-separated) share one forward and "
+                         "write one folder per method plus grid.png; options as name:key=value, e.g. occlusion:patch=32, "
+                         "gradcam:ge (default: fixations; `fixtrace info` describes each)")
+    ex.add_argument("--layer", help="the tensor the layer methods read (default: the last spatial map; see `fixtrace layers`)")
+    ex.add_argument("--ge", action="store_true",
+                    help=f"sharpen the map with Gradual Extrapolation ({', '.join(n for n in method_names() if METHODS[n].coarse_maps)})")
+    ex.add_argument("--conv-location", choices=CONV_LOCATIONS, default=CONV_LOCATIONS[0],
+                    help="where a conv fixation lands in its window (default: %(default)s)")
     ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")
     ex.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="heat-map blur, fraction of the short side (default: %(default).3g)")
     ex.add_argument("--box-threshold", type=float,
                     help="box cut at this fraction of the map's max (default: the method's, chosen on bench/localization.py)")
     ex.add_argument("--layers", action="store_true", help="also write per-layer fixation counts and points")
     ex.add_argument("--labels", help="class names file, one per line (default: ImageNet names for 1000 classes)")
-    ex.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: 0, all cores)")
-    ex.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    ex.add_argument("--threads", type=int, default=0, help="threads for onnxruntime, numba and BLAS (default: 0, all cores)")
+    ex.add_argument("--device", choices=DEVICES, default="auto",
                     help="where the backward rules run: auto (CUDA when a GPU is present), cpu or cuda (default: auto)")
     ex.add_argument("--batch-size", type=int, default=8, metavar="N",
                     help="images per forward pass and backward walk (default: 8)")
@@ -82,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print versions, onnxruntime providers, CUDA status and the supported ops")
     info.add_argument("model", nargs="?", help="also describe this model: input, layout, logits, unsupported ops")
-    info.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for the model check (default: auto)")
+    info.add_argument("--device", choices=DEVICES, default="auto", help="device for the model check (default: auto)")
     info.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     info.set_defaults(run=_info)
 
@@ -99,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                     help=f"comma-separated methods, each name[:flag...], flags {', '.join(FLAGS)} (default: %(default)s)")
     ev.add_argument("--out", default="evaluation", help="folder for evaluation.md/.csv/.json (default: evaluation)")
-    ev.add_argument("--preset", default="imagenet", help="preprocessing: imagenet, caffe, tf, raw (default: imagenet)")
+    ev.add_argument("--preset", default="imagenet", help=presets)
     ev.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="fixations' blur, fraction of the short side (default: %(default).3g)")
     ev.add_argument("--box-threshold", type=float,
                     help="box cut at this fraction of the map's max (default: each method's; box=F in a spec overrides)")
@@ -113,15 +122,15 @@ def _parser() -> argparse.ArgumentParser:
                          "labelled class (pointing game)")
     ev.add_argument("--limit", type=int, metavar="N", help="only the first N images")
     ev.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per forward and walk (default: 16)")
-    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the backward rules run (default: auto)")
-    ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
+    ev.add_argument("--device", choices=DEVICES, default="auto", help="where the backward rules run (default: auto)")
+    ev.add_argument("--threads", type=int, default=0, help="threads for onnxruntime, numba and BLAS (default: all cores)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ev.set_defaults(run=_evaluate)
 
     layers = sub.add_parser("layers", help="list the model's feature maps (names for --layer) with op and shape")
     layers.add_argument("model", help="the .onnx model")
-    layers.add_argument("--preset", default="imagenet", help="preprocessing preset, for the input size (default: imagenet)")
+    layers.add_argument("--preset", default="imagenet", help=f"{presets}, for the input size")
     layers.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     layers.set_defaults(run=_layers)
     return parser
@@ -130,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
 def _explain(args: argparse.Namespace) -> int:
     from fixtrace import validate
     from fixtrace.api import Explainer, check_render_options
-    from fixtrace.files import UniqueNames, safe_name, write_json_atomic
+    from fixtrace.files import UniqueNames, write_json_atomic
     from fixtrace.progress import Progress
 
     preset = _preset(args.preset)
@@ -149,6 +158,8 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"fixtrace: note: forward on the CPU: {explainer.session.fallback}", file=sys.stderr)
     if explainer.output.forced:
         print(f"fixtrace: warning: {explainer.output.reason}", file=sys.stderr)
+    for label, reason in explainer.skipped.items():
+        print(f"fixtrace: note: {label} left out: {reason}", file=sys.stderr)
     progress = Progress(len(images), enabled=not args.quiet)
     names = UniqueNames()
     folders = [names.take(hint) for _, hint in images]
@@ -164,17 +175,16 @@ def _explain(args: argparse.Namespace) -> int:
         try:
             if item.error is not None:
                 raise item.error
-            explanations = item.explanations
-            targets = [out / folder] if len(explanations) == 1 else [
-                out / folder / f"{e.target.index}_{safe_name(e.target.name, 'class')}" for e in explanations]
-            for e, target_dir in zip(explanations, targets):
-                e.save(target_dir, layers=args.layers)
+            written = _save(item.by_method, out / folder, args.layers)
             if not args.quiet:
                 if not described:
                     print(f"model {one_line(str(args.model))}: {one_line(explainer.output.describe())}")
                     described = True
-                _report(image, explanations, [str(t) for t in targets])
-            entry |= {"status": "ok", "outputs": [str(t) for t in targets], "classes": [e.target.index for e in explanations]}
+                _report(image, item.by_method, written)
+            entry |= {"status": "ok", "outputs": [str(t) for t in written if t.suffix != ".png"],
+                      "classes": [e.target.index for e in item.explanations or []]}
+            if len(item.by_method) > 1:
+                entry |= {"methods": list(item.by_method), "grids": [str(t) for t in written if t.suffix == ".png"]}
         except FixtraceError as exc:
             if isinstance(exc, OutputError) and exc.fatal:
                 done = sum(e["status"] == "ok" for e in summary)
@@ -204,15 +214,49 @@ def _output_folder(text: str) -> Path:
     return out
 
 
-def _report(image: Path, explanations: list, written: list[str]) -> None:
-    first = explanations[0]
+def _save(by_method: dict[str, list], folder: Path, layers: bool) -> list[Path]:
+    """Write each method's explanations: ``folder`` itself for one method and class, else one
+    sub-folder per method and per class, and for several methods a grid per class.
+
+    Returns:
+        The explanation folders, then the grid pictures.
+    """
+    from fixtrace.files import safe_name, write_atomic
+    from fixtrace.render.grid import comparison_grid
+
+    several = len(by_method) > 1
+    written: list[Path] = []
+    for label, explanations in by_method.items():
+        base = folder / safe_name(label.replace(":", "_"), "method") if several else folder
+        for e in explanations:
+            target = base if len(explanations) == 1 else base / f"{e.target.index}_{safe_name(e.target.name, 'class')}"
+            e.save(target, layers=layers)
+            written.append(target)
+    if several:
+        first = next(iter(by_method.values()))
+        for rank, e in enumerate(first):
+            grid = comparison_grid(e.image, [found[rank] for found in by_method.values()])
+            name = "grid.png" if len(first) == 1 else f"grid_{e.target.index}_{safe_name(e.target.name, 'class')}.png"
+            write_atomic(folder / name, lambda path, grid=grid: grid.save(path, format="PNG"))
+            written.append(folder / name)
+    return written
+
+
+def _report(image: Path, by_method: dict[str, list], written: list[Path]) -> None:
+    first = next(iter(by_method.values()))[0]
     print(one_line(str(image)))
     for rank, c in enumerate(first.top_classes, start=1):
         print(f"  {rank}. {c.index:>4d} {one_line(c.name):<28s} {c.probability:7.2%}")
-    for e, where in zip(explanations, written):
-        inliers = int(e.inliers.sum())
-        what = f"{inliers} fixation points" if e.input_map is None else e.settings["method"]
-        print(f"  explained {e.target.index} {one_line(e.target.name)}: {what}, box {e.box} -> {one_line(where)}")
+    folders = iter(written)
+    for explanations in by_method.values():
+        for e in explanations:
+            what = f"{int(e.inliers.sum())} fixation points" if e.has_points else e.settings["method"]
+            if len(by_method) > 1:
+                what = e.method if not e.has_points else f"{e.method}, {what}"
+            print(f"  explained {e.target.index} {one_line(e.target.name)}: {what}, box {e.box} -> {one_line(str(next(folders)))}")
+    grids = [p for p in written if p.suffix == ".png"]
+    if grids:
+        print(f"  side by side: {', '.join(one_line(str(g)) for g in grids)}")
 
 
 def _collect_images(items: Sequence[str]) -> list[tuple[Path, str]]:
@@ -253,6 +297,8 @@ def _info(args: argparse.Namespace) -> int:
 
     import fixtrace
     from fixtrace.fixations import supported_ops
+    from fixtrace.gradients.registry import GRADIENT_RULES
+    from fixtrace.methods import METHODS, method_names
     from fixtrace.runtime.session import available_providers, ort
 
     print(f"fixtrace {fixtrace.__version__}")
@@ -267,6 +313,10 @@ def _info(args: argparse.Namespace) -> int:
         print(f"numba CUDA: no GPU ({status.get('reason', 'unavailable')})")
     print(f"backend for --device auto: {'cuda (numba.cuda.jit)' if status['gpu'] else 'cpu (numba njit)'}")
     print(f"fixation rules for: {', '.join(supported_ops())}")
+    print(f"gradient rules for: {', '.join(GRADIENT_RULES.supported())}")
+    print("methods:")
+    for name in method_names():
+        print(f"  {name:<16s} {METHODS[name].summary}{_method_options(METHODS[name])}")
     if args.model:
         from fixtrace.api import Explainer
 
@@ -279,7 +329,17 @@ def _info(args: argparse.Namespace) -> int:
               f"providers in use: {', '.join(explainer.session.providers_in_use)}")
         if explainer.session.fallback:
             print(f"forward fallback: {explainer.session.fallback}")
+        for name in method_names():
+            reason = explainer.supports(name)
+            print(f"  {name:<16s} {'runs on this model' if not reason else 'cannot run: ' + one_line(reason)}")
     return EXIT_OK
+
+
+def _method_options(cls) -> str:
+    """`` (options: key=default, ...)`` of a method, or ""."""
+    options = [f"{k}={'auto' if p.default is None else p.default}" for k, p in cls.parameters.items()]
+    options += ["ge"] if cls.coarse_maps else []
+    return f" [{', '.join(options)}]" if options else ""
 
 
 def _evaluate(args: argparse.Namespace) -> int:

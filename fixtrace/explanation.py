@@ -94,9 +94,11 @@ class Explanation:
         box_threshold: fraction of the heat map's max used to cut out the box.
         settings: the options that produced it.
         info: model, runtime providers, backend, versions and timings.
-        input_map: for gradient methods, the map on the model input's grid (points are empty then).
+        input_map: the method's map on the model input's grid (fixations: the counts per pixel).
         photo_size: the photo's own (width, height): that of ``heatmap``, ``points`` and ``box``
             (None: ``image``'s).
+        has_points: the method makes points (fixations); else ``points`` is empty and the JSON
+            record has none.
     """
 
     image: np.ndarray
@@ -112,7 +114,12 @@ class Explanation:
     info: dict[str, Any] = field(default_factory=dict)
     input_map: np.ndarray | None = None
     photo_size: tuple[int, int] | None = None
+    has_points: bool = True
 
+    @property
+    def method(self) -> str:
+        """The method (with its options) that made this explanation."""
+        return str(self.settings.get("spec", self.settings.get("method", "fixations")))
     @cached_property
     def box(self) -> tuple[int, int, int, int] | None:
         """(x0, y0, x1, y1) around the largest region over ``box_threshold`` x max; x1, y1 exclusive."""
@@ -125,24 +132,27 @@ class Explanation:
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the pixels, JSON-ready."""
-        return {
+        record: dict[str, Any] = {
+            "method": self.method,
             "target": vars(self.target),
             "top_classes": [vars(c) for c in self.top_classes],
             "image_size": list(self.photo_size or (int(self.image.shape[1]), int(self.image.shape[0]))),
             "decoded_size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "box": list(self.box) if self.box else None,
             "box_threshold": self.box_threshold,
-            "points": [
-                {"x": round(float(x), 2), "y": round(float(y), 2), "count": float(c), "inlier": bool(k)}
-                for (x, y), c, k in zip(self.points, self.counts, self.inliers)
-            ],
             "settings": self.settings,
             "info": self.info,
         }
+        if self.has_points:
+            record["points"] = [
+                {"x": round(float(x), 2), "y": round(float(y), 2), "count": float(c), "inlier": bool(k)}
+                for (x, y), c, k in zip(self.points, self.counts, self.inliers)
+            ]
+        return record
 
     def save(self, directory: str | Path, layers: bool = False) -> list[Path]:
-        """Write overlay.png, heatmap.png, heatmap.npy, fixations.json (and input_map.npy for
-        gradient methods, per_layer.json for fixations when asked).
+        """Write overlay.png, heatmap.png, heatmap.npy, explanation.json, input_map.npy (and
+        per_layer.json for fixations when asked).
 
         The files are written into a temporary folder that then takes ``directory``'s place: a
         failure leaves no half-written folder, and an earlier one of the same name untouched.
@@ -161,7 +171,7 @@ class Explanation:
         out = Path(directory)
 
         def fill(folder: Path) -> list[str]:
-            names = ["overlay.png", "heatmap.png", "heatmap.npy", "fixations.json"]
+            names = ["overlay.png", "heatmap.png", "heatmap.npy", "explanation.json"]
             fast = {"compress_level": 1} if self.heatmap.size > 4_000_000 else {}  # big photos: 3-5x faster to write
             self.overlay().save(folder / names[0], **fast)
             Image.fromarray(to_uint8(self.heatmap)).save(folder / names[1], **fast)

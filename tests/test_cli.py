@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "mobilenet_v2.onnx"
 CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
 COFFEE = ROOT / "models" / "images" / "coffee.jpg"
-OUTPUTS = ["fixations.json", "heatmap.npy", "heatmap.png", "overlay.png"]
+OUTPUTS = ["explanation.json", "heatmap.npy", "heatmap.png", "input_map.npy", "overlay.png"]
 
 
 
@@ -37,7 +37,7 @@ def assert_ok(proc: subprocess.CompletedProcess) -> None:
 
 
 def check_outputs(folder: Path, size: tuple[int, int]) -> dict:
-    """The four files of one explanation; returns fixations.json."""
+    """The four files of one explanation; returns explanation.json."""
     width, height = size
     assert (folder / "overlay.png").is_file()
     with Image.open(folder / "overlay.png") as overlay:
@@ -47,7 +47,7 @@ def check_outputs(folder: Path, size: tuple[int, int]) -> dict:
     heat = np.load(folder / "heatmap.npy")
     assert heat.dtype == np.float32 and heat.shape == (height, width)
     assert np.isfinite(heat).all() and heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
-    data = json.loads((folder / "fixations.json").read_text())
+    data = json.loads((folder / "explanation.json").read_text())
     assert {"points", "box", "target", "top_classes"} <= set(data)
     assert data["image_size"] == [width, height]
     x0, y0, x1, y1 = data["box"]
@@ -189,7 +189,7 @@ def test_info(tmp_path):
 def test_info_model(tmp_path):
     proc = run_cli("info", MODEL, cwd=tmp_path)
     assert_ok(proc)
-    line = proc.stdout.splitlines()[-1]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("model "))
     assert line.startswith(f"model {MODEL}: input 'input' (None, 3, 224, 224) NCHW")
     assert "logits 'logits' (1000 classes)" in line and "opset 13" in line
     assert "backend cpu" in line or "backend cuda" in line

@@ -353,10 +353,10 @@ def test_odd_but_valid_images_are_explained(files, tmp_path):
     assert [s["status"] for s in summary] == ["ok"] * 5
     for name in ODD:
         folder = out / Path(name).stem
-        assert sorted(p.name for p in folder.iterdir()) == ["fixations.json", "heatmap.npy", "heatmap.png", "overlay.png"]
+        assert sorted(p.name for p in folder.iterdir()) == ["explanation.json", "heatmap.npy", "heatmap.png", "input_map.npy", "overlay.png"]
         assert Image.open(folder / "overlay.png").size == (451, 300)
         assert np.load(folder / "heatmap.npy").shape == (300, 451)
-        assert json.loads((folder / "fixations.json").read_text())["target"]["index"] in (281, 282, 285)  # a cat
+        assert json.loads((folder / "explanation.json").read_text())["target"]["index"] in (281, 282, 285)  # a cat
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,7 +373,7 @@ def test_batch_with_a_corrupt_image_in_the_middle(files, tmp_path):
     assert len(errors) == 1 and "corrupt.jpg" in errors[0] and "corrupt or truncated" in errors[0]
     assert "2 of 3 images explained" in proc.stdout
     for stem in ("chelsea", "coffee"):
-        assert sorted(p.name for p in (out / stem).iterdir()) == ["fixations.json", "heatmap.npy", "heatmap.png", "overlay.png"]
+        assert sorted(p.name for p in (out / stem).iterdir()) == ["explanation.json", "heatmap.npy", "heatmap.png", "input_map.npy", "overlay.png"]
     assert not (out / "corrupt").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert [(Path(s["image"]).name, s["status"]) for s in summary] == [

@@ -55,7 +55,7 @@ def test_case(worker, case):
 ROOT = Path(__file__).resolve().parents[1]
 MOBILENET = ROOT / "models" / "mobilenet_v2.onnx"
 CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
-OUTPUTS = ["fixations.json", "heatmap.npy", "heatmap.png", "overlay.png"]
+OUTPUTS = ["explanation.json", "heatmap.npy", "heatmap.png", "input_map.npy", "overlay.png"]
 
 
 @pytest.fixture

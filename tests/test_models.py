@@ -133,7 +133,7 @@ def check_conv(walk: ModelWalk, rule, index: np.ndarray) -> None:
     w = walk.constant(node.inputs[1])
     bias = walk.constant(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     y = walk.values[node.outputs[0]]
-    location = walk.explainer.options.conv_location
+    location = walk.explainer.plan.options.conv_location
     expected, forward = conv_oracle(x, w, bias, attrs, y.shape, index, location, tie_tol=1e-9)
     scale = max(1.0, float(np.abs(y).max()))
     np.testing.assert_allclose(forward, y.ravel()[index], rtol=1e-3, atol=1e-4 * scale, err_msg=f"{node.name}: forward")
@@ -265,8 +265,8 @@ def test_mobilenet_invariants_at_every_layer(mobilenet_walk):
 
 def test_mobilenet_per_layer_matches_the_walk(mobilenet, mobilenet_path, mobilenet_walk):
     """Explainer.explain reports the same per-layer fixations as a walk on independent activations."""
-    location = mobilenet_walk.explainer.options.conv_location
-    explainer = mobilenet if location == mobilenet.options.conv_location else Explainer(mobilenet_path, conv_location=location)
+    location = mobilenet_walk.explainer.plan.options.conv_location
+    explainer = mobilenet if location == mobilenet.plan.options.conv_location else Explainer(mobilenet_path, conv_location=location)
     explanation = explainer.explain(IMAGES / "chelsea.jpg")
     assert set(explanation.per_layer) == set(mobilenet_walk.result.per_tensor)
     for name, layer in explanation.per_layer.items():

@@ -34,16 +34,18 @@ class BacktrackPlan:
         graph: the layer graph.
         options: walk options.
         output: graph output to explain (default: the first).
+        logits: the class-score tensor itself (instead of ``output``).
 
     Raises:
         UnsupportedOpError: a node on the path has no rule.
         ModelError: the logits do not depend on the image input.
     """
 
-    def __init__(self, graph: LayerGraph, options: FixationOptions | None = None, output: str | None = None) -> None:
+    def __init__(self, graph: LayerGraph, options: FixationOptions | None = None, output: str | None = None,
+                 logits: str | None = None) -> None:
         self.graph = graph
         self.options = options or FixationOptions()
-        self.logits = find_logits(graph, output)
+        self.logits = logits or find_logits(graph, output)
         self.rules: list[Rule] = rules_below(graph, self.logits, lambda node: rule_for(node)(node, graph, self.options))
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
         # Tensors read at a few positions only are recomputed from a kept conv input when they can be.

@@ -1,15 +1,23 @@
-"""Explanation methods built on the gradient walk: saliency, guided backprop, deconvnet, CAM,
-Grad-CAM, Guided Grad-CAM. Each is a short class on one base (``base.MapMethod``)."""
+"""Explanation methods, one module each, all on one base (``base.Method``): CNN Fixations, the
+gradient family, the CAM family, the methods that run the model again (occlusion, RISE,
+Score-CAM), and Gradual Extrapolation as a wrapper of any method with coarse maps.
 
-from fixtrace.methods.base import MapMethod
-from fixtrace.methods.cam import CAM, GradCAM, GuidedGradCAM
-from fixtrace.methods.extrapolation import GradualExtrapolation
-from fixtrace.methods.gradient import Deconvnet, GuidedBackprop, Saliency
+Importing this package imports every module in it, so a new method is one module with a class
+decorated ``@register``.
+"""
 
-#: Method name (as on the command line) -> class.
-METHODS: dict[str, type[MapMethod]] = {
-    "saliency": Saliency, "guided-backprop": GuidedBackprop, "deconvnet": Deconvnet,
-    "cam": CAM, "gradcam": GradCAM, "guided-gradcam": GuidedGradCAM,
-}
+import importlib
+import pkgutil
 
-__all__ = ["CAM", "Deconvnet", "GradCAM", "GradualExtrapolation", "GuidedBackprop", "GuidedGradCAM", "METHODS", "MapMethod", "Saliency"]
+from fixtrace.methods.base import METHODS, Maps, Method, Parameter, method_names, register
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from fixtrace.methods.cam import CAM, GradCAM, GuidedGradCAM  # noqa: E402
+from fixtrace.methods.extrapolation import Extrapolated, GradualExtrapolation  # noqa: E402
+from fixtrace.methods.fixations import Fixations  # noqa: E402
+from fixtrace.methods.gradient import Deconvnet, GuidedBackprop, Saliency  # noqa: E402
+
+__all__ = ["CAM", "Deconvnet", "Extrapolated", "Fixations", "GradCAM", "GradualExtrapolation", "GuidedBackprop", "GuidedGradCAM",
+           "METHODS", "Maps", "Method", "Parameter", "Saliency", "method_names", "register"]

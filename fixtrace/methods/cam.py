@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fixtrace.errors import FixtraceError, ModelError
-from fixtrace.methods.base import MapMethod, upsample
-from fixtrace.methods.gradient import GuidedBackprop
+from fixtrace.methods.base import Method, Parameter, register
+from fixtrace.methods.gradient import GuidedBackprop, gradient_plan
+from fixtrace.methods.resize import spatial_axes, upsample
 from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.runtime.tensors import Tensors
 
 #: Ops that keep a map's NCHW layout: where a layer method may read.
 _SPATIAL_OPS = {"Conv", "Relu", "Clip", "LeakyRelu", "BatchNormalization", "Add", "Sum", "Mul", "MaxPool", "AveragePool",
                 "Concat", "HardSwish", "Sigmoid"}
 _REINDEX = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+#: The ``layer`` option of the methods that read one layer.
+LAYER = Parameter(None, "the (N, C, H, W) tensor read (default: the last spatial map; see `fixtrace layers`)")
 
 
 def last_spatial_layer(graph: LayerGraph, shapes: dict[str, tuple[int, ...]]) -> str:
@@ -28,48 +34,69 @@ def last_spatial_layer(graph: LayerGraph, shapes: dict[str, tuple[int, ...]]) ->
     return max(spatial, key=order.__getitem__)
 
 
-class GradCAM(MapMethod):
-    """Selvaraju et al. 2017: ReLU(sum_k alpha_k A_k), alpha_k the spatial mean of d score / d A_k.
+def layer_on_path(method: Method, layer: str) -> None:
+    """Refuse a layer that is not a computed (N, C, H, W) tensor, saying where to look.
 
-    Args (see MapMethod):
-        layer: an NCHW tensor (default: the last spatial one, see ``last_spatial_layer``).
+    Raises:
+        FixtraceError: naming the layer.
+    """
+    if layer not in method.graph.producer:
+        raise FixtraceError(f"layer {layer!r} is not on the way from the input to the logits; "
+                            "`fixtrace layers MODEL` lists the layers")
+    if layer in method.shapes and len(method.shapes[layer]) != 4:
+        raise FixtraceError(f"layer {layer!r} has shape {method.shapes[layer]}; {method.name} reads an (N, C, H, W) map")
+
+
+class LayerMethod(Method):
+    """A method that reads one (N, C, H, W) layer and upsamples its (N, h, w) map to the input."""
+
+    coarse_maps = True
+    parameters = {"layer": LAYER}
+
+    def maps(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
+        return upsample(self.coarse(tensors, targets), self.input_grid(tensors), self.upsample_mode)
+
+
+@register
+class GradCAM(LayerMethod):
+    """Selvaraju et al. 2017: ReLU(sum_k alpha_k A_k), alpha_k the spatial mean of d score / d A_k.
 
     Raises:
         FixtraceError: ``layer`` is not a rank-4 tensor on the way to the logits.
     """
 
     name = "gradcam"
-    coarse_maps = True
+    summary = "ReLU(sum_k mean(d score / d A_k) A_k) on a layer (Selvaraju et al. 2017)"
+    rank = 21
 
-    def __init__(self, graph, logits, **options):
+    def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
-        shapes = self.shapes
-        self.layer = self.layer or last_spatial_layer(graph, shapes)
+        self.layer: str = self.params["layer"] or last_spatial_layer(graph, self.shapes)
+        layer_on_path(self, self.layer)
         try:
-            self.plan = self.gradient_plan("plain", bottom=self.layer)
+            self.plan = gradient_plan(self, "plain", bottom=self.layer)
         except ModelError:
             raise FixtraceError(f"layer {self.layer!r} is not on the way from the input to the logits; "
                                 f"`fixtrace layers MODEL` lists the layers") from None
-        if self.layer in shapes and len(shapes[self.layer]) != 4:
-            raise FixtraceError(f"layer {self.layer!r} has shape {shapes[self.layer]}; Grad-CAM reads an (N, C, H, W) map")
         self.needs.add(self.layer)
         self.touched.add(self.layer)
 
-    def attributions(self, tensors, targets):
+    def attributions(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         """(N, h, w) maps on the layer's grid, ReLU applied."""
         grads = self.plan.run(self.seed(tensors, targets), tensors)[self.layer]
         activations = tensors.value(self.layer)
         alpha = grads.mean(axis=(2, 3), keepdims=True)
         return np.maximum((alpha * activations).sum(axis=1), 0).astype(np.float32)
 
-    def coarse(self, tensors, targets):
+    def coarse(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         return self.attributions(tensors, targets)
 
-    def maps(self, tensors, targets):
-        return upsample(self.attributions(tensors, targets), _input_hw(self, tensors), self.upsample_mode)
+    def settings(self) -> dict[str, Any]:
+        return {"layer": self.layer}
 
 
-class CAM(MapMethod):
+@register
+class CAM(LayerMethod):
     """Zhou et al. 2016, for conv -> global average pool -> fully connected heads:
     sum_k w_ck A_k with A the pooled map and w the classifier's weights.
 
@@ -78,9 +105,11 @@ class CAM(MapMethod):
     """
 
     name = "cam"
-    coarse_maps = True
+    summary = "sum_k w_ck A_k for conv -> global average pool -> fully connected heads (Zhou et al. 2016)"
+    parameters = {}
+    rank = 20
 
-    def __init__(self, graph, logits, **options):
+    def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
         node = graph.producer.get(logits)
         if node is None or node.op_type not in ("Gemm", "MatMul") or not graph.is_constant(node.inputs[1]):
@@ -99,44 +128,44 @@ class CAM(MapMethod):
         self.needs = {self.layer}
         self.touched = {self.layer}
 
-    def attributions(self, tensors, targets):
+    def attributions(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         """(N, h, w) class activation maps on the pooled layer's grid."""
         a = tensors.value(self.layer)
         w = self.weights[:, targets].T  # (N, K)
         return np.einsum("nk,nkhw->nhw", w, a).astype(np.float32)
 
-    def coarse(self, tensors, targets):
+    def coarse(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         return np.maximum(self.attributions(tensors, targets), 0)
 
-    def maps(self, tensors, targets):
-        return upsample(self.coarse(tensors, targets), _input_hw(self, tensors), self.upsample_mode)
+    def settings(self) -> dict[str, Any]:
+        return {"layer": self.layer}
 
 
-class GuidedGradCAM(MapMethod):
+@register
+class GuidedGradCAM(Method):
     """Guided backprop times Grad-CAM upsampled to the input (Selvaraju et al. 2017)."""
 
     name = "guided-gradcam"
+    summary = "guided backprop x upsampled Grad-CAM (Selvaraju et al. 2017)"
+    parameters = {"layer": LAYER}
+    rank = 22
 
-    def __init__(self, graph, logits, **options):
+    def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
         self.gradcam = GradCAM(graph, logits, **options)
-        self.guided = GuidedBackprop(graph, logits)
+        self.guided = GuidedBackprop(graph, logits, shapes=self.shapes)
         self.layer = self.gradcam.layer
         self.needs = self.gradcam.needs | self.guided.needs
         self.touched = self.gradcam.touched | self.guided.touched
 
-    def attributions(self, tensors, targets):
+    def attributions(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         """(N, C, H, W): the guided gradient weighted by the upsampled Grad-CAM."""
         cam = self.gradcam.maps(tensors, targets)
         guided = self.guided.attributions(tensors, targets)
-        channel = 1 if self.graph.image_input.layout == "NCHW" else 3
-        return (guided * np.expand_dims(cam, channel)).astype(np.float32)
+        return (guided * np.expand_dims(cam, spatial_axes(self.graph)[0])).astype(np.float32)
 
-    def maps(self, tensors, targets):
-        channel = 1 if self.graph.image_input.layout == "NCHW" else 3
-        return np.abs(self.attributions(tensors, targets)).max(axis=channel)
+    def maps(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
+        return np.abs(self.attributions(tensors, targets)).max(axis=spatial_axes(self.graph)[0])
 
-
-def _input_hw(method: MapMethod, tensors) -> tuple[int, int]:
-    shape = tensors.shape(method.graph.image_input.name)
-    return (shape[2], shape[3]) if method.graph.image_input.layout == "NCHW" else (shape[1], shape[2])
+    def settings(self) -> dict[str, Any]:
+        return {"layer": self.layer}

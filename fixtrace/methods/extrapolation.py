@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import replace
+from typing import Any
+
 from fixtrace.errors import ModelError
-from fixtrace.runtime.tensors import Tensors
-from fixtrace.methods.base import upsample
+from fixtrace.methods.base import Maps, Method
+from fixtrace.methods.resize import upsample
 from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.runtime.run import Run
+from fixtrace.runtime.tensors import Tensors
 
 _DOWNSAMPLING = {"Conv", "MaxPool", "AveragePool"}
 _ACTIVATION = {"BatchNormalization", "Relu", "Clip", "LeakyRelu"}
@@ -66,3 +71,42 @@ class GradualExtrapolation:
         z = np.clip((sharp - mean) / std, -1.0, 1.0)
         low, high = z.min(axis=(1, 2), keepdims=True), z.max(axis=(1, 2), keepdims=True)
         return ((z - low) / np.maximum(high - low, 1e-12)).astype(np.float32)
+
+
+class Extrapolated(Method):
+    """Any method with coarse maps, sharpened by Gradual Extrapolation (``name:ge``).
+
+    The wrapped method runs as usual (fixations keep their points and per-layer fixations);
+    its coarse maps, sharpened, become the maps, and the heat map is resampled from them.
+
+    Args:
+        inner: the prepared method.
+
+    Raises:
+        OptionError: the method has no coarse maps.
+        ModelError: the model never down-samples, or has no spatial map.
+    """
+
+    coarse_maps = False
+
+    def __init__(self, inner: Method) -> None:
+        super().__init__(inner.graph, inner.logits, shapes=inner.shapes, upsample_mode=inner.upsample_mode)
+        inner.prepare_coarse()
+        self.inner = inner
+        self.name = f"{inner.name}:ge"  # type: ignore[misc]  # an instance's name: the wrapped method's
+        self.extrapolation = GradualExtrapolation(inner.graph, inner.shapes)
+        self.needs = inner.needs | self.extrapolation.needs
+        self.touched = set(inner.touched)
+        self.recipes = inner.recipes
+
+    def check(self, tensors: Tensors) -> None:
+        self.inner.check(tensors)
+
+    def explain(self, run: Run, targets: list[int]) -> Maps:
+        made = self.inner.explain(run, targets)
+        assert made.coarse is not None, f"{self.inner.name} gave no coarse maps"
+        sharp = upsample(self.extrapolation.apply(made.coarse, run.tensors), run.grid)
+        return replace(made, maps=sharp, heat_from_points=False)
+
+    def settings(self) -> dict[str, Any]:
+        return self.inner.settings()

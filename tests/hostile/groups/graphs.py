@@ -13,7 +13,7 @@ from hostile import onnx_models as m
 from hostile.case import BAD_INPUT, ITEM_FAILED, Case, fails, ok
 from hostile.corpus import CHELSEA
 
-OUTPUTS = ("chelsea/overlay.png", "chelsea/heatmap.npy", "chelsea/fixations.json")
+OUTPUTS = ("chelsea/overlay.png", "chelsea/heatmap.npy", "chelsea/explanation.json")
 
 
 def _models() -> dict[str, onnx.ModelProto]:
@@ -128,10 +128,10 @@ def _with_attribute(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _output_kind(kind: str):
-    """fixations.json records the explained output's kind of scores as ``kind``."""
+    """explanation.json records the explained output's kind of scores as ``kind``."""
 
     def verify(ctx) -> list[str]:
-        record = json.loads((ctx.out / "chelsea" / "fixations.json").read_text(encoding="utf-8"))
+        record = json.loads((ctx.out / "chelsea" / "explanation.json").read_text(encoding="utf-8"))
         found = record["info"]["output"]["kind"]
         return [] if found == kind else [f"output kind {found!r}, expected {kind!r}"]
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageCms
 from hostile.case import ITEM_FAILED, OK, Case, Context, Expect, fails, ok
 from hostile.corpus import CHELSEA, MOBILENET
 
-OUTPUTS = ("overlay.png", "heatmap.npy", "heatmap.png", "fixations.json")
+OUTPUTS = ("overlay.png", "heatmap.npy", "heatmap.png", "explanation.json")
 
 
 def _photo() -> Image.Image:

@@ -1,0 +1,64 @@
+"""The batched forward: class scores of any number of inputs, nothing else kept."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.runtime.session import Session
+
+
+class Forward:
+    """Class scores (the explained output's raw values) of many inputs, in chunks.
+
+    Methods that run the model again (occlusion, RISE, Score-CAM) call it; it has its own lean
+    onnxruntime session that returns only the scores, made on first use.
+
+    Args:
+        graph: the layer graph.
+        logits: the class-score tensor.
+        providers: onnxruntime providers to ask for (see Session).
+        threads: onnxruntime intra-op threads (0: onnxruntime's choice).
+        chunk: inputs per onnxruntime call (a model with a fixed batch dim takes that many).
+
+    Attributes:
+        calls: onnxruntime calls made so far.
+        images: inputs scored so far.
+    """
+
+    def __init__(self, graph: LayerGraph, logits: str, providers: list[str] | None = None, threads: int = 0,
+                 chunk: int = 32) -> None:
+        self.graph = graph
+        self.logits = logits
+        self.providers = providers
+        self.threads = threads
+        self.chunk = graph.image_input.fixed_batch or chunk
+        self._session: Session | None = None
+        self.calls = 0
+        self.images = 0
+
+    @property
+    def session(self) -> Session:
+        """The lean session (made on first use)."""
+        if self._session is None:
+            self._session = Session(self.graph, {self.logits}, providers=self.providers, threads=self.threads)
+        return self._session
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        """float64 (M, classes) scores of M inputs shaped as the model's input (batch first).
+
+        Raises:
+            InputShapeError, ModelError: as ``Session.run``.
+        """
+        scores = []
+        fixed = self.graph.image_input.fixed_batch
+        for start in range(0, len(inputs), self.chunk):
+            part = np.ascontiguousarray(inputs[start:start + self.chunk], dtype=np.float32)
+            size = len(part)
+            if fixed and size < fixed:  # a fixed batch dim takes exactly that many: pad, then drop the padding
+                part = np.concatenate([part, np.zeros((fixed - size, *part.shape[1:]), np.float32)])
+            values = self.session.run(part)[self.logits]
+            scores.append(values.reshape(len(part), -1)[:size].astype(np.float64))
+            self.calls += 1
+        self.images += len(inputs)
+        return np.concatenate(scores) if scores else np.zeros((0, 0))
