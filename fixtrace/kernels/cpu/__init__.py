@@ -1,1 +1,1 @@
-"""CPU kernels (``numba.njit``, cached on disk)."""
+"""CPU kernels (``numba.njit``, cached on disk, keyed on their sources by ``kernels.cache``)."""
