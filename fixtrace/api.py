@@ -34,6 +34,7 @@ from fixtrace.render.box import method_box_threshold
 from fixtrace.render.build import explanation
 from fixtrace.render.heatmap import DEFAULT_SIGMA
 from fixtrace.runtime.runner import Runner
+from fixtrace.runtime.threads import limit_threads
 from fixtrace.targets import check_targets, rank_classes
 
 #: The methods ``method=`` accepts (besides specs with options, lists and ``"all"``).
@@ -114,8 +115,7 @@ class Explainer:
         self._several = _several(method)
         #: The methods ``explain`` uses by default.
         self.specs = self._usable(options["method"], all_asked=_asks_all(method))
-        if options["layer"] is not None and not any("layer" in type(getattr(m, "inner", m)).parameters
-                                                     for m in map(self.prepared, self.specs)):
+        if options["layer"] is not None and not any("layer" in METHODS[s.name].parameters for s in self.specs):
             takers = ", ".join(name for name, cls in METHODS.items() if "layer" in cls.parameters)
             raise OptionError(f"--layer picks the layer of the layer methods ({takers}), not of {self.method}")
         self.labels_file = options["labels"]
@@ -347,10 +347,10 @@ class Explainer:
             done = self._run_or_retry_alone(loaded, target, top_k, specs, render, load_ms)
             for k, image in enumerate(chunk, start=first):
                 result = done.get(k, failed.get(k))
-                if isinstance(result, FixtraceError):
-                    yield BatchItem(k, image, error=result)
-                else:
+                if isinstance(result, dict):
                     yield BatchItem(k, image, explanations=next(iter(result.values())), by_method=result)
+                else:
+                    yield BatchItem(k, image, error=result)
             first += len(chunk)
 
     def _run_or_retry_alone(self, loaded: list[_Loaded], target: Any, top_k: int | None, specs: list[MethodSpec],
@@ -394,6 +394,13 @@ class Explainer:
     def _explain_batch(self, photos: list[np.ndarray], batch: np.ndarray, geometries: list[Geometry], target: Any,
                        top_k: int | None, specs: list[MethodSpec], render: dict[str, Any],
                        load_ms: float) -> list[dict[str, list[Explanation]]]:
+        """``_run_methods`` with onnxruntime, numba and BLAS held to ``threads`` together."""
+        with limit_threads(self.runner.threads):
+            return self._run_methods(photos, batch, geometries, target, top_k, specs, render, load_ms)
+
+    def _run_methods(self, photos: list[np.ndarray], batch: np.ndarray, geometries: list[Geometry], target: Any,
+                     top_k: int | None, specs: list[MethodSpec], render: dict[str, Any],
+                     load_ms: float) -> list[dict[str, list[Explanation]]]:
         """One forward keeping what every asked method needs; then per method, per asked class
         rank, one call on the whole batch; then an Explanation per photo."""
         methods = {spec.label: (spec, self.prepared(spec)) for spec in specs}

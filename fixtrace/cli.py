@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -237,9 +238,13 @@ def _save(by_method: dict[str, list], folder: Path, layers: bool) -> list[Path]:
         for rank, e in enumerate(first):
             grid = comparison_grid(e.image, [found[rank] for found in by_method.values()])
             name = "grid.png" if len(first) == 1 else f"grid_{e.target.index}_{safe_name(e.target.name, 'class')}.png"
-            write_atomic(folder / name, lambda path, grid=grid: grid.save(path, format="PNG"))
+            write_atomic(folder / name, partial(_save_png, grid))
             written.append(folder / name)
     return written
+
+
+def _save_png(picture, path: Path) -> None:
+    picture.save(path, format="PNG")
 
 
 def _report(image: Path, by_method: dict[str, list], written: list[Path]) -> None:

@@ -172,7 +172,7 @@ class Explanation:
 
         def fill(folder: Path) -> list[str]:
             names = ["overlay.png", "heatmap.png", "heatmap.npy", "explanation.json"]
-            fast = {"compress_level": 1} if self.heatmap.size > 4_000_000 else {}  # big photos: 3-5x faster to write
+            fast: dict[str, Any] = {"compress_level": 1} if self.heatmap.size > 4_000_000 else {}  # big photos: 3-5x faster to write
             self.overlay().save(folder / names[0], **fast)
             Image.fromarray(to_uint8(self.heatmap)).save(folder / names[1], **fast)
             np.save(folder / names[2], self.heatmap)

@@ -151,7 +151,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """``write_atomic`` for UTF-8 text."""
-    write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
+    def write(p: Path) -> None:
+        p.write_text(text, encoding="utf-8")
+
+    write_atomic(path, write)
 
 
 def write_json_atomic(path: str | os.PathLike, value: Any, **options: Any) -> None:

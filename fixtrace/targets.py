@@ -26,7 +26,6 @@ def check_targets(target: int | Sequence[int] | None, top_k: int | None, n: int)
             all; a top_k that is not a whole number in 1..n.
         OptionError: both target and top_k.
     """
-    n = self.num_classes if n is None else n
     if target is not None and top_k is not None:
         raise OptionError("give target (--class) or top_k (--top-k), not both")
     if top_k is not None:
@@ -46,7 +45,7 @@ def check_targets(target: int | Sequence[int] | None, top_k: int | None, n: int)
     twice = next((t for k, t in enumerate(wanted) if t in wanted[:k]), None)
     if twice is not None:
         raise TargetError(f"class {twice} is asked for twice")
-    return [int(t) for t in wanted]
+    return [int(t) for t in wanted]  # type: ignore[arg-type]  # each checked to be an integer above
 
 
 def rank_classes(scores: np.ndarray, probabilities: np.ndarray, names: list[str], explicit: list[int],
@@ -68,7 +67,7 @@ def rank_classes(scores: np.ndarray, probabilities: np.ndarray, names: list[str]
         which = "this photo" if len(scores) == 1 else f"photo {int(np.argmax(broken)) + 1} of the batch"
         raise ModelError(f"the model's scores for {which} are not finite (NaN or infinity): the model overflows "
                          "float32 on this input")
-    ranked = []
+    ranked: list[tuple[Callable[[int], ClassScore], list[ClassScore], list[int]]] = []
     for logits, probability in zip(scores, probabilities):
         order = np.argsort(-probability, kind="stable")
 

@@ -21,7 +21,7 @@ class CpuBackend(Backend):
         return np.ascontiguousarray(array)
 
     def start(self, flat: Sequence[int] | np.ndarray) -> FixationSet:
-        return FixationSet.single(flat)
+        return FixationSet.single(np.asarray(flat, dtype=np.int64))
 
     def union(self, sets: list[FixationSet]) -> FixationSet:
         if len(sets) == 1:

@@ -38,7 +38,7 @@ class CudaBackend(Backend):
         return {"backend": self.name, **{k: v for k, v in cuda_status().items() if k in ("gpu", "simulator")}}
 
     def start(self, flat: Sequence[int] | np.ndarray) -> FixationSet:
-        host = FixationSet.single(flat)
+        host = FixationSet.single(np.asarray(flat, dtype=np.int64))
         return FixationSet(self.asarray(host.index), self.asarray(host.count), unique=True)
 
     def union(self, sets: list[FixationSet]) -> FixationSet:

@@ -24,7 +24,7 @@ def cuda_status() -> dict[str, Any]:
         from numba import config, cuda
     except Exception as exc:  # a numba build without its CUDA package
         return {"available": False, "gpu": False, "simulator": False, "reason": f"numba.cuda cannot be imported: {exc}"}
-    simulator = bool(config.ENABLE_CUDASIM)
+    simulator = bool(config.ENABLE_CUDASIM)  # type: ignore[attr-defined]
     status: dict[str, Any] = {"available": False, "gpu": False, "simulator": simulator}
     try:
         status["available"] = bool(cuda.is_available())

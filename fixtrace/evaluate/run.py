@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -111,9 +111,9 @@ class MethodScores:
     def summarise(cls, label: str, scores: list[ItemScores], seconds: float, errors: list[str]) -> "MethodScores":
         row = cls(label, images=len(scores), failed=len(errors), errors=errors)
         if scores:
-            row.class_error = 100.0 * (1 - np.mean([s.class_right for s in scores]))
-            row.loc_error = 100.0 * (1 - np.mean([s.localized for s in scores]))
-            row.gt_known_error = 100.0 * (1 - np.mean([s.box_found for s in scores]))
+            row.class_error = 100.0 * (1 - float(np.mean([s.class_right for s in scores])))
+            row.loc_error = 100.0 * (1 - float(np.mean([s.localized for s in scores])))
+            row.gt_known_error = 100.0 * (1 - float(np.mean([s.box_found for s in scores])))
             row.pointing = 100.0 * float(np.mean([s.pointing for s in scores]))
             row.energy = 100.0 * float(np.mean([s.energy for s in scores]))
             row.ms_per_image = 1e3 * seconds / len(scores)
@@ -173,18 +173,18 @@ def make_maps(model: ModelSource, items: Sequence[Item], spec: MethodSpec, *, pr
         return
     explainer = Explainer(model, preset=preset, conv_location=spec.conv_location, method=spec.method, ge=spec.ge,
                           device=device, threads=threads)
-    render = dict(outlier_removal=spec.outlier_removal, sigma=spec.sigma or sigma)
+    render: dict[str, Any] = {"outlier_removal": spec.outlier_removal, "sigma": spec.sigma or sigma}
     list(explainer.explain_many(paths[:1], **render))  # untimed: loads the numba kernels, so ms/image is steady-state
     for first in range(0, len(items), batch_size):
         t0 = time.perf_counter()
         chunk = list(range(first, min(first + batch_size, len(items))))
         groups = [(None, chunk)] if explain == "predicted" else [
             (label, [k for k in chunk if items[k].label == label]) for label in sorted({items[k].label for k in chunk})]
-        done: dict[int, MapResult | FixtraceError] = {}
+        done: dict[int, Explanation | FixtraceError] = {}
         for target, members in groups:
             try:
                 for batch_item in explainer.explain_many([paths[k] for k in members], target, batch_size=batch_size, **render):
-                    done[members[batch_item.index]] = batch_item.error or batch_item.explanations[0]
+                    done[members[batch_item.index]] = batch_item.error or (batch_item.explanations or [])[0]
             except FixtraceError as exc:  # e.g. a label outside the model's classes
                 done |= {k: exc for k in members}
         seconds = (time.perf_counter() - t0) / len(chunk)

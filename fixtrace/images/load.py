@@ -151,7 +151,7 @@ def _from_pil(image: Image.Image, where: str, max_pixels: int, max_decoded: int 
     if factor > 1 and image.format == "JPEG":
         image.draft(image.mode, (math.ceil(width / factor), math.ceil(height / factor)))  # decoded at 1/2, 1/4 or 1/8
     image.load()
-    if factor > 1:
+    if factor > 1 and max_decoded is not None:
         left = math.ceil(math.sqrt(image.size[0] * image.size[1] / max_decoded))
         if left > 1:
             if image.mode not in _REDUCIBLE:

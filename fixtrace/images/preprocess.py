@@ -97,7 +97,7 @@ def preprocess(rgb: np.ndarray, spec: ImageInput, preset: Preset, size: tuple[in
     pixels = np.asarray(image.crop((crop[0], crop[1], crop[0] + width, crop[1] + height)), dtype=np.float32)
     if spec.channels == 1:
         pixels = (pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
-        mean, std = np.float32(preset.mean[0]), np.float32(preset.std[0])
+        mean, std = np.asarray(preset.mean[0], np.float32), np.asarray(preset.std[0], np.float32)
     else:
         if preset.bgr:
             pixels = pixels[:, :, ::-1]

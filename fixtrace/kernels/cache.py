@@ -99,7 +99,7 @@ def _make_locators() -> list[type]:
         def from_function(cls, py_func: Callable[..., object], py_file: str) -> object:
             if not is_kernel_file(py_file):
                 return None
-            return super().from_function(py_func, py_file)
+            return super().from_function(py_func, py_file)  # type: ignore[misc]  # numba's classmethod, untyped
 
     for base in bases:
         # Fail here, not at the first kernel, if the base lost what the mixin builds on.
@@ -135,6 +135,6 @@ def install() -> bool:
             stacklevel=2,
         )
         return False
-    classes[:0] = locators
+    classes[:0] = locators  # type: ignore[assignment]  # numba's list of locator classes
     _installed.extend(locators)
     return True

@@ -54,6 +54,7 @@ class Fixations(Method):
         tensors = run.tensors
         n, n_classes = run.size, int(np.prod(tensors.shape(self.logits)[1:]))
         walk = self.plan.run(run.backend.start([b * n_classes + targets[b] for b in range(n)]), tensors)
+        assert walk.input is not None  # the walk always ends on the input
         arrived = walk.input.host()
         per_item = int(np.prod(run.batch.shape[1:]))
         points = [self._input_points(arrived.item(b, per_item), run) for b in range(n)]

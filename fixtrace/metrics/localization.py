@@ -25,7 +25,7 @@ def check_box(box: object, name: str = "box") -> Box:
         OptionError: anything else.
     """
     try:
-        values = tuple(box)  # type: ignore[arg-type]
+        values: tuple = tuple(box)  # type: ignore[arg-type]
         ok = len(values) == 4 and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
                                       for v in values)
     except TypeError:

@@ -47,7 +47,7 @@ def overlay(photo: np.ndarray, heat: np.ndarray, box: tuple[int, int, int, int] 
     blended = np.empty((h, w, 3), dtype=np.uint8)
     for start in range(0, h, BAND):
         band = slice(start, start + BAND)
-        values = heat[band] if same else bilinear(heat, rows[band], cols)
+        values = heat[band] if rows is None or cols is None else bilinear(heat, rows[band], cols)
         values = np.clip(values, 0.0, 1.0)
         alpha = (strength * np.sqrt(values))[..., None]
         mixed = photo[band].astype(np.float32) * (1.0 - alpha) + jet(values).astype(np.float32) * alpha

@@ -39,7 +39,7 @@ def limit_threads(n: int) -> Iterator[None]:
     previous = numba.get_num_threads()
     # numba first: its first set_num_threads may load an OpenMP runtime (the omp threading
     # layer), which threadpoolctl then sees, limits and restores with the others.
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(n, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
     try:
         with threadpool_limits(limits=n):
             yield
