@@ -18,6 +18,9 @@ from fixtrace.methods.cam import CAM, GradCAM, GuidedGradCAM  # noqa: E402
 from fixtrace.methods.extrapolation import Extrapolated, GradualExtrapolation  # noqa: E402
 from fixtrace.methods.fixations import Fixations  # noqa: E402
 from fixtrace.methods.gradient import Deconvnet, GuidedBackprop, Saliency  # noqa: E402
+from fixtrace.methods.occlusion import Occlusion  # noqa: E402
+from fixtrace.methods.rise import Rise  # noqa: E402
+from fixtrace.methods.scorecam import ScoreCAM  # noqa: E402
 
 __all__ = ["CAM", "Deconvnet", "Extrapolated", "Fixations", "GradCAM", "GradualExtrapolation", "GuidedBackprop", "GuidedGradCAM",
-           "METHODS", "Maps", "Method", "Parameter", "Saliency", "method_names", "register"]
+           "METHODS", "Maps", "Method", "Occlusion", "Parameter", "Rise", "Saliency", "ScoreCAM", "method_names", "register"]
