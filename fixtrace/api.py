@@ -48,6 +48,11 @@ RENDER_OPTIONS = ("outlier_removal", "sigma", "box_threshold")
 METHOD_OPTIONS = ("method", "methods")
 
 
+def _from_runner(name: str, doc: str) -> Any:
+    """A read-only attribute of ``Explainer`` that is its runner's."""
+    return property(lambda self: getattr(self.runner, name), doc=doc)
+
+
 @dataclass
 class BatchItem:
     """One photo of ``Explainer.explain_many``.
@@ -122,38 +127,13 @@ class Explainer:
         self._names: list[str] = class_names(self.num_classes, self.labels_file)
 
     # -- what the model and its methods are -----------------------------------------------------
-    @property
-    def graph(self):
-        """The layer graph."""
-        return self.runner.graph
-
-    @property
-    def logits(self) -> str:
-        """The class-score tensor the methods start from."""
-        return self.runner.logits
-
-    @property
-    def output(self):
-        """The explained output (``ClassOutput``): its kind of scores and why it was chosen."""
-        return self.runner.output
-
-    @property
-    def session(self):
-        """The onnxruntime session of the explaining forward."""
-        return self.runner.session
-
-    @property
-    def backend(self):
-        """Where the kernels run."""
-        return self.runner.backend
-
-    @property
-    def preset(self) -> Preset:
-        return self.runner.preset
-
-    @property
-    def source(self) -> str:
-        return self.runner.source
+    graph = _from_runner("graph", "The layer graph (``LayerGraph``).")
+    logits = _from_runner("logits", "The class-score tensor the methods start from.")
+    output = _from_runner("output", "The explained output (``ClassOutput``): its kind of scores and why it was chosen.")
+    session = _from_runner("session", "The onnxruntime session of the explaining forward.")
+    backend = _from_runner("backend", "Where the kernels run.")
+    preset = _from_runner("preset", "The preprocessing preset.")
+    source = _from_runner("source", "The model as given (a path, or the type of what was passed).")
 
     @property
     def num_classes(self) -> int:

@@ -32,7 +32,7 @@ def check_box(box: object, name: str = "box") -> Box:
         ok = False
     if not ok:
         raise OptionError(f"a {name} is four finite numbers (x0, y0, x1, y1), not {box!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def check_map(heat: object) -> np.ndarray:
