@@ -84,6 +84,8 @@ class Maps:
         per_layer: fixations only: per photo, the fixations on every tensor the walk reached.
         heat_from_points: the heat map on the photo is the points blurred (CNN Fixations), not
             ``maps`` resampled.
+        relative: only differences within a map mean something (RISE's maps all sit near the
+            class probability): the heat map spans the map's min to its max, not 0 to its max.
     """
 
     maps: np.ndarray
@@ -91,6 +93,7 @@ class Maps:
     points: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
     per_layer: list[dict[str, LayerFixations]] | None = None
     heat_from_points: bool = False
+    relative: bool = False
 
 
 class Method(ABC):

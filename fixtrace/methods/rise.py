@@ -74,4 +74,4 @@ class Rise(Method):
             chunk = masks[start:stop]
             probs = target_scores(run, targets, masked(run.batch, chunk, run.channels_first), probabilities=True)
             saliency += np.tensordot(probs, chunk, axes=(1, 0))
-        return Maps((saliency / (len(masks) * self.params["p"])).astype(np.float32))
+        return Maps((saliency / (len(masks) * self.params["p"])).astype(np.float32), relative=True)

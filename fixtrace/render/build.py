@@ -46,7 +46,7 @@ def explanation(maps: Maps, item: int, photo: np.ndarray, geometry: Geometry, ta
     if maps.heat_from_points:
         heat = heatmap(points[inliers], counts[inliers], original, sigma)
     else:
-        heat = unit_scale(geometry.to_photo(input_map))
+        heat = unit_scale(geometry.to_photo(input_map - input_map.min() if maps.relative else input_map))
     return Explanation(
         image=photo, target=target, top_classes=top_classes, points=points, counts=counts, inliers=inliers, heatmap=heat,
         per_layer=maps.per_layer[item] if maps.per_layer is not None else {}, box_threshold=box_threshold,

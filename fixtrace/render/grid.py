@@ -12,12 +12,14 @@ from fixtrace.explanation import Explanation
 
 #: Height of each picture in the grid, pixels.
 TILE_HEIGHT = 224
+#: Pictures per row; more wrap onto the next row.
+COLUMNS = 6
 _TITLE = 34
 _GAP = 6
 
 
 def comparison_grid(photo: np.ndarray, explanations: Sequence[Explanation], tile_height: int = TILE_HEIGHT) -> Image.Image:
-    """One row: the photo, then each explanation's overlay (heat map and box).
+    """The photo, then each explanation's overlay (heat map and box), ``COLUMNS`` to a row.
 
     Args:
         photo: the photo, uint8 (h, w, 3) (``Explanation.image``).
@@ -31,12 +33,15 @@ def comparison_grid(photo: np.ndarray, explanations: Sequence[Explanation], tile
     tile_width = max(1, round(w * tile_height / h))
     tiles = [("photo", f"{w}x{h}", Image.fromarray(photo))]
     tiles += [(e.method, f"{e.target.name[:24]} {e.target.probability:.1%}", e.overlay()) for e in explanations]
-    grid = Image.new("RGB", (len(tiles) * (tile_width + _GAP) + _GAP, tile_height + _TITLE + _GAP), "white")
+    columns = min(len(tiles), COLUMNS)
+    rows = -(-len(tiles) // columns)
+    cell_height = tile_height + _TITLE + _GAP
+    grid = Image.new("RGB", (columns * (tile_width + _GAP) + _GAP, rows * cell_height), "white")
     draw = ImageDraw.Draw(grid)
     font = ImageFont.load_default()
     for k, (title, subtitle, picture) in enumerate(tiles):
-        x = _GAP + k * (tile_width + _GAP)
-        draw.text((x, 2), title[:40], fill="black", font=font)
-        draw.text((x, 2 + _TITLE // 2), subtitle, fill="black", font=font)
-        grid.paste(picture.convert("RGB").resize((tile_width, tile_height), Image.Resampling.BILINEAR), (x, _TITLE))
+        x, y = _GAP + (k % columns) * (tile_width + _GAP), (k // columns) * cell_height
+        draw.text((x, y + 2), title[:40], fill="black", font=font)
+        draw.text((x, y + 2 + _TITLE // 2), subtitle, fill="black", font=font)
+        grid.paste(picture.convert("RGB").resize((tile_width, tile_height), Image.Resampling.BILINEAR), (x, y + _TITLE))
     return grid
