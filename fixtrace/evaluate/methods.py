@@ -2,7 +2,8 @@
 
 Flags: ``argmax`` / ``centre`` (fixations' conv location), ``all-points`` (fixations without outlier
 removal), ``ge`` (Gradual Extrapolation), ``box=F`` (box threshold, fraction of the map's max),
-``sigma=F`` (fixations' blur, fraction of the short side).
+``sigma=F`` (fixations' blur, fraction of the short side), and the method's own options as
+``key=value`` (``occlusion:patch=32``, ``rise:masks=500``; see ``fixtrace info``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from fixtrace.errors import OptionError
 from fixtrace.validate import choice
-from fixtrace.methods import METHODS
+from fixtrace.methods import METHODS, method_names
 
 #: The image-blind baseline: a Gaussian at the photo's centre, with the model's predicted class.
 BASELINE = "centre-gaussian"
@@ -42,6 +43,7 @@ class MethodSpec:
         ge: sharpen with Gradual Extrapolation.
         box_threshold: this method's box threshold (None: the evaluation's).
         sigma: fixations' blur (None: the evaluation's).
+        params: the method's own options, as (name, value) pairs.
     """
 
     label: str
@@ -51,10 +53,16 @@ class MethodSpec:
     ge: bool = False
     box_threshold: float | None = None
     sigma: float | None = None
+    params: tuple[tuple[str, Any], ...] = ()
 
     @property
     def is_baseline(self) -> bool:
         return self.method == BASELINE
+
+    @property
+    def method_spec(self) -> str:
+        """The method with its own options, as ``Explainer(method=...)`` takes it."""
+        return ":".join([self.method, *(f"{k}={v}" for k, v in self.params)])
 
 
 def parse_method(text: str) -> MethodSpec:
@@ -66,18 +74,24 @@ def parse_method(text: str) -> MethodSpec:
     if not isinstance(text, str):
         raise OptionError(f"a method spec is a string like 'gradcam:box=0.3', not {type(text).__name__}")
     name, *flags = [part.strip() for part in text.strip().split(":")]
-    known = ["fixations", *METHODS, BASELINE]
+    known = [*method_names(), BASELINE]
     try:
         name = choice("method", name, known)
     except OptionError:
         raise OptionError(f"unknown method {name!r} in {text!r}; methods: {', '.join(known)}") from None
     settings: dict[str, Any] = {}
+    params: list[tuple[str, Any]] = []
     for flag in flags:
+        key, equals, raw = flag.partition("=")
+        own = METHODS[name].parameters if name in METHODS else {}
+        if equals and key in own:
+            params.append((key, own[key].check(f"{name}'s {key}", raw)))
+            continue
         key, value = _flag(flag, text)
         if key in FIXATION_ONLY and name != "fixations" or name == BASELINE and key != "box_threshold":
             raise OptionError(f"the flag {flag!r} does not apply to {name} (in {text!r})")
         settings[key] = value
-    return MethodSpec(text.strip(), name, **settings)
+    return MethodSpec(text.strip(), name, params=tuple(params), **settings)
 
 
 def _flag(flag: str, text: str) -> tuple[str, Any]:

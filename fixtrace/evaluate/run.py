@@ -171,7 +171,7 @@ def make_maps(model: ModelSource, items: Sequence[Item], spec: MethodSpec, *, pr
             heat = centre_gaussian((photo.shape[1], photo.shape[0]))
             yield MapResult(item, photo, predicted, heat, None, time.perf_counter() - t0)
         return
-    explainer = Explainer(model, preset=preset, conv_location=spec.conv_location, method=spec.method, ge=spec.ge,
+    explainer = Explainer(model, preset=preset, conv_location=spec.conv_location, method=spec.method_spec, ge=spec.ge,
                           device=device, threads=threads)
     render: dict[str, Any] = {"outlier_removal": spec.outlier_removal, "sigma": spec.sigma or sigma}
     list(explainer.explain_many(paths[:1], **render))  # untimed: loads the numba kernels, so ms/image is steady-state
