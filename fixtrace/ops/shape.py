@@ -3,7 +3,7 @@ Gradients follow the same maps backwards."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from fixtrace.kernels.shared.index import (
 from fixtrace.ops.base import (
     DataVjp,
     FixationRule,
+    NodeRule,
     PassThrough,
     fixation_rule,
     vjp_rule,
@@ -63,31 +64,45 @@ class TransposeVjp(DataVjp):
         return [(self.node.inputs[0], np.ascontiguousarray(grad.transpose(np.argsort(_perm(self, grad.ndim)))))]
 
 
-@fixation_rule("Pad")
-class PadShift(FixationRule):
-    """Shift by the leading pads; fixations in a constant-padded border go nowhere,
-    edge/reflect/wrap borders map to the input cell they copy."""
+_PAD_MODES = {"constant": AXIS_CONSTANT, "edge": AXIS_EDGE, "wrap": AXIS_WRAP, "reflect": AXIS_REFLECT}
 
-    _MODES: ClassVar[dict[str, int]] = {"constant": AXIS_CONSTANT, "edge": AXIS_EDGE, "wrap": AXIS_WRAP, "reflect": AXIS_REFLECT}
 
-    def __init__(self, node, graph, options):
-        super().__init__(node, graph, options)
-        mode = self.attr("mode")
-        if mode not in self._MODES:
-            raise self.unsupported(f"pad mode {mode!r}")
-        self.mode = self._MODES[mode]
+@dataclass(frozen=True)
+class PadMap:
+    """Where each element of a Pad's output comes from.
+
+    Attributes:
+        mode: an AXIS_* border mode.
+        pads: the leading pads then the trailing ones, per padded axis.
+        axes: the padded axes (None: every axis).
+    """
+
+    mode: int
+    pads: list[int]
+    axes: list[int] | None
+
+    @classmethod
+    def of(cls, rule: NodeRule, graph) -> PadMap:
+        """The map of ``rule``'s Pad node.
+
+        Raises:
+            UnsupportedOpError: an unknown mode, computed pads or computed axes.
+        """
+        node = rule.node
+        mode = rule.attr("mode")
+        if mode not in _PAD_MODES:
+            raise rule.unsupported(f"pad mode {mode!r}")
         pads = node.attr("pads")  # an attribute up to opset 10, an input after
         if pads is None:
             if len(node.inputs) < 2 or not graph.is_constant(node.inputs[1]):
-                raise self.unsupported("the pads are computed, not constant")
+                raise rule.unsupported("the pads are computed, not constant")
             pads = graph.constants[node.inputs[1]].tolist()
         axes = None
         if len(node.inputs) > 3 and node.inputs[3]:
             if not graph.is_constant(node.inputs[3]):
-                raise self.unsupported("the padded axes are computed, not constant")
+                raise rule.unsupported("the padded axes are computed, not constant")
             axes = [int(a) for a in graph.constants[node.inputs[3]].tolist()]
-        self.pads = [int(p) for p in pads]
-        self.axes = axes
+        return cls(_PAD_MODES[mode], [int(p) for p in pads], axes)
 
     def table(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.ndarray:
         """The remap table from output elements to the input elements they copy (-1: constant pad)."""
@@ -98,8 +113,18 @@ class PadShift(FixationRule):
             begin[a] = self.pads[k]
         return remap_table(tuple(out_shape), tuple(in_shape), list(range(rank)), begin, [self.mode] * rank)
 
+
+@fixation_rule("Pad")
+class PadShift(FixationRule):
+    """Shift by the leading pads; fixations in a constant-padded border go nowhere,
+    edge/reflect/wrap borders map to the input cell they copy."""
+
+    def __init__(self, node, graph, options):
+        super().__init__(node, graph, options)
+        self.map = PadMap.of(self, graph)
+
     def backtrack(self, fixations, tensors):
-        table = self.table(tensors.shape(self.node.inputs[0]), tensors.shape(self.node.outputs[0]))
+        table = self.map.table(tensors.shape(self.node.inputs[0]), tensors.shape(self.node.outputs[0]))
         index = tensors.backend.remap(fixations.index, table)
         return [(self.node.inputs[0], tensors.backend.compact(FixationSet(index, fixations.count)))]
 
@@ -111,7 +136,7 @@ class PadVjp(DataVjp):
 
     def __init__(self, node, graph, mode):
         super().__init__(node, graph, mode)
-        self.map = PadShift(node, graph, None)
+        self.map = PadMap.of(self, graph)
 
     def vjp(self, grad, tensors):
         name = self.node.inputs[0]
