@@ -43,6 +43,8 @@ class OpCase:
     flat: bool = False
     #: Element-wise: a fixation keeps its position.
     same_index: bool = False
+    #: A max or an index map: each fixation lands on an input cell holding the output's value.
+    keeps_value: bool = False
 
     def nodes(self) -> list[onnx.NodeProto]:
         first = "f" if self.flat else "x"
@@ -71,17 +73,21 @@ def _elementwise(op: str, opset: int = 13, **attrs) -> OpCase:
     return OpCase(op, attrs, opset=opset, same_index=True)
 
 
+def _moving(op: str, attrs: dict | None = None, inits: dict | None = None, **options) -> OpCase:
+    return OpCase(op, attrs or {}, inits or {}, keeps_value=True, **options)
+
+
 _BN = {"s": _f(3), "b": _f(3), "m": _f(3), "v": np.abs(_f(3)) + 0.5}
 CASES: dict[str, OpCase] = {
     "Conv": OpCase("Conv", {"kernel_shape": [3, 3], "strides": [2, 1], "pads": [1, 1, 1, 1]}, {"w": _f(4, 3, 3, 3), "b": _f(4)}),
     "Gemm": OpCase("Gemm", {"transB": 1, "alpha": 0.5}, {"w": _f(6, 60), "b": _f(6)}, flat=True),
     "MatMul": OpCase("MatMul", {}, {"w": _f(60, 6)}, flat=True),
-    "MaxPool": OpCase("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    "MaxPool": _moving("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     "AveragePool": OpCase("AveragePool", {"kernel_shape": [2, 2], "strides": [1, 2]}),
     "GlobalAveragePool": OpCase("GlobalAveragePool"),
-    "GlobalMaxPool": OpCase("GlobalMaxPool"),
+    "GlobalMaxPool": _moving("GlobalMaxPool"),
     "ReduceMean": OpCase("ReduceMean", {"axes": [2, 3]}),
-    "ReduceMax": OpCase("ReduceMax", {"axes": [2, 3], "keepdims": 0}),
+    "ReduceMax": _moving("ReduceMax", {"axes": [2, 3], "keepdims": 0}),
     "Relu": _elementwise("Relu"),
     "Clip": OpCase("Clip", {}, {"lo": np.array(-0.5, np.float32), "hi": np.array(1.0, np.float32)}, same_index=True),
     "LeakyRelu": _elementwise("LeakyRelu", alpha=0.2),
@@ -107,13 +113,13 @@ CASES: dict[str, OpCase] = {
     "Sub": OpCase("Sub", {}, {"c": _f(3, 1, 1)}, same_index=True),
     "Mul": OpCase("Mul", {}, {"c": _f(3, 1, 1)}, same_index=True),
     "Div": OpCase("Div", {}, {"c": np.abs(_f(3, 1, 1)) + 1}, same_index=True),
-    "Concat": OpCase("Concat", {"axis": 1}, {"c": _f(2, 2, 4, 5)}),
+    "Concat": _moving("Concat", {"axis": 1}, {"c": _f(2, 2, 4, 5)}),
     "Flatten": OpCase("Flatten", same_index=True),
     "Reshape": OpCase("Reshape", {}, {"s": np.array([2, 12, 5], np.int64)}, same_index=True),
     "Squeeze": OpCase("Squeeze", {}, {"a": np.array([2], np.int64)}, shape=(2, 3, 1, 5), same_index=True),
     "Unsqueeze": OpCase("Unsqueeze", {}, {"a": np.array([1], np.int64)}, same_index=True),
-    "Transpose": OpCase("Transpose", {"perm": [0, 2, 3, 1]}),
-    "Pad": OpCase("Pad", {"mode": "reflect"}, {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)}),
+    "Transpose": _moving("Transpose", {"perm": [0, 2, 3, 1]}),
+    "Pad": _moving("Pad", {"mode": "reflect"}, {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)}),
     "Softmax": OpCase("Softmax", {"axis": 1}, flat=True),
     "LogSoftmax": OpCase("LogSoftmax", {"axis": 1}, flat=True),
 }
@@ -144,6 +150,10 @@ def test_fixation_rule_sends_every_position_to_a_valid_input_position(op):
     if spec.same_index:
         ((name, fixations),) = sent
         np.testing.assert_array_equal(np.sort(fixations.index), index)
+    if spec.keeps_value or spec.same_index and spec.op in ops.ops_with("reindex"):
+        out = case.values["y"].ravel()
+        for k, (name, i) in case.routed("y", index).items():
+            assert case.values[name].ravel()[i] == out[index[k]], (k, name, i)
 
 
 @pytest.mark.skipif(not cuda_status()["available"], reason=f"CUDA cannot run here: {cuda_status().get('reason')}")
