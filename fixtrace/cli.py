@@ -301,8 +301,7 @@ def _info(args: argparse.Namespace) -> int:
     import onnx
 
     import fixtrace
-    from fixtrace.fixations import supported_ops
-    from fixtrace.gradients.registry import GRADIENT_RULES
+    from fixtrace import ops
     from fixtrace.methods import METHODS, method_names
     from fixtrace.runtime.session import available_providers, ort
 
@@ -317,8 +316,8 @@ def _info(args: argparse.Namespace) -> int:
     else:
         print(f"numba CUDA: no GPU ({status.get('reason', 'unavailable')})")
     print(f"backend for --device auto: {'cuda (numba.cuda.jit)' if status['gpu'] else 'cpu (numba njit)'}")
-    print(f"fixation rules for: {', '.join(supported_ops())}")
-    print(f"gradient rules for: {', '.join(GRADIENT_RULES.supported())}")
+    print(f"fixation rules for: {', '.join(ops.supported('fixation'))}")
+    print(f"gradient rules for: {', '.join(ops.supported('gradient'))}")
     print("methods:")
     for name in method_names():
         print(f"  {name:<16s} {METHODS[name].summary}{_method_options(METHODS[name])}")

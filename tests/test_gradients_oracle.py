@@ -242,3 +242,39 @@ def test_other_reshapes(op):
     oracle = {"Squeeze": lambda t: torch.sigmoid(t).squeeze(2), "Unsqueeze": lambda t: torch.sigmoid(t).unsqueeze(1),
               "Reshape": lambda t: torch.sigmoid(t).reshape(2, 5, 3)}[op]
     check(Case(build(nodes, x.shape, ["y"], inits), x), oracle)
+
+
+# The activations that gained a gradient rule with the op modules (opset: the first that has the op).
+NEW_ACTIVATIONS = {
+    "Elu": (12, {"alpha": 0.7}, lambda t: F.elu(t, 0.7)),
+    "Selu": (12, {}, lambda t: F.selu(t)),
+    "Celu": (12, {"alpha": 1.5}, lambda t: F.celu(t, 1.5)),
+    "Tanh": (12, {}, torch.tanh),
+    "Softplus": (12, {}, lambda t: F.softplus(t)),
+    "Mish": (18, {}, lambda t: F.mish(t)),
+    "Gelu": (20, {}, lambda t: F.gelu(t)),
+    "Gelu-tanh": (20, {"approximate": "tanh"}, lambda t: F.gelu(t, approximate="tanh")),
+}
+
+
+@pytest.mark.parametrize("name", list(NEW_ACTIVATIONS))
+def test_smooth_activations(name):
+    opset, attrs, fn = NEW_ACTIVATIONS[name]
+    x = 3 * _w(np.random.default_rng(15), 2, 3, 4, 5)
+    check(_single(name.split("-")[0], x, opset=opset, **attrs), fn)
+
+
+@pytest.mark.parametrize("slope_shape", [(3, 1, 1), (1,)])
+def test_prelu(slope_shape):
+    rng = np.random.default_rng(16)
+    x = _w(rng, 2, 3, 4, 5)
+    slope = _w(rng, *slope_shape)
+    check(_single("PRelu", x, {"slope": slope}), lambda t: torch.where(t > 0, t, torch.tensor(slope) * t))
+
+
+@pytest.mark.parametrize("op, attrs, axes", [("GlobalMaxPool", {}, (2, 3)), ("ReduceMax", {"axes": [2, 3]}, (2, 3)),
+                                             ("ReduceMax", {"axes": [1, 3], "keepdims": 0}, (1, 3))])
+def test_maxima(op, attrs, axes):
+    x = _w(np.random.default_rng(17), 2, 3, 4, 5)  # no ties: amax's shared gradient is the first maximum's
+    keep = bool(attrs.get("keepdims", 1))
+    check(_single(op, x, **attrs), lambda t: torch.amax(t, dim=axes, keepdim=keep))

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fixtrace import Explainer, UnsupportedOpError
 from fixtrace.fixations import FixationOptions, FixationSet, supported_ops
-from fixtrace.fixations.registry import rule_for
+from fixtrace.ops import FIXATIONS
 from fixtrace.runtime.tensors import Tensors
 from fixtrace.model.layer_graph import LayerGraph
 
@@ -56,7 +56,7 @@ class Case:
     def rule(self, output: str, location: str = "argmax"):
         supported_ops()  # registers the rules
         node = self.graph.producer[output]
-        return rule_for(node)(node, self.graph, FixationOptions(conv_location=location))
+        return FIXATIONS.rule_for(node)(node, self.graph, FixationOptions(conv_location=location))
 
     def backtrack(self, output: str, index, count=None, location: str = "argmax") -> list[tuple[str, FixationSet]]:
         index = np.asarray(index, dtype=np.int64)

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fixtrace.fixations.rules.geometry import window
 from fixtrace.kernels.shared.conv import conv_geometry
 from fixtrace.model.layer_graph import LayerGraph, Node
+from fixtrace.ops.activation import clip_bounds
+from fixtrace.ops.attributes import attribute
+from fixtrace.ops.geometry import window
 
 if TYPE_CHECKING:
     from fixtrace.runtime.tensors import Tensors
@@ -46,7 +48,7 @@ class ConvRecipe:
     def source(self) -> str:
         return self.conv.inputs[0]
 
-    def arguments(self, tensors: "Tensors", out_shape: tuple[int, ...]) -> tuple:
+    def arguments(self, tensors: Tensors, out_shape: tuple[int, ...]) -> tuple:
         """The producing conv's arguments for the recompute kernel, in the backend's memory.
 
         Args:
@@ -59,7 +61,7 @@ class ConvRecipe:
         in_shape = tensors.shape(self.source)
         m, kh, kw, c_group = self.weights.shape
         win = window(self.conv, (kh, kw), in_shape[2:], out_shape[2:])
-        g = conv_geometry(in_shape, (m, c_group, kh, kw), out_shape[2:], int(self.conv.attr("group", 1)), win.strides,
+        g = conv_geometry(in_shape, (m, c_group, kh, kw), out_shape[2:], int(attribute(self.conv, "group")), win.strides,
                           win.pads, win.dilations)
         backend = tensors.backend
         return (tensors.channels_last(self.source), backend.constant(self.flat_weights), backend.constant(self.bias), g,
@@ -87,21 +89,3 @@ def find_recipe(graph: LayerGraph, tensor: str) -> ConvRecipe | None:
     bias = graph.constants[node.inputs[2]] if has_bias else np.zeros(weights.shape[0])
     return ConvRecipe(node, np.ascontiguousarray(weights.transpose(0, 2, 3, 1), dtype=np.float32),
                       np.ascontiguousarray(bias, dtype=np.float32), low, high)
-
-
-def clip_bounds(graph: LayerGraph, node: Node) -> tuple[float, float] | None:
-    """(low, high) of a Relu or Clip node (-inf/inf where absent), or None when a bound is computed."""
-    if node.op_type == "Relu":
-        return 0.0, np.inf
-    if "min" in node.attrs or "max" in node.attrs:  # opset < 11
-        return float(node.attr("min", -np.inf)), float(node.attr("max", np.inf))
-    bounds = []
-    for k, default in ((1, -np.inf), (2, np.inf)):
-        name = node.inputs[k] if len(node.inputs) > k else ""
-        if not name:
-            bounds.append(default)
-        elif graph.is_constant(name):
-            bounds.append(float(graph.constants[name]))
-        else:
-            return None
-    return bounds[0], bounds[1]

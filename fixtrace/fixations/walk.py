@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from fixtrace.fixations.fixation_set import FixationSet
 from fixtrace.fixations.options import FixationOptions
 from fixtrace.fixations.recompute import ConvRecipe, find_recipe
-from fixtrace.fixations.registry import Rule, rule_for
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.outputs import find_logits
-from fixtrace.model.registry import rules_below
+from fixtrace.ops.base import FixationRule
+from fixtrace.ops.registry import FIXATIONS, rules_below
 from fixtrace.runtime.tensors import Tensors
 
 
@@ -46,7 +46,8 @@ class BacktrackPlan:
         self.graph = graph
         self.options = options or FixationOptions()
         self.logits = logits or find_logits(graph, output)
-        self.rules: list[Rule] = rules_below(graph, self.logits, lambda node: rule_for(node)(node, graph, self.options))
+        self.rules: list[FixationRule] = rules_below(graph, self.logits,
+                                                     lambda node: FIXATIONS.rule_for(node)(node, graph, self.options))
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
         # Tensors read at a few positions only are recomputed from a kept conv input when they can be.
         self.recipes: dict[str, ConvRecipe] = {}

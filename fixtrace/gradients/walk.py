@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.runtime.tensors import Tensors
-from fixtrace.gradients.registry import GRADIENT_RULES, RELU_MODES, VjpRule
 from fixtrace.model.layer_graph import LayerGraph
-from fixtrace.model.registry import rules_below
+from fixtrace.ops.base import RELU_MODES, VjpRule
+from fixtrace.ops.registry import GRADIENTS, rules_below
+from fixtrace.runtime.tensors import Tensors
 
 
 class GradientPlan:
@@ -31,7 +31,7 @@ class GradientPlan:
         self.top = top
         self.mode = mode
         self.bottom = bottom
-        self.rules: list[VjpRule] = rules_below(graph, top, lambda node: GRADIENT_RULES.rule_for(node)(node, graph, mode),
+        self.rules: list[VjpRule] = rules_below(graph, top, lambda node: GRADIENTS.rule_for(node)(node, graph, mode),
                                                 bottom)
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
         self.touched: set[str] = {t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)}

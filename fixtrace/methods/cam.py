@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from fixtrace import ops
 from fixtrace.errors import FixtraceError, ModelError
 from fixtrace.methods.base import Method, Parameter, register
 from fixtrace.methods.gradient import GuidedBackprop, gradient_plan
@@ -13,10 +14,6 @@ from fixtrace.methods.resize import spatial_axes, upsample
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.runtime.tensors import Tensors
 
-#: Ops that keep a map's NCHW layout: where a layer method may read.
-_SPATIAL_OPS = {"Conv", "Relu", "Clip", "LeakyRelu", "BatchNormalization", "Add", "Sum", "Mul", "MaxPool", "AveragePool",
-                "Concat", "HardSwish", "Sigmoid"}
-_REINDEX = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 #: The ``layer`` option of the methods that read one layer.
 LAYER = Parameter(None, "the (N, C, H, W) tensor read (default: the last spatial map; see `fixtrace layers`)")
 
@@ -27,7 +24,7 @@ def last_spatial_layer(graph: LayerGraph, shapes: dict[str, tuple[int, ...]]) ->
     Raises:
         ModelError: there is none.
     """
-    order = {n.outputs[0]: n.order for n in graph.nodes if n.op_type in _SPATIAL_OPS}
+    order = {n.outputs[0]: n.order for n in graph.nodes if ops.has_trait(n, "spatial")}
     spatial = [t for t in order if len(shapes.get(t, ())) == 4 and shapes[t][2] > 1 and shapes[t][3] > 1]
     if not spatial:
         raise ModelError("no NCHW feature map with rows and columns > 1 in the model: Grad-CAM has no layer to read")
@@ -118,7 +115,7 @@ class CAM(LayerMethod):
         w = graph.constants[node.inputs[1]].astype(np.float32)
         self.weights = w.T if node.attr("transB", 0) else w  # (K, classes)
         tensor = node.inputs[0]
-        while tensor in graph.producer and graph.producer[tensor].op_type in _REINDEX:
+        while tensor in graph.producer and ops.has_trait(graph.producer[tensor], "reindex"):
             tensor = graph.producer[tensor].inputs[0]
         pool = graph.producer.get(tensor)
         if pool is None or pool.op_type not in ("GlobalAveragePool", "ReduceMean"):

@@ -8,6 +8,7 @@ import numpy as np
 from dataclasses import replace
 from typing import Any
 
+from fixtrace import ops
 from fixtrace.errors import ModelError
 from fixtrace.methods.base import Maps, Method
 from fixtrace.methods.resize import upsample
@@ -15,13 +16,11 @@ from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.runtime.run import Run
 from fixtrace.runtime.tensors import Tensors
 
-_DOWNSAMPLING = {"Conv", "MaxPool", "AveragePool"}
-_ACTIVATION = {"BatchNormalization", "Relu", "Clip", "LeakyRelu"}
 
 
 def _activated(graph: LayerGraph, tensor: str) -> str:
     """``tensor`` followed through single-consumer BatchNorm / ReLU-like nodes."""
-    while len(graph.consumers.get(tensor, [])) == 1 and graph.consumers[tensor][0].op_type in _ACTIVATION:
+    while len(graph.consumers.get(tensor, [])) == 1 and ops.has_trait(graph.consumers[tensor][0], "activation"):
         tensor = graph.consumers[tensor][0].outputs[0]
     return tensor
 
@@ -44,7 +43,7 @@ class GradualExtrapolation:
     """
 
     def __init__(self, graph: LayerGraph, shapes: dict[str, tuple[int, ...]]) -> None:
-        steps = [n for n in graph.nodes if n.op_type in _DOWNSAMPLING and max(n.attr("strides", [1, 1])) > 1
+        steps = [n for n in graph.nodes if ops.has_trait(n, "downsampling") and max(n.attr("strides", [1, 1])) > 1
                  and len(shapes.get(n.outputs[0], ())) == 4]
         if not steps:
             raise ModelError("the model has no strided conv or pool: Gradual Extrapolation has no layers to use")

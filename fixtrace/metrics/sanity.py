@@ -9,8 +9,8 @@ explaining the photo (edges, contrast), not the model.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import onnx
@@ -18,9 +18,7 @@ from onnx import numpy_helper
 from scipy import stats
 
 from fixtrace.model.layer_graph import LayerGraph
-
-#: Op types whose weights are re-initialised.
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+from fixtrace.ops import ops_with
 
 MapOf = Callable[[onnx.ModelProto], np.ndarray]
 
@@ -46,10 +44,12 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def weighted_nodes(graph: LayerGraph) -> list[onnx.NodeProto]:
-    """The nodes with constant weights, from the output back to the input (the cascade's order)."""
+    """The nodes of ``linear`` ops (conv, fully connected) with constant weights, from the output back
+    to the input (the cascade's order)."""
     constants = {i.name for i in graph.model.graph.initializer}
+    linear = ops_with("linear")
     return [n for n in reversed(graph.model.graph.node)
-            if n.op_type in WEIGHTED_OPS and any(name in constants for name in n.input[1:])]
+            if n.op_type in linear and any(name in constants for name in n.input[1:])]
 
 
 def cascade(model: onnx.ModelProto, nodes: list[onnx.NodeProto], seed: int = 0) -> Iterator[tuple[str, onnx.ModelProto]]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from fixtrace.errors import ModelError
+from fixtrace.ops import ops_with
 
-#: Ops whose constant inputs are learned weights: an infinity there is a broken model.
-_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "PRelu", "InstanceNormalization",
-             "LayerNormalization"}
 #: The largest tensor (for one image) fixtrace lets onnxruntime compute.
 MAX_TENSOR_BYTES = 1 << 30
 
 
 def check_weights(constants: dict[str, np.ndarray], nodes: list) -> None:
-    """Refuse NaN in any float constant, and infinities in the weights of weighted ops.
+    """Refuse NaN in any float constant, and infinities in the weights of ops with the ``weighted``
+    trait (an infinity there is a broken model).
 
     Args:
         constants: the model's constant tensors.
@@ -23,7 +22,8 @@ def check_weights(constants: dict[str, np.ndarray], nodes: list) -> None:
     Raises:
         ModelError: naming the tensor and the count of bad values.
     """
-    weights = {t for n in nodes if n.op_type in _WEIGHTED for t in n.inputs[1:]}
+    weighted = ops_with("weighted")
+    weights = {t for n in nodes if n.op_type in weighted for t in n.inputs[1:]}
     for name, value in constants.items():
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "fc" or value.size == 0:
             continue
@@ -36,19 +36,16 @@ def check_weights(constants: dict[str, np.ndarray], nodes: list) -> None:
             raise ModelError(f"weight tensor {name!r} holds {count} infinite value{'s' * (count > 1)}: the model is broken")
 
 
-#: Window ops whose strides, dilations and kernel must be positive (onnx 1.15's shape inference
-#: divides by them in C++ and kills the process on a 0).
-_WINDOWED = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "MaxUnpool", "ConvInteger", "QLinearConv"}
-
-
 def check_windows(nodes: list) -> None:
-    """Refuse window ops whose strides, dilations or kernel shape are not positive.
+    """Refuse ops with the ``windowed`` trait whose strides, dilations or kernel shape are not positive
+    (onnx 1.15's shape inference divides by them in C++ and kills the process on a 0).
 
     Raises:
         ModelError: naming the node and the attribute.
     """
+    windowed = ops_with("windowed")
     for node in nodes:
-        if node.op_type not in _WINDOWED:
+        if node.op_type not in windowed:
             continue
         for key in ("strides", "dilations", "kernel_shape"):
             values = node.attr(key)

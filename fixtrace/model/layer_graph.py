@@ -125,7 +125,7 @@ class LayerGraph:
                 op_type=raw.op_type,
                 inputs=list(raw.input),
                 outputs=list(raw.output),
-                attrs={a.name: _attr_value(a) for a in raw.attribute},
+                attrs={a.name: attr_value(a) for a in raw.attribute},
                 order=len(nodes),
                 domain=raw.domain,
             )
@@ -218,7 +218,8 @@ def _topological(raw_nodes) -> list[onnx.NodeProto]:
     return [raw_nodes[i] for i in order]
 
 
-def _attr_value(attr: onnx.AttributeProto) -> Any:
+def attr_value(attr: onnx.AttributeProto) -> Any:
+    """An attribute as a Python value: bytes decoded to str, tensors to numpy arrays."""
     value = helper.get_attribute_value(attr)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")

@@ -1,25 +1,23 @@
-"""Softmax and LogSoftmax over one axis."""
+"""Softmax and LogSoftmax over one axis: gradients only (the fixation walk starts below them, at the logits)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.gradients.registry import VjpRule, vjp_rule
+from fixtrace.ops.base import ElementwiseVjp, vjp_rule
 
 
 @vjp_rule("Softmax", "LogSoftmax")
-class SoftmaxVjp(VjpRule):
+class SoftmaxVjp(ElementwiseVjp):
     """Softmax: dx = s * (dy - sum(dy * s)); LogSoftmax: dx = dy - s * sum(dy), over the axis."""
 
     def __init__(self, node, graph, mode):
         super().__init__(node, graph, mode)
         if graph.opset < 13:
             raise self.unsupported("opset < 13 Softmax (coerced to 2-D); only the single-axis form is handled")
-        self.routes = (node.inputs[0],)
-        self.needs = (node.inputs[0],)
 
     def vjp(self, grad, tensors):
-        axis = int(self.node.attr("axis", -1))
+        axis = int(self.attr("axis"))
         x = tensors.value(self.node.inputs[0]).astype(np.float64)
         s = np.exp(x - x.max(axis=axis, keepdims=True))
         s /= s.sum(axis=axis, keepdims=True)
@@ -29,4 +27,3 @@ class SoftmaxVjp(VjpRule):
         else:
             dx = g - s * g.sum(axis=axis, keepdims=True)
         return [(self.node.inputs[0], dx.astype(np.float32))]
-

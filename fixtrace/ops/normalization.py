@@ -1,21 +1,38 @@
-"""Normalisations: BatchNormalization (inference form) and LRN."""
+"""Normalisations: BatchNormalization (inference form) and LRN keep every index; their gradients."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.gradients.registry import VjpRule, vjp_rule
+from fixtrace.ops.base import (
+    DataVjp,
+    ElementwiseVjp,
+    PassThrough,
+    fixation_rule,
+    vjp_rule,
+)
+
+TRAITS = {
+    "BatchNormalization": {"spatial", "activation", "weighted"},
+    # No rules; listed so that the model checks know their weights.
+    "InstanceNormalization": {"weighted"},
+    "LayerNormalization": {"weighted"},
+}
+
+
+@fixation_rule("BatchNormalization", "LRN")
+class NormalizationPassThrough(PassThrough):
+    """A per-position normalisation keeps every index."""
 
 
 @vjp_rule("BatchNormalization")
-class BatchNormVjp(VjpRule):
+class BatchNormVjp(DataVjp):
     """Inference form: dx = dy * scale / sqrt(var + eps), per channel (axis 1)."""
 
     def __init__(self, node, graph, mode):
         super().__init__(node, graph, mode)
         scale, var = self.constant(1), self.constant(4)
-        self.factor = (scale / np.sqrt(var.astype(np.float64) + float(node.attr("epsilon", 1e-5)))).astype(np.float32)
-        self.routes = (node.inputs[0],)
+        self.factor = (scale / np.sqrt(var.astype(np.float64) + float(self.attr("epsilon")))).astype(np.float32)
 
     def vjp(self, grad, tensors):
         shape = (1, -1) + (1,) * (grad.ndim - 2)
@@ -23,20 +40,16 @@ class BatchNormVjp(VjpRule):
 
 
 @vjp_rule("LRN")
-class LrnVjp(VjpRule):
+class LrnVjp(ElementwiseVjp):
     """y_c = x_c s_c^-beta with s_c = bias + alpha / size * sum of x^2 over the channel window
     [c - floor((size-1)/2), c + ceil((size-1)/2)] (ONNX's window):
     dx_k = g_k s_k^-beta - 2 beta alpha / size * x_k * sum over windows holding k of g_c x_c s_c^(-beta-1)."""
 
     def __init__(self, node, graph, mode):
         super().__init__(node, graph, mode)
-        self.size = int(node.attr("size"))
-        self.alpha = float(node.attr("alpha", 1e-4))
-        self.beta = float(node.attr("beta", 0.75))
-        self.bias = float(node.attr("bias", 1.0))
+        self.size = int(self.attr("size"))
+        self.alpha, self.beta, self.bias = (float(self.attr(k)) for k in ("alpha", "beta", "bias"))
         self.before, self.after = (self.size - 1) // 2, self.size // 2  # floor and ceil of (size - 1) / 2
-        self.routes = (node.inputs[0],)
-        self.needs = (node.inputs[0],)
 
     def vjp(self, grad, tensors):
         x = tensors.value(self.node.inputs[0]).astype(np.float64)

@@ -1,4 +1,5 @@
-"""Window attributes (strides, pads, dilations, auto_pad) and the index-map tables shared by rules."""
+"""Window attributes (strides, pads, dilations, auto_pad), the index-map tables and the inverse of
+broadcasting, shared by the rules of several op families."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from fixtrace.kernels.shared.index import AXIS_BROADCAST, AXIS_KEEP, REMAP_COLUMNS
 from fixtrace.model.layer_graph import Node
+from fixtrace.ops.attributes import attribute
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ def pool_kernel(node: Node) -> tuple[int, int] | None:
     return (int(kernel[0]), int(kernel[1])) if kernel is not None and len(kernel) == 2 else None
 
 
-def window(node: Node, kernel: tuple[int, int], in_hw: tuple[int, int], out_hw: tuple[int, int]) -> Window:
+def window(node: Node, kernel: tuple[int, int], in_hw: tuple[int, int], out_hw: tuple[int, int],
+           opset: int | None = None) -> Window:
     """Resolve a Conv/Pool node's window, auto_pad included.
 
     Args:
@@ -39,10 +42,12 @@ def window(node: Node, kernel: tuple[int, int], in_hw: tuple[int, int], out_hw: 
         kernel: kernel height and width.
         in_hw: input spatial size.
         out_hw: output spatial size.
+        opset: the model's opset (for the schema's defaults).
     """
-    strides = np.asarray(node.attr("strides", [1, 1]), dtype=np.int64)
-    dilations = np.asarray(node.attr("dilations", [1, 1]), dtype=np.int64)
-    auto_pad = node.attr("auto_pad", "NOTSET")
+    # The schema gives strides, dilations and pads no default value, only "1 (0) along each axis".
+    strides = np.asarray(attribute(node, "strides", opset, [1, 1]), dtype=np.int64)
+    dilations = np.asarray(attribute(node, "dilations", opset, [1, 1]), dtype=np.int64)
+    auto_pad = attribute(node, "auto_pad", opset)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         begin = []
         for k, s, d, i, o in zip(kernel, strides, dilations, in_hw, out_hw):
@@ -52,9 +57,8 @@ def window(node: Node, kernel: tuple[int, int], in_hw: tuple[int, int], out_hw: 
     elif auto_pad == "VALID":
         pads = np.zeros(2, dtype=np.int64)
     else:
-        pads = np.asarray(node.attr("pads", [0, 0, 0, 0])[:2], dtype=np.int64)
+        pads = np.asarray(attribute(node, "pads", opset, [0, 0, 0, 0])[:2], dtype=np.int64)
     return Window(np.asarray(kernel, dtype=np.int64), strides, pads, dilations)
-
 
 
 def remap_table(out_shape: tuple[int, ...], in_shape: tuple[int, ...], source_axis: list[int], begin: list[int],
@@ -78,3 +82,13 @@ def broadcast_table(out_shape: tuple[int, ...], in_shape: tuple[int, ...]) -> np
     padded = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
     modes = [AXIS_BROADCAST if n == 1 and o != 1 else AXIS_KEEP for n, o in zip(padded, out_shape)]
     return remap_table(tuple(out_shape), padded, list(range(len(padded))), [0] * len(padded), modes)
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``grad`` down to ``shape`` (the inverse of numpy broadcasting)."""
+    if grad.shape == tuple(shape):
+        return grad
+    lead = grad.ndim - len(shape)
+    summed = grad.sum(axis=tuple(range(lead))) if lead else grad
+    axes = tuple(k for k, n in enumerate(shape) if n == 1 and summed.shape[k] != 1)
+    return (summed.sum(axis=axes, keepdims=True) if axes else summed).reshape(shape)

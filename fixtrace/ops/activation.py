@@ -1,0 +1,160 @@
+"""Element-wise activations: a fixation passes through unchanged; the gradient is dy * f'(x)
+(ReLU-like ops shaped by the gradient mode)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from fixtrace.kernels.cpu.gradients import (
+    MODE_DECONVNET,
+    MODE_GUIDED,
+    MODE_PLAIN,
+    masked_gradient,
+)
+from fixtrace.model.layer_graph import LayerGraph, Node
+from fixtrace.ops.attributes import attribute
+from fixtrace.ops.base import ElementwiseVjp, PassThrough, fixation_rule, vjp_rule
+
+_RECTIFIER = {"spatial", "activation"}
+TRAITS = {
+    "Relu": _RECTIFIER, "Clip": _RECTIFIER, "LeakyRelu": _RECTIFIER,
+    "Sigmoid": {"spatial"}, "HardSwish": {"spatial"},
+    "PRelu": {"weighted"},
+}
+
+_MODES = {"plain": MODE_PLAIN, "guided": MODE_GUIDED, "deconvnet": MODE_DECONVNET}
+
+
+def clip_bounds(graph: LayerGraph, node: Node) -> tuple[float, float] | None:
+    """(low, high) of a Relu or Clip node (-inf/inf where absent), or None when a bound is computed."""
+    if node.op_type == "Relu":
+        return 0.0, np.inf
+    if "min" in node.attrs or "max" in node.attrs:  # opset < 11: the schema's defaults are the float32 limits
+        return float(attribute(node, "min", graph.opset)), float(attribute(node, "max", graph.opset))
+    bounds = []
+    for k, default in ((1, -np.inf), (2, np.inf)):
+        name = node.inputs[k] if len(node.inputs) > k else ""
+        if not name:
+            bounds.append(default)
+        elif graph.is_constant(name):
+            bounds.append(float(graph.constants[name]))
+        else:
+            return None
+    return bounds[0], bounds[1]
+
+
+@fixation_rule("Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish",
+               "Tanh", "Softplus", "Mish", "Gelu")
+class ActivationPassThrough(PassThrough):
+    """An activation keeps every index: fixations on its output are fixations on its input."""
+
+
+@vjp_rule("Relu", "Clip")
+class ReluVjp(ElementwiseVjp):
+    """The gradient where the input is inside the bounds (strictly, as torch does), shaped by the mode:
+    guided keeps only positive gradients there; deconvnet keeps positive gradients anywhere."""
+
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        bounds = clip_bounds(graph, node)
+        if bounds is None:
+            raise self.unsupported("the clip bounds are computed, not constant")
+        self.low, self.high = bounds
+
+    def vjp(self, grad, tensors):
+        x = np.ascontiguousarray(tensors.value(self.node.inputs[0]), dtype=np.float32)
+        passed = masked_gradient(np.ascontiguousarray(grad, dtype=np.float32), x, self.low, self.high, _MODES[self.mode])
+        return [(self.node.inputs[0], passed.reshape(x.shape))]
+
+
+@vjp_rule("LeakyRelu")
+class LeakyReluVjp(ElementwiseVjp):
+    def derivative(self, x):
+        return np.where(x > 0, 1.0, float(self.attr("alpha"))).astype(np.float32)
+
+
+@vjp_rule("PRelu")
+class PReluVjp(ElementwiseVjp):
+    """1 where x > 0, else the slope (a constant, broadcast to x)."""
+
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        self.slope = np.asarray(self.constant(1), dtype=np.float32)
+
+    def derivative(self, x):
+        return np.where(x > 0, np.float32(1.0), self.slope).astype(np.float32)
+
+
+@vjp_rule("Elu", "Celu", "Selu")
+class ExponentialVjp(ElementwiseVjp):
+    """Elu: alpha e^x below 0; Celu: e^(x / alpha); Selu: gamma (1 above 0, alpha e^x below)."""
+
+    def derivative(self, x):
+        alpha = float(self.attr("alpha"))
+        x = x.astype(np.float64)
+        op = self.node.op_type
+        below = np.exp(x / alpha) if op == "Celu" else alpha * np.exp(np.minimum(x, 0.0))
+        scale = float(self.attr("gamma")) if op == "Selu" else 1.0
+        return (scale * np.where(x > 0, 1.0, below)).astype(np.float32)
+
+
+@vjp_rule("Sigmoid")
+class SigmoidVjp(ElementwiseVjp):
+    def derivative(self, x):
+        s = special.expit(x.astype(np.float64))
+        return (s * (1.0 - s)).astype(np.float32)
+
+
+@vjp_rule("Tanh")
+class TanhVjp(ElementwiseVjp):
+    def derivative(self, x):
+        return (1.0 - np.tanh(x.astype(np.float64)) ** 2).astype(np.float32)
+
+
+@vjp_rule("Softplus")
+class SoftplusVjp(ElementwiseVjp):
+    """d log(1 + e^x) = sigmoid(x)."""
+
+    def derivative(self, x):
+        return special.expit(x.astype(np.float64)).astype(np.float32)
+
+
+@vjp_rule("Mish")
+class MishVjp(ElementwiseVjp):
+    """y = x tanh(softplus(x)): y' = tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)."""
+
+    def derivative(self, x):
+        x = x.astype(np.float64)
+        t = np.tanh(np.logaddexp(0.0, x))
+        return (t + x * special.expit(x) * (1.0 - t * t)).astype(np.float32)
+
+
+@vjp_rule("Gelu")
+class GeluVjp(ElementwiseVjp):
+    """approximate="none": Phi(x) + x phi(x); "tanh": the derivative of torch's tanh formula."""
+
+    def derivative(self, x):
+        x = x.astype(np.float64)
+        if self.attr("approximate") == "tanh":
+            c = np.sqrt(2.0 / np.pi)
+            t = np.tanh(c * (x + 0.044715 * x ** 3))
+            return (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)).astype(np.float32)
+        return (special.ndtr(x) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)).astype(np.float32)
+
+
+@vjp_rule("HardSigmoid")
+class HardSigmoidVjp(ElementwiseVjp):
+    def derivative(self, x):
+        alpha, beta = float(self.attr("alpha")), float(self.attr("beta"))
+        z = alpha * x + beta
+        return np.where((z > 0) & (z < 1), alpha, 0.0).astype(np.float32)
+
+
+@vjp_rule("HardSwish")
+class HardSwishVjp(ElementwiseVjp):
+    """y = x * clip(x / 6 + 1/2, 0, 1): 0 below -3, x / 3 + 1/2 up to 3, 1 above (torch's branches)."""
+
+    def derivative(self, x):
+        return np.where(x < -3, 0.0, np.where(x <= 3, x / 3.0 + 0.5, 1.0)).astype(np.float32)
+

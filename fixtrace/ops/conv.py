@@ -1,0 +1,105 @@
+"""Conv: fixations go to the input channel with the largest window x weight sum, located by
+centre or argmax; the input gradient is the transposed convolution of the output gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fixtrace.kernels.cpu.gradients import depthwise_input_gradient
+from fixtrace.kernels.shared.conv import LOCATION_ARGMAX, LOCATION_CENTRE, conv_geometry
+from fixtrace.ops.base import FixationRule, VjpRule, fixation_rule, vjp_rule
+from fixtrace.ops.geometry import window
+
+TRAITS = {
+    "Conv": {"spatial", "windowed", "downsampling", "weighted", "linear"},
+    # No rules; listed so that the model checks know their weights and windows.
+    "ConvTranspose": {"windowed", "weighted", "linear"},
+    "ConvInteger": {"windowed"},
+    "QLinearConv": {"windowed"},
+}
+
+_LOCATIONS = {"argmax": LOCATION_ARGMAX, "centre": LOCATION_CENTRE}
+
+
+@fixation_rule("Conv")
+class ConvRule(FixationRule):
+    """One fixation in, one fixation out; grouped and depthwise convs search only the group."""
+
+    def __init__(self, node, graph, options):
+        super().__init__(node, graph, options)
+        if graph.is_constant(node.inputs[0]) or not graph.is_constant(node.inputs[1]):
+            raise self.unsupported("the weights must be a constant and the data computed")
+        weights = graph.constants[node.inputs[1]]
+        if weights.ndim != 4:
+            raise self.unsupported(f"{weights.ndim - 2}-D convolution; only 2-D is handled")
+        self.weights = np.ascontiguousarray(weights, dtype=np.float32)
+        self.flat_weights = self.weights.reshape(-1)
+        self.groups = int(self.attr("group"))
+        self.location = _LOCATIONS[options.conv_location]
+        # A depthwise conv reads only its fixations' windows in one channel: those can be recomputed.
+        self.depthwise = self.weights.shape[1] == 1
+        if self.depthwise:
+            self.reads = (node.inputs[0],)
+        else:
+            self.needs = (node.inputs[0],)
+
+    def backtrack(self, fixations, tensors):
+        name = self.node.inputs[0]
+        out_shape = tensors.shape(self.node.outputs[0])
+        in_shape = tensors.shape(name)
+        win = window(self.node, self.weights.shape[2:], in_shape[2:], out_shape[2:], self.opset)
+        g = conv_geometry(in_shape, self.weights.shape, out_shape[2:], self.groups, win.strides, win.pads, win.dilations)
+        backend = tensors.backend
+        weights = backend.constant(self.flat_weights)
+        if self.depthwise and name not in tensors.values:
+            source = tensors.recipes[name].arguments(tensors, in_shape)
+            index = backend.depthwise_backtrack_recomputed(*source, weights, fixations.index, g, self.location)
+        else:
+            index = backend.conv_backtrack(tensors.flat(name), weights, fixations.index, g, self.location)
+        return [(name, fixations.with_index(index))]
+
+
+@vjp_rule("Conv")
+class ConvVjp(VjpRule):
+    """dx[c, r*s + i*d - pad] += sum over m of dy[m, r] * w[m, c, i] (groups, strides, dilations, pads)."""
+
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        self.weights = np.asarray(self.constant(1), dtype=np.float32)
+        if self.weights.ndim != 4:
+            raise self.unsupported(f"{self.weights.ndim - 2}-D convolution; only 2-D is handled")
+        self.groups = int(self.attr("group"))
+        self.pointwise = np.ascontiguousarray(self.weights[:, :, 0, 0].T)  # (C, M), used by 1x1 convs
+        if len(node.inputs) > 2 and node.inputs[2] and not graph.is_constant(node.inputs[2]):
+            raise self.unsupported("a computed bias; only a constant bias is handled")
+        self.routes = (node.inputs[0],)
+
+    def vjp(self, grad, tensors):
+        name = self.node.inputs[0]
+        b, c, h, w = tensors.shape(name)
+        m, c_group, kh, kw = self.weights.shape
+        _, _, oh, ow = grad.shape
+        win = window(self.node, (kh, kw), (h, w), (oh, ow), self.opset)
+        (sh, sw), (pt, pl), (dh, dw) = win.strides, win.pads, win.dilations
+        groups, m_group = self.groups, m // self.groups
+        grad = np.ascontiguousarray(grad, dtype=np.float32)
+        if m_group == 1 and c_group == 1:  # depthwise: a gathering kernel, no temporaries
+            return [(name, depthwise_input_gradient(grad, self.weights, h, w, win.strides, win.pads, win.dilations))]
+        if groups == 1 and kh == kw == 1 and sh == sw == 1 and pt == pl == 0 and (oh, ow) == (h, w):
+            # A pointwise conv is one matrix product per image.
+            return [(name, np.matmul(self.pointwise, grad.reshape(b, m, -1)).reshape(b, c, h, w))]
+        # A padded canvas large enough for every tap, cropped afterwards.
+        height = max(pt + h, (oh - 1) * sh + (kh - 1) * dh + 1)
+        width = max(pl + w, (ow - 1) * sw + (kw - 1) * dw + 1)
+        canvas = np.zeros((b, c, height, width), dtype=np.float32)
+        grouped = grad.reshape(b, groups, m_group, oh, ow)
+        for i in range(kh):
+            for j in range(kw):
+                taps = self.weights[:, :, i, j]
+                if groups == 1:
+                    part = np.einsum("mc,bmhw->bchw", taps, grad, optimize=True)
+                else:
+                    part = np.einsum("gmc,bgmhw->bgchw", taps.reshape(groups, m_group, c_group), grouped,
+                                     optimize=True).reshape(b, c, oh, ow)
+                canvas[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] += part
+        return [(name, canvas[:, :, pt:pt + h, pl:pl + w])]
