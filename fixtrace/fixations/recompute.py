@@ -9,7 +9,7 @@ of 63, forward 1.4x a plain run instead of 1.85x).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,6 +40,8 @@ class ConvRecipe:
     bias: np.ndarray
     low: float
     high: float
+    #: ``weights`` flattened (set after init).
+    flat_weights: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flat_weights", self.weights.reshape(-1))
@@ -60,8 +62,8 @@ class ConvRecipe:
         """
         in_shape = tensors.shape(self.source)
         m, kh, kw, c_group = self.weights.shape
-        win = window(self.conv, (kh, kw), in_shape[2:], out_shape[2:])
-        g = conv_geometry(in_shape, (m, c_group, kh, kw), out_shape[2:], int(attribute(self.conv, "group")), win.strides,
+        win = window(self.conv, (kh, kw), (in_shape[2], in_shape[3]), (out_shape[2], out_shape[3]))
+        g = conv_geometry(in_shape, (m, c_group, kh, kw), (out_shape[2], out_shape[3]), int(attribute(self.conv, "group")), win.strides,
                           win.pads, win.dilations)
         backend = tensors.backend
         return (tensors.channels_last(self.source), backend.constant(self.flat_weights), backend.constant(self.bias), g,

@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from fixtrace.errors import ModelError, UnsupportedOpError
 
@@ -22,6 +22,16 @@ if TYPE_CHECKING:  # the layer graph's model checks ask for traits: no import cy
     from fixtrace.ops.base import FixationRule, VjpRule
 
 R = TypeVar("R")
+
+
+class _Prepared(Protocol):
+    """What ``rules_below`` reads of a prepared rule."""
+
+    node: Node
+    routes: tuple[str, ...]
+
+
+P = TypeVar("P", bound=_Prepared)
 
 #: The package whose modules are the op families.
 OPS_PACKAGE = "fixtrace.ops"
@@ -143,7 +153,7 @@ def registered(module_name: str) -> Iterator[object]:
         sys.modules.pop(module_name, None)
 
 
-def rules_below(graph: LayerGraph, top: str, make: Callable[[Node], R], bottom: str | None = None) -> list[R]:
+def rules_below(graph: LayerGraph, top: str, make: Callable[[Node], P], bottom: str | None = None) -> list[P]:
     """One prepared rule per node that ``top`` depends on through the rules' ``routes``, down to
     the image input (or to ``bottom``), in reverse topological order (consumers before producers).
 
@@ -163,7 +173,7 @@ def rules_below(graph: LayerGraph, top: str, make: Callable[[Node], R], bottom: 
     first = graph.producer.get(top)
     if first is None:
         raise ModelError(f"output {top!r} is not computed by any node")
-    prepared: dict[str, R] = {}
+    prepared: dict[str, P] = {}
     frontier = [first]
     while frontier:
         node = frontier.pop()

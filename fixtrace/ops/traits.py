@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fixtrace.ops.registry import DEFAULT_DOMAINS, FIXATIONS, GRADIENTS, OP_TRAITS, load
+from fixtrace.ops.registry import DEFAULT_DOMAINS, FIXATIONS, GRADIENTS, OP_TRAITS, Registry, load
 
 if TYPE_CHECKING:
     from fixtrace.model.layer_graph import Node
@@ -59,7 +59,7 @@ def supported(kind: str) -> list[str]:
     Raises:
         ValueError: another kind.
     """
-    registries = {"fixation": FIXATIONS, "gradient": GRADIENTS}
+    registries: dict[str, Registry] = {"fixation": FIXATIONS, "gradient": GRADIENTS}
     if kind not in registries:
         raise ValueError(f"kind must be 'fixation' or 'gradient', not {kind!r}")
     return registries[kind].supported()
