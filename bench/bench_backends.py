@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_photos import real_photos  # noqa: E402
+from real_photos import real_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,8 +47,8 @@ def main() -> None:
     from fixtrace import Explainer
     from fixtrace.backends import cuda_status
     from fixtrace.backends.cpu import CpuBackend
-    from fixtrace.runtime.tensors import Tensors
     from fixtrace.images.preprocess import preprocess
+    from fixtrace.runtime.tensors import Tensors
 
     status = cuda_status()
     backends = [CpuBackend()]
@@ -71,8 +71,13 @@ def main() -> None:
 
             def backtrack():
                 # Fresh Tensors: the intermediates' copy to the device is part of the cost.
-                tensors = Tensors(values | {explainer.graph.image_input.name: batch}, explainer.graph.shapes(batch.shape),
-                                  explainer.graph.constants, explainer.plan.recipes, backend)
+                tensors = Tensors(
+                    values | {explainer.graph.image_input.name: batch},
+                    explainer.graph.shapes(batch.shape),
+                    explainer.graph.constants,
+                    explainer.plan.recipes,
+                    backend,
+                )
                 walk = explainer.plan.run(backend.start([b * n_classes + int(t) for b, t in enumerate(targets)]), tensors)
                 walk.input.host()
 
@@ -87,14 +92,26 @@ def main() -> None:
             walk_ms = median_ms(backtrack, args.repeats)
             both_ms = median_ms(forward_and_backtrack, max(3, args.repeats // 2))
             full_ms = median_ms(end_to_end, max(3, args.repeats // 4))
-            rows.append((backend.name, n, walk_ms / n, n * 1e3 / both_ms, n * 1e3 / full_ms,
-                         ", ".join(explainer.session.providers_in_use)))
+            rows.append(
+                (
+                    backend.name,
+                    n,
+                    walk_ms / n,
+                    n * 1e3 / both_ms,
+                    n * 1e3 / full_ms,
+                    ", ".join(explainer.session.providers_in_use),
+                )
+            )
 
     gpu = f"GPU {status['name']} (cc {status['compute_capability']})" if status["gpu"] else f"no GPU: {status.get('reason')}"
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {gpu}; CPython {platform.python_version()}; "
-          f"date {time.strftime('%Y-%m-%d')}; model {Path(args.model).name}; {len(photos)} real photos (crops/flips); "
-          f"median of {args.repeats}\n")
-    print("| backend | batch | backtrack ms / image | forward + backtrack images/s | end to end (with render) images/s | forward on |")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {gpu}; CPython {platform.python_version()}; "
+        f"date {time.strftime('%Y-%m-%d')}; model {Path(args.model).name}; {len(photos)} real photos (crops/flips); "
+        f"median of {args.repeats}\n"
+    )
+    print(
+        "| backend | batch | backtrack ms / image | forward + backtrack images/s | end to end (with render) images/s | forward on |"
+    )
     print("|---|---|---|---|---|---|")
     for name, n, per_image, both, full, providers in rows:
         print(f"| {name} | {n} | {per_image:.3f} | {both:.1f} | {full:.1f} | {providers} |")

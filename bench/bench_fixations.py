@@ -59,7 +59,12 @@ def main() -> None:
     values = explainer.session.run(batch)
     tensors = explainer.tensors(values, batch)
 
-    stages: dict[str, list[float]] = {"plain forward": [], "fixations end to end": [], "forward with intermediates": [], "backtrack alone": []}
+    stages: dict[str, list[float]] = {
+        "plain forward": [],
+        "fixations end to end": [],
+        "forward with intermediates": [],
+        "backtrack alone": [],
+    }
     for _ in range(3):  # warm-up
         plain.run(batch)
         explainer.explain_prepared(photo, batch, geometry, target)
@@ -82,9 +87,11 @@ def main() -> None:
         cold = first_call_seconds(args.model, args.image, cache)
         warm = first_call_seconds(args.model, args.image, cache)
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}; "
-          f"date {time.strftime('%Y-%m-%d')}; model {Path(args.model).name}; image {Path(args.image).name}; "
-          f"{args.threads} onnxruntime threads; median of {args.repeats}, interleaved\n")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}; "
+        f"date {time.strftime('%Y-%m-%d')}; model {Path(args.model).name}; image {Path(args.image).name}; "
+        f"{args.threads} onnxruntime threads; median of {args.repeats}, interleaved\n"
+    )
     print("| stage | median ms | x plain forward |")
     print("|---|---|---|")
     for name, times in stages.items():

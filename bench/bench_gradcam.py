@@ -68,9 +68,12 @@ def main() -> None:
         "fixtrace Grad-CAM (forward + backward)": fixtrace_gradcam,
         "fixtrace forward keeping what the rules read": lambda: explainer.session.run(batch),
         "fixtrace backward alone (gradient walk + map)": lambda: method.attributions(tensors, [target]),
-        "fixtrace end to end (map on the photo, rendered)": lambda: explainer.explain_prepared(load_image(args.image), batch, geometry),
-        "fixtrace input gradient alone (saliency's walk to the pixels)":
-            lambda: saliency.map_method.attributions(saliency_tensors, [target]),
+        "fixtrace end to end (map on the photo, rendered)": lambda: explainer.explain_prepared(
+            load_image(args.image), batch, geometry
+        ),
+        "fixtrace input gradient alone (saliency's walk to the pixels)": lambda: saliency.map_method.attributions(
+            saliency_tensors, [target]
+        ),
     }
     times: dict[str, list[float]] = {k: [] for k in stages}
     for _ in range(3):
@@ -84,9 +87,11 @@ def main() -> None:
     ours = fixtrace_gradcam()[0]
     theirs = captum.attribute(x, target=target, relu_attributions=True).detach().numpy()[0, 0]
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; CPython {platform.python_version()}; torch {torch.__version__}; "
-          f"date {time.strftime('%Y-%m-%d')}; MobileNetV2 224, {Path(args.image).name}, class {target}; {args.threads} threads "
-          f"each; median of {args.repeats}, interleaved\n")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; CPython {platform.python_version()}; torch {torch.__version__}; "
+        f"date {time.strftime('%Y-%m-%d')}; MobileNetV2 224, {Path(args.image).name}, class {target}; {args.threads} threads "
+        f"each; median of {args.repeats}, interleaved\n"
+    )
     print("| stage | median ms | x Captum | x ORT forward |")
     print("|---|---|---|---|")
     for name, ms in med.items():

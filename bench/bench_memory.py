@@ -27,8 +27,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "mobilenet_v2.onnx"
 PHOTOS = [ROOT / "models" / "images" / name for name in ("chelsea.jpg", "coffee.jpg", "camera.jpg")]
-WRAPPER = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)")
+WRAPPER = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)"
+)
 
 
 def peak(args: list[str], checkout: str | None, cwd: Path) -> tuple[float, float, int]:
@@ -38,8 +40,13 @@ def peak(args: list[str], checkout: str | None, cwd: Path) -> tuple[float, float
     if checkout:
         env["PYTHONPATH"] = checkout
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "fixtrace.cli", *args],
-                          capture_output=True, text=True, env=env, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-c", WRAPPER, sys.executable, "-m", "fixtrace.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
     seconds = time.perf_counter() - start
     kb, code = proc.stdout.strip().splitlines()[-1].split()
     return int(kb) / 1024, seconds, int(code)

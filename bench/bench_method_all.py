@@ -44,12 +44,13 @@ def main() -> None:
     together = _median_seconds(lambda: explainer.explain(photo, methods=methods), args.repeats)
     apart = _median_seconds(lambda: [explainer.explain(photo, method=m) for m in methods], args.repeats)
     forward = _median_seconds(lambda: explainer.runner.run(explainer.runner.blank()), args.repeats)
-    print(f"{platform.node()} {platform.processor() or platform.machine()}, {len(methods)} methods, "
-          f"median of {args.repeats}")
+    print(f"{platform.node()} {platform.processor() or platform.machine()}, {len(methods)} methods, median of {args.repeats}")
     print(f"one call, methods=[...]: {together * 1e3:.0f} ms")
     print(f"one call per method:     {apart * 1e3:.0f} ms")
-    print(f"saved: {(apart - together) * 1e3:.0f} ms = {(apart - together) / (len(methods) - 1) * 1e3:.0f} ms per extra "
-          f"method; one forward keeping every method's tensors: {forward * 1e3:.0f} ms")
+    print(
+        f"saved: {(apart - together) * 1e3:.0f} ms = {(apart - together) / (len(methods) - 1) * 1e3:.0f} ms per extra "
+        f"method; one forward keeping every method's tensors: {forward * 1e3:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

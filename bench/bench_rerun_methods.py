@@ -61,8 +61,9 @@ def main() -> None:
     from fixtrace.images.preprocess import preprocess
 
     model = torch_mobilenet(args.threads)
-    explainer = Explainer(ROOT / "models" / "mobilenet_v2.onnx", method=["occlusion", "rise", "scorecam"],
-                          threads=args.threads, device="cpu")
+    explainer = Explainer(
+        ROOT / "models" / "mobilenet_v2.onnx", method=["occlusion", "rise", "scorecam"], threads=args.threads, device="cpu"
+    )
     sample, _ = preprocess(load_image(args.image), explainer.graph.image_input, explainer.preset)
     batch = sample[None]
     run = explainer.runner.run(batch)
@@ -73,15 +74,30 @@ def main() -> None:
 
     def captum_occlusion() -> np.ndarray:
         with torch.no_grad():
-            return captum.attribute(torch.tensor(batch), sliding_window_shapes=(3, 16, 16), strides=(3, 8, 8),
-                                    baselines=0.0, target=target, perturbations_per_eval=32).numpy()[:, 0]
+            return captum.attribute(
+                torch.tensor(batch),
+                sliding_window_shapes=(3, 16, 16),
+                strides=(3, 8, 8),
+                baselines=0.0,
+                target=target,
+                perturbations_per_eval=32,
+            ).numpy()[:, 0]
 
     def plain_forwards(count: int) -> None:
         for start in range(0, count, 64):
             forward(np.broadcast_to(batch, (min(64, count - start), *batch.shape[1:])))
 
-    rows: dict[str, list[float]] = {k: [] for k in ("fixtrace occlusion", "captum occlusion", "729 plain forwards",
-                                                    "rise 1000 masks", "1000 plain forwards", "scorecam")}
+    rows: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "fixtrace occlusion",
+            "captum occlusion",
+            "729 plain forwards",
+            "rise 1000 masks",
+            "1000 plain forwards",
+            "scorecam",
+        )
+    }
     counts: dict[str, int] = {}
     occlusion_error = 0.0
     for _ in range(args.repeats):
@@ -105,18 +121,38 @@ def main() -> None:
     stability = float(np.corrcoef(rise_map.ravel(), other_seed.ravel())[0, 1])
 
     median = {k: statistics.median(v) for k, v in rows.items()}
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    print(f"machine: {os.cpu_count()} CPUs ({cpu}), {args.threads} threads for torch and onnxruntime, "
-          f"{time.strftime('%Y-%m-%d')}, median of {args.repeats}; target class {target}")
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs ({cpu}), {args.threads} threads for torch and onnxruntime, "
+        f"{time.strftime('%Y-%m-%d')}, median of {args.repeats}; target class {target}"
+    )
     print("| run | forwards | s per image (median) | all runs s |")
     print("|---|---|---|---|")
     for key, values in rows.items():
-        n = {"fixtrace occlusion": counts["occlusion"], "captum occlusion": 730, "729 plain forwards": 729,
-             "rise 1000 masks": counts["rise"], "1000 plain forwards": 1000, "scorecam": counts["scorecam"]}[key]
+        n = {
+            "fixtrace occlusion": counts["occlusion"],
+            "captum occlusion": 730,
+            "729 plain forwards": 729,
+            "rise 1000 masks": counts["rise"],
+            "1000 plain forwards": 1000,
+            "scorecam": counts["scorecam"],
+        }[key]
         print(f"| {key} | {n} | {median[key]:.2f} | {', '.join(f'{v:.2f}' for v in values)} |")
-    print(f"occlusion fixtrace / captum: {median['fixtrace occlusion'] / median['captum occlusion']:.3f}x; "
-          f"max |fixtrace - captum| / max |captum| = {occlusion_error:.1e}")
+    print(
+        f"occlusion fixtrace / captum: {median['fixtrace occlusion'] / median['captum occlusion']:.3f}x; "
+        f"max |fixtrace - captum| / max |captum| = {occlusion_error:.1e}"
+    )
     print(f"occlusion fixtrace / its 729 plain forwards: {median['fixtrace occlusion'] / median['729 plain forwards']:.3f}x")
     print(f"rise / 1000 plain forwards: {median['rise 1000 masks'] / median['1000 plain forwards']:.3f}x")
     print(f"rise map correlation, seed 0 vs seed 1 (1000 masks each): {stability:.3f}")

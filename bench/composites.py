@@ -28,8 +28,8 @@ from canvas import Canvas, write_dataset  # noqa: E402
 SIDE, CROP = 256, 224
 #: name -> (scikit-image photo, its object's box (x0, y0, x1, y1), the ImageNet classes that count).
 OBJECTS = {
-    "cat": ("chelsea", (80, 0, 370, 300), set(range(281, 286))),     # tabby .. Egyptian cat
-    "cup": ("coffee", (170, 20, 420, 260), {967, 968}),               # espresso, cup
+    "cat": ("chelsea", (80, 0, 370, 300), set(range(281, 286))),  # tabby .. Egyptian cat
+    "cup": ("coffee", (170, 20, 420, 260), {967, 968}),  # espresso, cup
 }
 TEXTURES = ("brick", "grass", "gravel")
 OBJECT_SIDES = (100, 170)
@@ -40,13 +40,15 @@ def candidates(rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, t
     from skimage import data
 
     textures = [getattr(data, t)() for t in TEXTURES]
-    objects = {name: np.asarray(getattr(data, photo)())[box[1]:box[3], box[0]:box[2]] for name, (photo, box, _) in OBJECTS.items()}
+    objects = {
+        name: np.asarray(getattr(data, photo)())[box[1] : box[3], box[0] : box[2]] for name, (photo, box, _) in OBJECTS.items()
+    }
     made = []
     for k in range(count):
         name = list(OBJECTS)[k % len(OBJECTS)]
         texture = textures[(k // len(OBJECTS)) % len(textures)]
         y, x = rng.integers(0, texture.shape[0] - SIDE + 1), rng.integers(0, texture.shape[1] - SIDE + 1)
-        canvas = np.repeat(texture[y:y + SIDE, x:x + SIDE, None], 3, axis=2).copy()
+        canvas = np.repeat(texture[y : y + SIDE, x : x + SIDE, None], 3, axis=2).copy()
         crop = objects[name]
         long_side = int(rng.integers(OBJECT_SIDES[0], OBJECT_SIDES[1] + 1))
         scale = long_side / max(crop.shape[:2])
@@ -55,7 +57,7 @@ def candidates(rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, t
         margin = (SIDE - CROP) // 2
         x0 = int(rng.integers(margin, SIDE - margin - w + 1))
         y0 = int(rng.integers(margin, SIDE - margin - h + 1))
-        canvas[y0:y0 + h, x0:x0 + w] = pasted
+        canvas[y0 : y0 + h, x0 : x0 + w] = pasted
         made.append((canvas, (x0, y0, x0 + w, y0 + h), name))
     return made
 

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import canvas  # noqa: E402
 import composites  # noqa: E402
+
 from fixtrace import Explainer  # noqa: E402
 from fixtrace.errors import FixtraceError  # noqa: E402
 from fixtrace.evaluate import evaluate, make_maps, parse_method, read_dataset, save, to_markdown  # noqa: E402
@@ -82,7 +83,9 @@ def datasets(val: int, test: int, composites_count: int) -> dict[str, dict[str, 
 
 def loc_error(results: list[MapResult], heats: list[np.ndarray], threshold: float) -> float:
     """Top-1 localization error (%) of these maps at one box threshold."""
-    right = [r.predicted == r.item.label and box_found(box_from_heatmap(h, threshold), r.item.boxes) for r, h in zip(results, heats)]
+    right = [
+        r.predicted == r.item.label and box_found(box_from_heatmap(h, threshold), r.item.boxes) for r, h in zip(results, heats)
+    ]
     return 100.0 * (1.0 - float(np.mean(right)))
 
 
@@ -184,22 +187,39 @@ def main() -> None:
     print("chosen on validation:", json.dumps(chosen, indent=1), flush=True)
     order = sorted(chosen, key=lambda key: (not key.startswith("fixations"), key == "centre-gaussian", key))
     specs = [parse_method(chosen[key]) for key in order]
-    default = min((k for k in chosen if k.startswith("fixations:") and k != "fixations:ge"),
-                  key=lambda k: np.mean([sweeps[m][chosen[k]] for m in args.models if chosen[k] in sweeps[m]]))
-    report = [f"# Localization benchmark ({date.today()}, {platform.node()}, {platform.processor() or platform.machine()})", "",
-              "Chosen on validation (lowest mean top-1 localization error over the models):", ""]
+    default = min(
+        (k for k in chosen if k.startswith("fixations:") and k != "fixations:ge"),
+        key=lambda k: np.mean([sweeps[m][chosen[k]] for m in args.models if chosen[k] in sweeps[m]]),
+    )
+    report = [
+        f"# Localization benchmark ({date.today()}, {platform.node()}, {platform.processor() or platform.machine()})",
+        "",
+        "Chosen on validation (lowest mean top-1 localization error over the models):",
+        "",
+    ]
     report += [f"- {key}: `{chosen[key]}`" for key in order]
     report += ["", f"fixtrace's default for fixations: `{chosen[default]}`", "", "HEADLINE"]
     accuracy = json.loads((ROOT / "models" / "fashion" / "accuracy.json").read_text())
-    headline = ["| model | fixations top-1 loc err % | Grad-CAM top-1 loc err % | fixations pointing % | Grad-CAM pointing % |",
-                "|---|---|---|---|---|"]
+    headline = [
+        "| model | fixations top-1 loc err % | Grad-CAM top-1 loc err % | fixations pointing % | Grad-CAM pointing % |",
+        "|---|---|---|---|---|",
+    ]
     for name in args.models:
         path, preset = MODELS[name]
         items = read_dataset(folders[name]["test"])
         steps = Progress(len(items) * len(specs))
         perturbation = args.perturbation_composites if name == "mobilenet_v2" else args.perturbation
-        evaluation = evaluate(path, items, specs, preset=preset, perturbation=perturbation, device="cpu",
-                              on_step=steps.step, name=name, dataset=str(folders[name]["test"]))
+        evaluation = evaluate(
+            path,
+            items,
+            specs,
+            preset=preset,
+            perturbation=perturbation,
+            device="cpu",
+            on_step=steps.step,
+            name=name,
+            dataset=str(folders[name]["test"]),
+        )
         save(evaluation, OUT / f"test-{name}")
         rows = {row.label: row for row in evaluation.rows}
         fix, grad = rows[chosen[default]], rows[chosen["gradcam"]]
@@ -208,8 +228,12 @@ def main() -> None:
         report += ["", f"## {name} ({len(items)} test images{acc})", "", to_markdown(evaluation)]
         if args.sanity:
             checks = sanity(name, items, args.sanity)
-            report += ["Model randomisation (mean Spearman correlation with the original map; lower is better):", "",
-                       "| method | top layer re-initialised | all layers re-initialised |", "|---|---|---|"]
+            report += [
+                "Model randomisation (mean Spearman correlation with the original map; lower is better):",
+                "",
+                "| method | top layer re-initialised | all layers re-initialised |",
+                "|---|---|---|",
+            ]
             report += [f"| {m} | {a:.2f} | {b:.2f} |" for m, (a, b) in checks.items()]
         text = "\n".join(report).replace("HEADLINE", "\n".join(headline))
         (OUT / "results.md").write_text(text + "\n")

@@ -8,8 +8,23 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-_SKIMAGE = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "logo", "camera",
-            "moon", "brick", "grass", "gravel", "horse", "text", "page")
+_SKIMAGE = (
+    "astronaut",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "colorwheel",
+    "logo",
+    "camera",
+    "moon",
+    "brick",
+    "grass",
+    "gravel",
+    "horse",
+    "text",
+    "page",
+)
 _SCALES = (0.9, 0.75, 0.6, 0.5)
 
 
@@ -33,9 +48,14 @@ def variants(photo: np.ndarray) -> list[tuple[str, np.ndarray]]:
     out = [("full", photo)]
     for s in _SCALES:
         ch, cw = int(h * s), int(w * s)
-        corners = {"tl": (0, 0), "tr": (0, w - cw), "bl": (h - ch, 0), "br": (h - ch, w - cw),
-                   "c": ((h - ch) // 2, (w - cw) // 2)}
-        out += [(f"{s}{k}", photo[y:y + ch, x:x + cw]) for k, (y, x) in corners.items()]
+        corners = {
+            "tl": (0, 0),
+            "tr": (0, w - cw),
+            "bl": (h - ch, 0),
+            "br": (h - ch, w - cw),
+            "c": ((h - ch) // 2, (w - cw) // 2),
+        }
+        out += [(f"{s}{k}", photo[y : y + ch, x : x + cw]) for k, (y, x) in corners.items()]
     return out + [(f"{name}-flip", np.ascontiguousarray(p[:, ::-1])) for name, p in out]
 
 

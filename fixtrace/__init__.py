@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from fixtrace.api import BatchItem, Explainer, explain  # noqa: E402
-from fixtrace.errors import (  # noqa: E402
+from fixtrace.api import BatchItem, Explainer, explain
+from fixtrace.errors import (
     FixtraceError,
     ImageError,
     InputShapeError,
@@ -13,9 +13,22 @@ from fixtrace.errors import (  # noqa: E402
     TargetError,
     UnsupportedOpError,
 )
-from fixtrace.explanation import ClassScore, Explanation, LayerFixations  # noqa: E402
+from fixtrace.explanation import ClassScore, Explanation, LayerFixations
 
 __all__ = [
-    "BatchItem", "ClassScore", "Explainer", "Explanation", "FixtraceError", "ImageError", "InputShapeError", "LayerFixations",
-    "ModelError", "OptionError", "OutputError", "TargetError", "UnsupportedOpError", "explain", "__version__",
+    "BatchItem",
+    "ClassScore",
+    "Explainer",
+    "Explanation",
+    "FixtraceError",
+    "ImageError",
+    "InputShapeError",
+    "LayerFixations",
+    "ModelError",
+    "OptionError",
+    "OutputError",
+    "TargetError",
+    "UnsupportedOpError",
+    "__version__",
+    "explain",
 ]

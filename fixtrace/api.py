@@ -5,14 +5,16 @@ rendering (``render.build``) do the work."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import onnx
@@ -44,8 +46,20 @@ METHOD_NAMES = tuple(method_names())
 MAX_THREADS = 1024
 #: The rendering options of ``explain`` and ``explain_many``.
 RENDER_OPTIONS = ("outlier_removal", "sigma", "box_threshold")
+T = TypeVar("T")
 #: What selects methods per call.
 METHOD_OPTIONS = ("method", "methods")
+
+
+def _threads_limited(method: Callable[..., T]) -> Callable[..., T]:
+    """An Explainer method run with onnxruntime, numba and BLAS held to the Explainer's threads."""
+
+    @functools.wraps(method)
+    def limited(self: Explainer, *args: Any, **kwargs: Any) -> T:
+        with limit_threads(self.runner.threads):
+            return method(self, *args, **kwargs)
+
+    return limited
 
 
 def _from_runner(name: str, doc: str) -> Any:
@@ -104,22 +118,51 @@ class Explainer:
         FixtraceError: ``device="cuda"`` where CUDA cannot run.
     """
 
-    def __init__(self, model: ModelSource, *, preset: str | Preset = "imagenet", conv_location: str = "argmax",
-                 output: str | None = None, labels: str | Path | None = None, threads: int = 0, device: str = "auto",
-                 method: Any = "fixations", layer: str | None = None, ge: bool = False, any_output: bool = False,
-                 **unknown: Any) -> None:
+    def __init__(
+        self,
+        model: ModelSource,
+        *,
+        preset: str | Preset = "imagenet",
+        conv_location: str = "argmax",
+        output: str | None = None,
+        labels: str | Path | None = None,
+        threads: int = 0,
+        device: str = "auto",
+        method: Any = "fixations",
+        layer: str | None = None,
+        ge: bool = False,
+        any_output: bool = False,
+        **unknown: Any,
+    ) -> None:
         validate.keywords(unknown, _INIT_OPTIONS, "Explainer()")
-        options = explainer_options(preset=preset, conv_location=conv_location, output=output, labels=labels,
-                                    threads=threads, device=device, method=method, layer=layer, ge=ge, any_output=any_output)
-        self.runner = Runner(model, options["preset"], options["output"], options["threads"], options["device"],
-                             options["any_output"])
+        options = explainer_options(
+            preset=preset,
+            conv_location=conv_location,
+            output=output,
+            labels=labels,
+            threads=threads,
+            device=device,
+            method=method,
+            layer=layer,
+            ge=ge,
+            any_output=any_output,
+        )
+        self.runner = Runner(
+            model, options["preset"], options["output"], options["threads"], options["device"], options["any_output"]
+        )
         #: Options that apply to every method taking them.
         self.defaults = {"conv_location": options["conv_location"], "layer": options["layer"]}
         self.ge: bool = options["ge"]
         self._methods: dict[str, Method] = {}
+        #: Methods checked on a blank image (after onnxruntime loaded the model).
+        self._checked: set[str] = set()
+        #: Methods ``all`` left out, with why (label -> reason).
+        self.skipped: dict[str, str] = {}
         self._several = _several(method)
         #: The methods ``explain`` uses by default.
         self.specs = self._usable(options["method"], all_asked=_asks_all(method))
+        self.runner.output  # noqa: B018  # onnxruntime loads the model here, after the methods' own checks
+        self.specs = self._usable(self.specs, all_asked=_asks_all(method))
         if options["layer"] is not None and not any("layer" in METHODS[s.name].parameters for s in self.specs):
             takers = ", ".join(name for name, cls in METHODS.items() if "layer" in cls.parameters)
             raise OptionError(f"--layer picks the layer of the layer methods ({takers}), not of {self.method}")
@@ -172,8 +215,10 @@ class Explainer:
         method = self._methods.get(spec.label)
         if method is None:
             method = build(spec, self.graph, self.logits, self.runner.shapes, self.defaults)
-            self.runner.prepare(method)
             self._methods[spec.label] = method
+        if spec.label not in self._checked and self.runner.probed:
+            self.runner.prepare(method)
+            self._checked.add(spec.label)
         return method
 
     def supports(self, spec: MethodSpec | str) -> str:
@@ -199,8 +244,6 @@ class Explainer:
 
     def _usable(self, asked: list[MethodSpec], all_asked: bool) -> list[MethodSpec]:
         """The asked methods, prepared; with ``all``, those this model cannot run are left out (``skipped``)."""
-        #: Methods ``all`` left out, with why (label -> reason).
-        self.skipped: dict[str, str] = {}
         usable = []
         for spec in map(self._with_ge, asked):
             if all_asked:
@@ -212,7 +255,8 @@ class Explainer:
                 self.prepared(spec)
             usable.append(spec)
         if not usable:
-            raise ModelError(f"no method can run on this model: {'; '.join(f'{k}: {v}' for k, v in self.skipped.items())}")
+            reasons = "; ".join(f"{label}: {why}" for label, why in self.skipped.items())
+            raise ModelError(f"no method can run on this model: {reasons}")
         return usable
 
     def _specs(self, method: Any, methods: Any) -> tuple[list[MethodSpec], bool]:
@@ -220,8 +264,11 @@ class Explainer:
         if method is not None and methods is not None:
             raise OptionError("give method (one) or methods (several), not both")
         if methods is not None:
-            return (self._usable(parse_specs(methods), _asks_all(methods)) if _asks_all(methods)
-                    else [self._check(s) for s in parse_specs(methods)]), True
+            return (
+                self._usable(parse_specs(methods), _asks_all(methods))
+                if _asks_all(methods)
+                else [self._check(s) for s in parse_specs(methods)]
+            ), True
         if method is not None:
             specs = parse_specs(method)
             if _several(method):
@@ -239,9 +286,19 @@ class Explainer:
         return dataclasses.replace(spec, ge=spec.ge or self.ge)
 
     # -- explaining -------------------------------------------------------------------------------
-    def explain(self, image: ImageSource, target: int | Sequence[int] | None = None, top_k: int | None = None, *,
-                outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None,
-                method: Any = None, methods: Any = None, **unknown: Any) -> Any:
+    def explain(
+        self,
+        image: ImageSource,
+        target: int | Sequence[int] | None = None,
+        top_k: int | None = None,
+        *,
+        outlier_removal: bool = True,
+        sigma: float = DEFAULT_SIGMA,
+        box_threshold: float | None = None,
+        method: Any = None,
+        methods: Any = None,
+        **unknown: Any,
+    ) -> Any:
         """Explain one photo.
 
         Args:
@@ -279,10 +336,20 @@ class Explainer:
         shaped = {label: (found[0] if single and len(found) == 1 else found) for label, found in results.items()}
         return shaped if by_method else next(iter(shaped.values()))
 
-    def explain_many(self, images: Iterable[ImageSource], target: int | Sequence[int] | None = None,
-                     top_k: int | None = None, *, batch_size: int = 8, outlier_removal: bool = True,
-                     sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None, method: Any = None,
-                     methods: Any = None, **unknown: Any) -> Iterator[BatchItem]:
+    def explain_many(
+        self,
+        images: Iterable[ImageSource],
+        target: int | Sequence[int] | None = None,
+        top_k: int | None = None,
+        *,
+        batch_size: int = 8,
+        outlier_removal: bool = True,
+        sigma: float = DEFAULT_SIGMA,
+        box_threshold: float | None = None,
+        method: Any = None,
+        methods: Any = None,
+        **unknown: Any,
+    ) -> Iterator[BatchItem]:
         """Explain many photos, ``batch_size`` at a time through one forward (and each method once).
 
         The photos are read as they are needed (a generator of paths streams), and a photo that
@@ -305,8 +372,10 @@ class Explainer:
         render = render_options(outlier_removal, sigma, box_threshold)
         batch_size = validate.integer("batch_size", batch_size, 1, flag="--batch-size")
         if isinstance(images, (str, bytes, bytearray, os.PathLike, np.ndarray, Image.Image)):
-            raise OptionError(f"explain_many takes several images (a list or any iterable), not a single "
-                              f"{type(images).__name__}; use explain() for one image")
+            raise OptionError(
+                f"explain_many takes several images (a list or any iterable), not a single "
+                f"{type(images).__name__}; use explain() for one image"
+            )
         specs, _ = self._specs(method, methods)
         self.check_targets(target, top_k)
         size = min(batch_size, self.graph.image_input.fixed_batch or batch_size)
@@ -333,14 +402,29 @@ class Explainer:
                     yield BatchItem(k, image, error=result)
             first += len(chunk)
 
-    def _run_or_retry_alone(self, loaded: list[_Loaded], target: Any, top_k: int | None, specs: list[MethodSpec],
-                            render: dict[str, Any], load_ms: float) -> dict[int, dict[str, list[Explanation]] | FixtraceError]:
+    def _run_or_retry_alone(
+        self,
+        loaded: list[_Loaded],
+        target: Any,
+        top_k: int | None,
+        specs: list[MethodSpec],
+        render: dict[str, Any],
+        load_ms: float,
+    ) -> dict[int, dict[str, list[Explanation]] | FixtraceError]:
         """Explain a loaded batch; if it fails, each photo alone, so only the culprit fails."""
         if not loaded:
             return {}
         try:
-            results = self._explain_batch([item.pixels for item in loaded], np.stack([item.sample for item in loaded]),
-                                          [item.geometry for item in loaded], target, top_k, specs, render, load_ms)
+            results = self._explain_batch(
+                [item.pixels for item in loaded],
+                np.stack([item.sample for item in loaded]),
+                [item.geometry for item in loaded],
+                target,
+                top_k,
+                specs,
+                render,
+                load_ms,
+            )
             return {item.index: r for item, r in zip(loaded, results)}
         except FixtraceError as exc:
             if len(loaded) == 1:
@@ -350,10 +434,20 @@ class Explainer:
             done |= self._run_or_retry_alone([item], target, top_k, specs, render, load_ms)
         return done
 
-    def explain_batch(self, photos: list[np.ndarray], batch: np.ndarray, geometries: list[Geometry],
-                      target: int | Sequence[int] | None = None, top_k: int | None = None, *,
-                      outlier_removal: bool = True, sigma: float = DEFAULT_SIGMA, box_threshold: float | None = None,
-                      load_ms: float = 0.0, method: Any = None) -> list[list[Explanation]]:
+    def explain_batch(
+        self,
+        photos: list[np.ndarray],
+        batch: np.ndarray,
+        geometries: list[Geometry],
+        target: int | Sequence[int] | None = None,
+        top_k: int | None = None,
+        *,
+        outlier_removal: bool = True,
+        sigma: float = DEFAULT_SIGMA,
+        box_threshold: float | None = None,
+        load_ms: float = 0.0,
+        method: Any = None,
+    ) -> list[list[Explanation]]:
         """Explain preprocessed photos with one method: one forward, then the method on the batch.
 
         Args:
@@ -371,30 +465,39 @@ class Explainer:
         results = self._explain_batch(photos, batch, geometries, target, top_k, specs[:1], render, load_ms)
         return [next(iter(r.values())) for r in results]
 
-    def _explain_batch(self, photos: list[np.ndarray], batch: np.ndarray, geometries: list[Geometry], target: Any,
-                       top_k: int | None, specs: list[MethodSpec], render: dict[str, Any],
-                       load_ms: float) -> list[dict[str, list[Explanation]]]:
-        """``_run_methods`` with onnxruntime, numba and BLAS held to ``threads`` together."""
-        with limit_threads(self.runner.threads):
-            return self._run_methods(photos, batch, geometries, target, top_k, specs, render, load_ms)
-
-    def _run_methods(self, photos: list[np.ndarray], batch: np.ndarray, geometries: list[Geometry], target: Any,
-                     top_k: int | None, specs: list[MethodSpec], render: dict[str, Any],
-                     load_ms: float) -> list[dict[str, list[Explanation]]]:
+    @_threads_limited
+    def _explain_batch(
+        self,
+        photos: list[np.ndarray],
+        batch: np.ndarray,
+        geometries: list[Geometry],
+        target: Any,
+        top_k: int | None,
+        specs: list[MethodSpec],
+        render: dict[str, Any],
+        load_ms: float,
+    ) -> list[dict[str, list[Explanation]]]:
         """One forward keeping what every asked method needs; then per method, per asked class
-        rank, one call on the whole batch; then an Explanation per photo."""
+        rank, one call on the whole batch; then an Explanation per photo. onnxruntime, numba and
+        BLAS are held to ``threads`` together meanwhile."""
         methods = {spec.label: (spec, self.prepared(spec)) for spec in specs}
         t1 = time.perf_counter()
         run = self.runner.run(batch)
         forward_ms = (time.perf_counter() - t1) * 1e3
         explicit = self.check_targets(target, top_k, run.scores.shape[1])
-        ranked = rank_classes(run.scores, self.output.probabilities(run.scores), self._names, explicit, top_k)
+        ranked = rank_classes(run.scores, self.output, self._names, explicit, top_k)
         n = len(photos)
         results: list[dict[str, list[Explanation]]] = [{label: [] for label in methods} for _ in range(n)]
         for label, (spec, method) in methods.items():
             box_threshold = render["box_threshold"] or method_box_threshold(spec.name, spec.ge)
-            settings = {"method": spec.name, "spec": label, "preset": self.preset.name, "box_threshold": box_threshold,
-                        "gradual_extrapolation": spec.ge, **method.settings()}
+            settings = {
+                "method": spec.name,
+                "spec": label,
+                "preset": self.preset.name,
+                "box_threshold": box_threshold,
+                "gradual_extrapolation": spec.ge,
+                **method.settings(),
+            }
             if spec.name == "fixations":
                 settings |= {"outlier_removal": render["outlier_removal"], "sigma": render["sigma"]}
             for rank in range(len(ranked[0][2])):
@@ -406,16 +509,33 @@ class Explainer:
                     t3 = time.perf_counter()
                     score, top_classes, _ = ranked[b]
                     timings = {"load_ms": load_ms, "forward_ms": forward_ms, "method_ms": method_ms}
-                    e = explanation(made, b, photos[b], geometries[b], score(chosen[b]), top_classes,
-                                    outlier_removal=render["outlier_removal"], sigma=render["sigma"],
-                                    box_threshold=box_threshold, settings=settings, info=self._info(n, timings))
+                    e = explanation(
+                        made,
+                        b,
+                        photos[b],
+                        geometries[b],
+                        score(chosen[b]),
+                        top_classes,
+                        outlier_removal=render["outlier_removal"],
+                        sigma=render["sigma"],
+                        box_threshold=box_threshold,
+                        settings=settings,
+                        info=self._info(n, timings),
+                    )
                     timings["render_ms"] = (time.perf_counter() - t3) * 1e3
                     results[b][label].append(e)
         return results
 
     def _info(self, n: int, timings: dict[str, float]) -> dict[str, Any]:
-        info = {"model": self.source, "output": self.output.to_json(), "providers": self.session.providers_in_use,
-                **self.backend.describe(), "batch_size": n, "timings_ms": timings, "versions": _versions()}
+        info = {
+            "model": self.source,
+            "output": self.output.to_json(),
+            "providers": self.session.providers_in_use,
+            **self.backend.describe(),
+            "batch_size": n,
+            "timings_ms": timings,
+            "versions": _versions(),
+        }
         if self.session.fallback:
             info["forward_fallback"] = self.session.fallback
         return info
@@ -443,16 +563,27 @@ def _asks_all(method: Any) -> bool:
     return any(isinstance(t, str) and t.strip().lower() == "all" for t in texts)
 
 
-_CACHE: "OrderedDict[tuple, Explainer]" = OrderedDict()
+_CACHE: OrderedDict[tuple, Explainer] = OrderedDict()
 _CACHE_SIZE = 4
 #: What ``Explainer()`` takes besides the model.
 _INIT_OPTIONS = ("preset", "conv_location", "output", "labels", "threads", "device", "method", "layer", "ge", "any_output")
 
 
-def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] | None = None, top_k: int | None = None,
-            *, preset: str | Preset = "imagenet", conv_location: str = "argmax", labels: str | Path | None = None,
-            device: str = "auto", method: str = "fixations", layer: str | None = None, ge: bool = False,
-            **options: Any) -> Explanation | list[Explanation]:
+def explain(
+    model: ModelSource,
+    image: ImageSource,
+    target: int | Sequence[int] | None = None,
+    top_k: int | None = None,
+    *,
+    preset: str | Preset = "imagenet",
+    conv_location: str = "argmax",
+    labels: str | Path | None = None,
+    device: str = "auto",
+    method: Any = "fixations",
+    layer: str | None = None,
+    ge: bool = False,
+    **options: Any,
+) -> Any:
     """Explain a photo in one call (CNN Fixations by default); the prepared model is cached.
 
     Args:
@@ -469,20 +600,21 @@ def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] 
             ``Explainer``'s others (output, threads, any_output).
 
     Returns:
-        An Explanation, or a list of them for several classes.
+        An Explanation, or a list of them for several classes; with several methods (``method``
+        a list or ``"all"``, or ``methods=``), a dict, method label -> that.
 
     Raises:
         ModelError, ImageError, TargetError, OptionError: as ``Explainer`` and ``Explainer.explain``.
     """
     validate.keywords(options, (*RENDER_OPTIONS, "output", "threads", "any_output", "methods"), "fixtrace.explain()")
-    prepared = explainer_options(preset=preset, conv_location=conv_location, labels=labels, device=device, method=method,
-                                 layer=layer, ge=ge, output=options.pop("output", None), threads=options.pop("threads", 0),
-                                 any_output=options.pop("any_output", False))
-    prepared["method"] = method
-    key = (_model_key(model), *((k, v.name if isinstance(v, Preset) else str(v)) for k, v in sorted(prepared.items())))
+    init: dict[str, Any] = {k: options.pop(k) for k in ("output", "threads", "any_output") if k in options}
+    init |= {"preset": preset, "conv_location": conv_location, "labels": labels, "device": device, "method": method}
+    init |= {"layer": layer, "ge": ge}
+    # The options as given key the cache; Explainer() checks them when it is first made.
+    key = (_model_key(model), *((k, v.name if isinstance(v, Preset) else repr(v)) for k, v in sorted(init.items())))
     explainer = _CACHE.get(key)
     if explainer is None:
-        explainer = Explainer(model, **prepared)
+        explainer = Explainer(model, **init)
         _CACHE[key] = explainer
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
@@ -490,8 +622,19 @@ def explain(model: ModelSource, image: ImageSource, target: int | Sequence[int] 
     return explainer.explain(image, target, top_k, **options)
 
 
-def explainer_options(*, preset: Any, conv_location: Any, output: Any, labels: Any, threads: Any, device: Any, method: Any,
-                      layer: Any, ge: Any, any_output: Any) -> dict[str, Any]:
+def explainer_options(
+    *,
+    preset: Any,
+    conv_location: Any,
+    output: Any,
+    labels: Any,
+    threads: Any,
+    device: Any,
+    method: Any,
+    layer: Any,
+    ge: Any,
+    any_output: Any,
+) -> dict[str, Any]:
     """``Explainer``'s options checked and normalised (method and preset names are case-blind).
 
     Raises:
@@ -523,8 +666,11 @@ def render_options(outlier_removal: Any, sigma: Any, box_threshold: Any) -> dict
     return {
         "outlier_removal": validate.boolean("outlier_removal", outlier_removal),
         "sigma": validate.number("sigma", sigma, 0.0, 1.0, "--sigma", what="a blur, a fraction of the short side,"),
-        "box_threshold": None if box_threshold is None else validate.number(
-            "box_threshold", box_threshold, 0.0, 1.0, "--box-threshold", what="the box threshold, a fraction of the max,"),
+        "box_threshold": None
+        if box_threshold is None
+        else validate.number(
+            "box_threshold", box_threshold, 0.0, 1.0, "--box-threshold", what="the box threshold, a fraction of the max,"
+        ),
     }
 
 
@@ -553,5 +699,10 @@ def _versions() -> dict[str, str]:
 
     from fixtrace import __version__
 
-    return {"fixtrace": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-            "numba": numba.__version__, "numpy": np.__version__}
+    return {
+        "fixtrace": __version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+    }

@@ -6,15 +6,38 @@ import argparse
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 from fixtrace.errors import FixtraceError, OptionError, OutputError, one_line
 
 EXIT_OK, EXIT_ITEM_FAILED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-                  ".pbm", ".pnm", ".tga", ".ico", ".pcx", ".jp2", ".j2k", ".avif", ".heic", ".heif"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".bmp",
+    ".dib",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+    ".pnm",
+    ".tga",
+    ".ico",
+    ".pcx",
+    ".jp2",
+    ".j2k",
+    ".avif",
+    ".heic",
+    ".heif",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     from fixtrace.fixations.options import CONV_LOCATIONS
     from fixtrace.images.preprocess import PRESETS
     from fixtrace.methods import METHODS, method_names
-    from fixtrace.render.heatmap import DEFAULT_SIGMA
 
     presets = f"preprocessing: {', '.join(PRESETS)} (default: imagenet)"
 
@@ -59,33 +81,47 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("images", nargs="+", help="image files or folders of images")
     ex.add_argument("--out", default="out", help="output folder (default: out); one sub-folder per image")
     ex.add_argument("--output", metavar="NAME", help="the model output to explain (default: the first; see `fixtrace info`)")
-    ex.add_argument("--any-output", action="store_true",
-                    help="explain the output even when it does not look like class scores (each position counts as a class)")
+    ex.add_argument(
+        "--any-output",
+        action="store_true",
+        help="explain the output even when it does not look like class scores (each position counts as a class)",
+    )
     which = ex.add_mutually_exclusive_group()
-    which.add_argument("--class", dest="target", type=int, action="append", metavar="N",
-                       help="class index to explain (repeatable); default: the predicted class")
+    which.add_argument(
+        "--class",
+        dest="target",
+        type=int,
+        action="append",
+        metavar="N",
+        help="class index to explain (repeatable); default: the predicted class",
+    )
     which.add_argument("--top-k", type=int, metavar="K", help="explain the K best classes, one map each")
     ex.add_argument("--preset", default="imagenet", help=presets)
-    ex.add_argument("--method", default="fixations", metavar="NAME[,NAME...]",
-                    help=f"{', '.join(method_names())}, or all; several (comma-separated) share one forward and "
-                         "write one folder per method plus grid.png; options as name:key=value, e.g. occlusion:patch=32, "
-                         "gradcam:ge (default: fixations; `fixtrace info` describes each)")
+    ex.add_argument(
+        "--method",
+        default="fixations",
+        metavar="NAME[,NAME...]",
+        help=f"{', '.join(method_names())}, or all; several (comma-separated) share one forward and "
+        "write one folder per method plus grid.png; options as name:key=value, e.g. occlusion:patch=32, "
+        "gradcam:ge (default: fixations; `fixtrace info` describes each)",
+    )
     ex.add_argument("--layer", help="the tensor the layer methods read (default: the last spatial map; see `fixtrace layers`)")
-    ex.add_argument("--ge", action="store_true",
-                    help=f"sharpen the map with Gradual Extrapolation ({', '.join(n for n in method_names() if METHODS[n].coarse_maps)})")
-    ex.add_argument("--conv-location", choices=CONV_LOCATIONS, default=CONV_LOCATIONS[0],
-                    help="where a conv fixation lands in its window (default: %(default)s)")
+    ex.add_argument(
+        "--ge",
+        action="store_true",
+        help=f"sharpen the map with Gradual Extrapolation ({', '.join(n for n in method_names() if METHODS[n].coarse_maps)})",
+    )
+    ex.add_argument(
+        "--conv-location",
+        choices=CONV_LOCATIONS,
+        default=CONV_LOCATIONS[0],
+        help="where a conv fixation lands in its window (default: %(default)s)",
+    )
     ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")
-    ex.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="heat-map blur, fraction of the short side (default: %(default).3g)")
-    ex.add_argument("--box-threshold", type=float,
-                    help="box cut at this fraction of the map's max (default: the method's, chosen on bench/localization.py)")
+    _rendering_options(ex, "the method's, chosen on bench/localization.py")
     ex.add_argument("--layers", action="store_true", help="also write per-layer fixation counts and points")
     ex.add_argument("--labels", help="class names file, one per line (default: ImageNet names for 1000 classes)")
-    ex.add_argument("--threads", type=int, default=0, help="threads for onnxruntime, numba and BLAS (default: 0, all cores)")
-    ex.add_argument("--device", choices=DEVICES, default="auto",
-                    help="where the backward rules run: auto (CUDA when a GPU is present), cpu or cuda (default: auto)")
-    ex.add_argument("--batch-size", type=int, default=8, metavar="N",
-                    help="images per forward pass and backward walk (default: 8)")
+    _runtime_options(ex, batch_size=8)
     ex.add_argument("--quiet", action="store_true", help="print only errors")
     ex.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ex.set_defaults(run=_explain)
@@ -99,32 +135,44 @@ def _parser() -> argparse.ArgumentParser:
     from fixtrace.evaluate import dataset as dataset_format
     from fixtrace.evaluate.methods import DEFAULT_METHODS, FLAGS
 
-    ev = sub.add_parser("evaluate", help="score explanation methods on a folder of images with boxes (method x metric table)",
-                        description="Explain every image of DATASET_DIR with each method and print the method x metric "
-                                    "table: top-1 localization error, GT-known localization error, pointing game, "
-                                    "energy in the box, deletion and insertion AUC, time per image.",
-                        epilog=dataset_format.__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev = sub.add_parser(
+        "evaluate",
+        help="score explanation methods on a folder of images with boxes (method x metric table)",
+        description="Explain every image of DATASET_DIR with each method and print the method x metric "
+        "table: top-1 localization error, GT-known localization error, pointing game, "
+        "energy in the box, deletion and insertion AUC, time per image.",
+        epilog=dataset_format.__doc__.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ev.add_argument("model", help="the .onnx model")
     ev.add_argument("dataset", help="folder of images with a boxes.csv (format below)")
-    ev.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                    help=f"comma-separated methods, each name[:flag...], flags {', '.join(FLAGS)} (default: %(default)s)")
+    ev.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma-separated methods, each name[:flag...], flags {', '.join(FLAGS)} (default: %(default)s)",
+    )
     ev.add_argument("--out", default="evaluation", help="folder for evaluation.md/.csv/.json (default: evaluation)")
     ev.add_argument("--preset", default="imagenet", help=presets)
-    ev.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="fixations' blur, fraction of the short side (default: %(default).3g)")
-    ev.add_argument("--box-threshold", type=float,
-                    help="box cut at this fraction of the map's max (default: each method's; box=F in a spec overrides)")
+    _rendering_options(ev, "each method's; box=F in a spec overrides")
     ev.add_argument("--iou", type=float, default=0.5, help="IoU a box needs to count as found (default: 0.5)")
     ev.add_argument("--tolerance", type=float, default=0.0, help="pointing-game tolerance in pixels (default: 0)")
-    ev.add_argument("--perturbation", type=int, default=50, metavar="N",
-                    help="deletion/insertion curves on the first N images of each method (default: 50; 0: none)")
+    ev.add_argument(
+        "--perturbation",
+        type=int,
+        default=50,
+        metavar="N",
+        help="deletion/insertion curves on the first N images of each method (default: 50; 0: none)",
+    )
     ev.add_argument("--steps", type=int, default=32, help="points per deletion/insertion curve (default: 32)")
-    ev.add_argument("--explain", choices=("predicted", "label"), default="predicted",
-                    help="the class each map explains: the model's top-1 (ILSVRC localization; default) or the "
-                         "labelled class (pointing game)")
+    ev.add_argument(
+        "--explain",
+        choices=("predicted", "label"),
+        default="predicted",
+        help="the class each map explains: the model's top-1 (ILSVRC localization; default) or the "
+        "labelled class (pointing game)",
+    )
     ev.add_argument("--limit", type=int, metavar="N", help="only the first N images")
-    ev.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per forward and walk (default: 16)")
-    ev.add_argument("--device", choices=DEVICES, default="auto", help="where the backward rules run (default: auto)")
-    ev.add_argument("--threads", type=int, default=0, help="threads for onnxruntime, numba and BLAS (default: all cores)")
+    _runtime_options(ev, batch_size=16)
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ev.set_defaults(run=_evaluate)
@@ -135,6 +183,32 @@ def _parser() -> argparse.ArgumentParser:
     layers.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     layers.set_defaults(run=_layers)
     return parser
+
+
+def _rendering_options(parser: argparse.ArgumentParser, box_default: str) -> None:
+    """--sigma and --box-threshold."""
+    from fixtrace.render.heatmap import DEFAULT_SIGMA
+
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=DEFAULT_SIGMA,
+        help="fixations' heat-map blur, fraction of the short side (default: %(default).3g)",
+    )
+    parser.add_argument("--box-threshold", type=float, help=f"box cut at this fraction of the map's max (default: {box_default})")
+
+
+def _runtime_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    """--batch-size, --device and --threads."""
+    from fixtrace.backends import DEVICES
+
+    parser.add_argument(
+        "--batch-size", type=int, default=batch_size, metavar="N", help="images per forward pass (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto", help="where the kernels run: auto (CUDA when a GPU is present), cpu or cuda"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="threads for onnxruntime, numba and BLAS (default: 0, all cores)")
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -151,9 +225,19 @@ def _explain(args: argparse.Namespace) -> int:
     if summary_path.is_symlink() or (summary_path.exists() and not summary_path.is_file()):
         raise OutputError(f"cannot write {summary_path}: something that is not a file is in the way")
     images = _collect_images(args.images)
-    explainer = Explainer(args.model, preset=preset, conv_location=args.conv_location, labels=args.labels,
-                          threads=args.threads, device=args.device, method=args.method, layer=args.layer, ge=args.ge,
-                          output=args.output, any_output=args.any_output)
+    explainer = Explainer(
+        args.model,
+        preset=preset,
+        conv_location=args.conv_location,
+        labels=args.labels,
+        threads=args.threads,
+        device=args.device,
+        method=args.method,
+        layer=args.layer,
+        ge=args.ge,
+        output=args.output,
+        any_output=args.any_output,
+    )
     explainer.check_targets(args.target, args.top_k)
     if explainer.session.fallback and not args.quiet:
         print(f"fixtrace: note: forward on the CPU: {explainer.session.fallback}", file=sys.stderr)
@@ -167,9 +251,15 @@ def _explain(args: argparse.Namespace) -> int:
     summary: list[dict] = []
     failed = 0
     described = False
-    items = explainer.explain_many([path for path, _ in images], args.target, args.top_k, batch_size=args.batch_size,
-                                   outlier_removal=not args.no_outlier_removal, sigma=args.sigma,
-                                   box_threshold=args.box_threshold)
+    items = explainer.explain_many(
+        [path for path, _ in images],
+        args.target,
+        args.top_k,
+        batch_size=args.batch_size,
+        outlier_removal=not args.no_outlier_removal,
+        sigma=args.sigma,
+        box_threshold=args.box_threshold,
+    )
     for item in items:
         (image, _), folder = images[item.index], folders[item.index]
         entry: dict = {"image": str(image), "folder": folder}
@@ -182,15 +272,19 @@ def _explain(args: argparse.Namespace) -> int:
                     print(f"model {one_line(str(args.model))}: {one_line(explainer.output.describe())}")
                     described = True
                 _report(image, item.by_method, written)
-            entry |= {"status": "ok", "outputs": [str(t) for t in written if t.suffix != ".png"],
-                      "classes": [e.target.index for e in item.explanations or []]}
+            entry |= {
+                "status": "ok",
+                "outputs": [str(t) for t in written if t.suffix != ".png"],
+                "classes": [e.target.index for e in item.explanations or []],
+            }
             if len(item.by_method) > 1:
                 entry |= {"methods": list(item.by_method), "grids": [str(t) for t in written if t.suffix == ".png"]}
         except FixtraceError as exc:
             if isinstance(exc, OutputError) and exc.fatal:
                 done = sum(e["status"] == "ok" for e in summary)
-                raise OutputError(f"{exc}: stopped after {done} of {len(images)} images (those and summary.json are kept)",
-                                  fatal=True) from None
+                raise OutputError(
+                    f"{exc}: stopped after {done} of {len(images)} images (those and summary.json are kept)", fatal=True
+                ) from None
             failed += 1
             _error(f"{image}: {exc}")
             entry |= {"status": "error", "error": str(exc)}
@@ -258,7 +352,9 @@ def _report(image: Path, by_method: dict[str, list], written: list[Path]) -> Non
             what = f"{int(e.inliers.sum())} fixation points" if e.has_points else e.settings["method"]
             if len(by_method) > 1:
                 what = e.method if not e.has_points else f"{e.method}, {what}"
-            print(f"  explained {e.target.index} {one_line(e.target.name)}: {what}, box {e.box} -> {one_line(str(next(folders)))}")
+            print(
+                f"  explained {e.target.index} {one_line(e.target.name)}: {what}, box {e.box} -> {one_line(str(next(folders)))}"
+            )
     grids = [p for p in written if p.suffix == ".png"]
     if grids:
         print(f"  side by side: {', '.join(one_line(str(g)) for g in grids)}")
@@ -279,8 +375,10 @@ def _collect_images(items: Sequence[str]) -> list[tuple[Path, str]]:
         if path.is_dir():
             found = _images_in(path)
             if not found:
-                raise FixtraceError(f"no images in folder {path} or its sub-folders (hidden files skipped; looked for "
-                                    f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise FixtraceError(
+                    f"no images in folder {path} or its sub-folders (hidden files skipped; looked for "
+                    f"{', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
             images += [(p, "_".join(p.relative_to(path).with_suffix("").parts)) for p in found]
         else:
             images.append((path, path.stem))  # a missing or odd file fails on its own, without stopping the batch
@@ -327,10 +425,12 @@ def _info(args: argparse.Namespace) -> int:
         explainer = Explainer(args.model, device=args.device)
         spec = explainer.graph.image_input
         print(one_line(explainer.output.describe()))
-        print(f"model {one_line(str(args.model))}: input {spec.name!r} {spec.shape} {spec.layout}, opset {explainer.graph.opset}, "
-              f"logits {explainer.logits!r} ({explainer.num_classes} classes), "
-              f"{len(explainer.plan.rules)} nodes on the backward path, backend {explainer.backend.name}, "
-              f"providers in use: {', '.join(explainer.session.providers_in_use)}")
+        print(
+            f"model {one_line(str(args.model))}: input {spec.name!r} {spec.shape} {spec.layout}, opset {explainer.graph.opset}, "
+            f"logits {explainer.logits!r} ({explainer.num_classes} classes), "
+            f"{len(explainer.plan.rules)} nodes on the backward path, backend {explainer.backend.name}, "
+            f"providers in use: {', '.join(explainer.session.providers_in_use)}"
+        )
         if explainer.session.fallback:
             print(f"forward fallback: {explainer.session.fallback}")
         for name in method_names():
@@ -360,10 +460,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = _output_folder(args.out)
     items = read_dataset(args.dataset)[: args.limit]
     progress = Progress(len(items) * len(specs), enabled=not args.quiet)
-    evaluation = evaluate(args.model, items, specs, preset=preset, box_threshold=args.box_threshold, sigma=args.sigma,
-                          iou_threshold=args.iou, tolerance=args.tolerance, perturbation=args.perturbation, steps=args.steps,
-                          batch_size=args.batch_size, device=args.device, threads=args.threads, on_step=progress.step,
-                          name=str(args.model), dataset=str(args.dataset), explain=args.explain)
+    evaluation = evaluate(
+        args.model,
+        items,
+        specs,
+        preset=preset,
+        box_threshold=args.box_threshold,
+        sigma=args.sigma,
+        iou_threshold=args.iou,
+        tolerance=args.tolerance,
+        perturbation=args.perturbation,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        device=args.device,
+        threads=args.threads,
+        on_step=progress.step,
+        name=str(args.model),
+        dataset=str(args.dataset),
+        explain=args.explain,
+    )
     paths = save(evaluation, out)
     print(to_markdown(evaluation), end="")
     print(f"written: {', '.join(one_line(str(p)) for p in paths)}")

@@ -44,8 +44,7 @@ class UnsupportedOpError(ModelError):
         why = f" ({detail})" if detail else ""
         where = f" of domain {domain!r}" if domain not in ("", "ai.onnx") else ""
         super().__init__(
-            f"unsupported op {op_type!r}{where} at node {node_name!r}{why}; "
-            f"supported ops: {', '.join(self.supported)}"
+            f"unsupported op {op_type!r}{where} at node {node_name!r}{why}; supported ops: {', '.join(self.supported)}"
         )
 
 

@@ -71,8 +71,12 @@ class LayerFixations:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "tensor": self.tensor, "node": self.node, "op_type": self.op_type, "shape": [1, *self.shape[1:]],
-            "fixations": int(len(self.counts)), "total_count": float(self.counts.sum()),
+            "tensor": self.tensor,
+            "node": self.node,
+            "op_type": self.op_type,
+            "shape": [1, *self.shape[1:]],
+            "fixations": int(len(self.counts)),
+            "total_count": float(self.counts.sum()),
             "positions": [[*map(int, p), float(c)] for p, c in zip(self.positions, self.counts)],
         }
 
@@ -120,6 +124,7 @@ class Explanation:
     def method(self) -> str:
         """The method (with its options) that made this explanation."""
         return str(self.settings.get("spec", self.settings.get("method", "fixations")))
+
     @cached_property
     def box(self) -> tuple[int, int, int, int] | None:
         """(x0, y0, x1, y1) around the largest region over ``box_threshold`` x max; x1, y1 exclusive."""
@@ -127,8 +132,9 @@ class Explanation:
 
     def overlay(self, show_points: bool = False, show_box: bool = True) -> Image.Image:
         """The heat map blended on the photo, with the box (and optionally the points)."""
-        return overlay(self.image, self.heatmap, self.box if show_box else None,
-                       self.points[self.inliers] if show_points else None)
+        return overlay(
+            self.image, self.heatmap, self.box if show_box else None, self.points[self.inliers] if show_points else None
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the pixels, JSON-ready."""
@@ -172,7 +178,9 @@ class Explanation:
 
         def fill(folder: Path) -> list[str]:
             names = ["overlay.png", "heatmap.png", "heatmap.npy", "explanation.json"]
-            fast: dict[str, Any] = {"compress_level": 1} if self.heatmap.size > 4_000_000 else {}  # big photos: 3-5x faster to write
+            fast: dict[str, Any] = (
+                {"compress_level": 1} if self.heatmap.size > 4_000_000 else {}
+            )  # big photos: 3-5x faster to write
             self.overlay().save(folder / names[0], **fast)
             Image.fromarray(to_uint8(self.heatmap)).save(folder / names[1], **fast)
             np.save(folder / names[2], self.heatmap)
@@ -182,8 +190,9 @@ class Explanation:
                 np.save(folder / names[-1], self.input_map)
             if layers and self.per_layer:
                 names.append("per_layer.json")
-                (folder / names[-1]).write_text(strict_json([layer.to_json() for layer in self.per_layer.values()]),
-                                                encoding="utf-8")
+                (folder / names[-1]).write_text(
+                    strict_json([layer.to_json() for layer in self.per_layer.values()]), encoding="utf-8"
+                )
             return names
 
         return [out / name for name in replace_folder(out, fill)]

@@ -11,8 +11,9 @@ import shutil
 import stat
 import tempfile
 import unicodedata
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from fixtrace.errors import FixtraceError, OutputError
 
@@ -60,8 +61,15 @@ def _kind(mode: int) -> str:
     return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
 
 
-def inside(folder: str | os.PathLike, location: str, what: str, error: type[FixtraceError], *,
-           folder_word: str = "the model's folder", also_inside: Iterable[str | os.PathLike] = ()) -> Path:
+def inside(
+    folder: str | os.PathLike,
+    location: str,
+    what: str,
+    error: type[FixtraceError],
+    *,
+    folder_word: str = "the model's folder",
+    also_inside: Iterable[str | os.PathLike] = (),
+) -> Path:
     """Resolve a relative ``location`` against ``folder`` and refuse it unless it stays inside.
 
     Absolute locations, NUL bytes, and locations that lead outside ``folder`` (by ``..``, with
@@ -151,6 +159,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """``write_atomic`` for UTF-8 text."""
+
     def write(p: Path) -> None:
         p.write_text(text, encoding="utf-8")
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from fixtrace.errors import ModelError, OptionError, TargetError
 from fixtrace.explanation import ClassScore
+from fixtrace.model.outputs import ClassOutput
 
 
 def check_targets(target: int | Sequence[int] | None, top_k: int | None, n: int) -> list[int]:
@@ -48,13 +49,14 @@ def check_targets(target: int | Sequence[int] | None, top_k: int | None, n: int)
     return [int(t) for t in wanted]  # type: ignore[arg-type]  # each checked to be an integer above
 
 
-def rank_classes(scores: np.ndarray, probabilities: np.ndarray, names: list[str], explicit: list[int],
-                 top_k: int | None) -> list[tuple[Callable[[int], ClassScore], list[ClassScore], list[int]]]:
+def rank_classes(
+    scores: np.ndarray, output: ClassOutput, names: list[str], explicit: list[int], top_k: int | None
+) -> list[tuple[Callable[[int], ClassScore], list[ClassScore], list[int]]]:
     """Per photo: a class index -> ClassScore function, its five best classes, and the classes to explain.
 
     Args:
         scores: float64 (N, classes) raw output values.
-        probabilities: (N, classes) their probabilities.
+        output: the explained output (its kind turns scores into probabilities).
         names: class names.
         explicit: the asked classes (empty: the best ``top_k``, or the best one).
         top_k: how many best classes.
@@ -65,10 +67,11 @@ def rank_classes(scores: np.ndarray, probabilities: np.ndarray, names: list[str]
     broken = ~np.isfinite(scores).all(axis=1)
     if broken.any():
         which = "this photo" if len(scores) == 1 else f"photo {int(np.argmax(broken)) + 1} of the batch"
-        raise ModelError(f"the model's scores for {which} are not finite (NaN or infinity): the model overflows "
-                         "float32 on this input")
+        raise ModelError(
+            f"the model's scores for {which} are not finite (NaN or infinity): the model overflows float32 on this input"
+        )
     ranked: list[tuple[Callable[[int], ClassScore], list[ClassScore], list[int]]] = []
-    for logits, probability in zip(scores, probabilities):
+    for logits, probability in zip(scores, output.probabilities(scores)):
         order = np.argsort(-probability, kind="stable")
 
         def score(i: int, logits: np.ndarray = logits, probability: np.ndarray = probability) -> ClassScore:

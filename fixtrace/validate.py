@@ -6,7 +6,8 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -44,14 +45,15 @@ def integer(name: str, value: Any, minimum: int | None = None, maximum: int | No
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise OptionError(f"{_label(name, flag)} must be a whole number, not {value!r}")
     value = int(value)
-    if minimum is not None and value < minimum or maximum is not None and value > maximum:
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise OptionError(f"{_label(name, flag)} must be {bounds}, not {value}")
     return value
 
 
-def number(name: str, value: Any, low: float, high: float, flag: str | None = None, low_open: bool = True,
-           what: str = "") -> float:
+def number(
+    name: str, value: Any, low: float, high: float, flag: str | None = None, low_open: bool = True, what: str = ""
+) -> float:
     """``value`` as a finite float in (low, high] (or [low, high] when not ``low_open``).
 
     Raises:

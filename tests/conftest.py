@@ -25,8 +25,9 @@ IMAGES = MODELS / "images"
 
 def run_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
     """``fixtrace ARGS`` in a fresh interpreter; stdout and stderr captured as text."""
-    return subprocess.run([sys.executable, "-m", "fixtrace.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fixtrace.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def package_file(package: str, relative: str) -> Path:
@@ -34,7 +35,7 @@ def package_file(package: str, relative: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         pytest.skip(f"package {package!r} is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         pytest.skip(f"{relative} is not in the installed {package!r}")
     return path

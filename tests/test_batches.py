@@ -43,8 +43,13 @@ def _walk_model() -> onnx.ModelProto:
     nodes.append(helper.make_node("Flatten", ["gap"], ["flat"]))
     inits.append(numpy_helper.from_array(rng.standard_normal((5, 7)).astype(np.float32), "fc"))
     nodes.append(helper.make_node("Gemm", ["flat", "fc"], ["logits"], transB=1))
-    graph = helper.make_graph(nodes, "walk", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "walk",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
@@ -59,8 +64,9 @@ def test_whole_walk_is_identical_on_cuda_and_cpu(location):
     values = explainer.session.run(batch)
     walks = []
     for backend in (CpuBackend(), CudaBackend()):
-        tensors = Tensors(values | {"x": batch}, explainer.graph.shapes(batch.shape), explainer.graph.constants,
-                          explainer.plan.recipes, backend)
+        tensors = Tensors(
+            values | {"x": batch}, explainer.graph.shapes(batch.shape), explainer.graph.constants, explainer.plan.recipes, backend
+        )
         walks.append(explainer.plan.run(backend.start([0 * 5 + 1, 1 * 5 + 4]), tensors))
     cpu, gpu = walks
     assert sorted(cpu.per_tensor) == sorted(gpu.per_tensor)

@@ -18,8 +18,8 @@ import onnx
 import pytest
 from PIL import Image
 
-from conftest import run_cli
 import fixtrace
+from conftest import run_cli
 from fixtrace import ClassScore, Explanation, LayerFixations, TargetError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,6 @@ MODEL = ROOT / "models" / "mobilenet_v2.onnx"
 CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
 COFFEE = ROOT / "models" / "images" / "coffee.jpg"
 OUTPUTS = ["explanation.json", "heatmap.npy", "heatmap.png", "input_map.npy", "overlay.png"]
-
 
 
 def assert_ok(proc: subprocess.CompletedProcess) -> None:
@@ -92,8 +91,9 @@ def test_explain_writes_the_four_outputs(default_run):
     assert data["top_classes"][0]["index"] == 285
     assert data["settings"]["conv_location"] == "argmax" and data["settings"]["preset"] == "imagenet"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary == [{"image": str(CHELSEA), "folder": "chelsea", "status": "ok", "outputs": [str(out / "chelsea")],
-                        "classes": [285]}]
+    assert summary == [
+        {"image": str(CHELSEA), "folder": "chelsea", "status": "ok", "outputs": [str(out / "chelsea")], "classes": [285]}
+    ]
 
 
 def test_explain_other_class_with_layers(tmp_path):

@@ -24,10 +24,10 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from conftest import run_cli
-from hostile.groups.images import png_header
 from fixtrace import Explainer, InputShapeError, ModelError, UnsupportedOpError
 from fixtrace.fixations import supported_ops
 from fixtrace.runtime.session import check_input_shape
+from hostile.groups.images import png_header
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "mobilenet_v2.onnx"
@@ -35,14 +35,22 @@ CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
 COFFEE = ROOT / "models" / "images" / "coffee.jpg"
 
 #: Text that betrays an internal message leaking out instead of fixtrace's own line.
-INTERNAL = ("Traceback", "[E:onnxruntime", "onnxruntime_src", "Warning:", "warnings.warn", "site-packages",
-            "numba.core", "NumbaWarning", "\x1b[")
+INTERNAL = (
+    "Traceback",
+    "[E:onnxruntime",
+    "onnxruntime_src",
+    "Warning:",
+    "warnings.warn",
+    "site-packages",
+    "numba.core",
+    "NumbaWarning",
+    "\x1b[",
+)
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -80,13 +88,16 @@ def assert_option_refused(proc: subprocess.CompletedProcess, option: str, code: 
         assert_one_error(proc, option.lstrip("-"), code=code)
 
 
-def tiny_model(shape=(1, 3, 32, 32), middle: str = "Relu", middle_name: str = "act", classes: int = 10,
-               dims=None) -> onnx.ModelProto:
+def tiny_model(
+    shape=(1, 3, 32, 32), middle: str = "Relu", middle_name: str = "act", classes: int = 10, dims=None
+) -> onnx.ModelProto:
     """Conv -> MIDDLE -> GlobalAveragePool -> Flatten -> Gemm, ir_version 8, opset 13."""
     rng = np.random.default_rng(0)
     channels = shape[1]
-    inits = [numpy_helper.from_array(rng.normal(size=(4, channels, 3, 3)).astype(np.float32), "W"),
-             numpy_helper.from_array(rng.normal(size=(4, classes)).astype(np.float32), "B")]
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(4, channels, 3, 3)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.normal(size=(4, classes)).astype(np.float32), "B"),
+    ]
     nodes = [
         helper.make_node("Conv", ["input", "W"], ["conv_out"], name="conv", pads=[1, 1, 1, 1]),
         helper.make_node(middle, ["conv_out"], ["mid_out"], name=middle_name),
@@ -95,8 +106,12 @@ def tiny_model(shape=(1, 3, 32, 32), middle: str = "Relu", middle_name: str = "a
         helper.make_node("Gemm", ["flat", "B"], ["logits"], name="fc"),
     ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(dims or shape))],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [(dims or shape)[0], classes])], inits)
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(dims or shape))],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [(dims or shape)[0], classes])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     onnx.checker.check_model(model)
     return model
@@ -105,10 +120,12 @@ def tiny_model(shape=(1, 3, 32, 32), middle: str = "Relu", middle_name: str = "a
 def rank2_model() -> onnx.ModelProto:
     """A classifier on a fixed (1, 5) vector: not an image model."""
     graph = helper.make_graph(
-        [helper.make_node("Gemm", ["input", "W"], ["logits"], name="fc")], "vector",
+        [helper.make_node("Gemm", ["input", "W"], ["logits"], name="fc")],
+        "vector",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 5])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
-        [numpy_helper.from_array(np.ones((5, 10), np.float32), "W")])
+        [numpy_helper.from_array(np.ones((5, 10), np.float32), "W")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     onnx.checker.check_model(model)
     return model
@@ -119,9 +136,11 @@ def dynamic_but_fixed_model() -> onnx.ModelProto:
     runs on 32x32 inputs (a model exported with dynamic axes it cannot honour). With the default
     224x224 the shape error only shows up inside onnxruntime, at run time."""
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "W"),
-             numpy_helper.from_array(np.array([1, 4 * 32 * 32], np.int64), "S"),
-             numpy_helper.from_array(rng.normal(size=(4 * 32 * 32, 10)).astype(np.float32), "B")]
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.array([1, 4 * 32 * 32], np.int64), "S"),
+        numpy_helper.from_array(rng.normal(size=(4 * 32 * 32, 10)).astype(np.float32), "B"),
+    ]
     nodes = [
         helper.make_node("Conv", ["input", "W"], ["conv_out"], name="conv", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["conv_out"], ["relu_out"], name="relu"),
@@ -129,8 +148,12 @@ def dynamic_but_fixed_model() -> onnx.ModelProto:
         helper.make_node("Gemm", ["flat", "B"], ["logits"], name="fc"),
     ]
     graph = helper.make_graph(
-        nodes, "dynamic", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+        nodes,
+        "dynamic",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     onnx.checker.check_model(model)
     return model
@@ -184,13 +207,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, fragment", [
-    ("truncated.onnx", "not a valid ONNX file"),
-    ("garbage.onnx", "not a valid ONNX file"),
-    ("text.onnx", "not a valid ONNX file"),
-    ("empty.onnx", "empty (0 bytes)"),
-    ("missing.onnx", "model file not found"),
-])
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("truncated.onnx", "not a valid ONNX file"),
+        ("garbage.onnx", "not a valid ONNX file"),
+        ("text.onnx", "not a valid ONNX file"),
+        ("empty.onnx", "empty (0 bytes)"),
+        ("missing.onnx", "model file not found"),
+    ],
+)
 def test_unreadable_model_is_one_line(files, tmp_path, name, fragment):
     model = files.get(name, tmp_path / name)
     proc = run_cli("explain", model, CHELSEA, "--out", tmp_path / "out", cwd=tmp_path)
@@ -258,7 +284,7 @@ def test_api_model_shape_errors():
     assert (info.value.op_type, info.value.node_name) == ("Sin", "sin_node")
     assert info.value.supported == supported_ops()
     fixed_batch = Explainer(tiny_model(shape=(2, 3, 32, 32)))
-    with pytest.raises(InputShapeError, match="expects 2x3x32x32 .*got 1x3x32x32"):
+    with pytest.raises(InputShapeError, match=r"expects 2x3x32x32 .*got 1x3x32x32"):
         fixed_batch.explain(CHELSEA)
 
 
@@ -353,7 +379,13 @@ def test_odd_but_valid_images_are_explained(files, tmp_path):
     assert [s["status"] for s in summary] == ["ok"] * 5
     for name in ODD:
         folder = out / Path(name).stem
-        assert sorted(p.name for p in folder.iterdir()) == ["explanation.json", "heatmap.npy", "heatmap.png", "input_map.npy", "overlay.png"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "explanation.json",
+            "heatmap.npy",
+            "heatmap.png",
+            "input_map.npy",
+            "overlay.png",
+        ]
         assert Image.open(folder / "overlay.png").size == (451, 300)
         assert np.load(folder / "heatmap.npy").shape == (300, 451)
         assert json.loads((folder / "explanation.json").read_text())["target"]["index"] in (281, 282, 285)  # a cat
@@ -373,11 +405,20 @@ def test_batch_with_a_corrupt_image_in_the_middle(files, tmp_path):
     assert len(errors) == 1 and "corrupt.jpg" in errors[0] and "corrupt or truncated" in errors[0]
     assert "2 of 3 images explained" in proc.stdout
     for stem in ("chelsea", "coffee"):
-        assert sorted(p.name for p in (out / stem).iterdir()) == ["explanation.json", "heatmap.npy", "heatmap.png", "input_map.npy", "overlay.png"]
+        assert sorted(p.name for p in (out / stem).iterdir()) == [
+            "explanation.json",
+            "heatmap.npy",
+            "heatmap.png",
+            "input_map.npy",
+            "overlay.png",
+        ]
     assert not (out / "corrupt").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert [(Path(s["image"]).name, s["status"]) for s in summary] == [
-        ("chelsea.jpg", "ok"), ("corrupt.jpg", "error"), ("coffee.jpg", "ok")]
+        ("chelsea.jpg", "ok"),
+        ("corrupt.jpg", "error"),
+        ("coffee.jpg", "ok"),
+    ]
     assert "corrupt or truncated" in summary[1]["error"]
     assert summary[0]["outputs"] == [str(out / "chelsea")] and summary[2]["outputs"] == [str(out / "coffee")]
 
@@ -387,11 +428,14 @@ def test_batch_with_a_corrupt_image_in_the_middle(files, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option, fragments", [
-    (["--class", "5000"], ("class index 5000 is out of range", "1000 classes")),
-    (["--class", "-1"], ("class index -1 is out of range", "0..999")),
-    (["--top-k", "0"], ("--top-k) must be a whole number between 1 and 1000", "not 0")),
-])
+@pytest.mark.parametrize(
+    "option, fragments",
+    [
+        (["--class", "5000"], ("class index 5000 is out of range", "1000 classes")),
+        (["--class", "-1"], ("class index -1 is out of range", "0..999")),
+        (["--top-k", "0"], ("--top-k) must be a whole number between 1 and 1000", "not 0")),
+    ],
+)
 def test_bad_class_selection(tmp_path, option, fragments):
     out = tmp_path / "out"
     proc = run_cli("explain", MODEL, CHELSEA, "--out", out, *option, cwd=tmp_path)
@@ -409,10 +453,13 @@ def test_unknown_preset(tmp_path):
     assert_one_error(proc, "unknown preprocessing preset 'nope'", "imagenet, caffe, tf, raw", code=2)
 
 
-@pytest.mark.parametrize("args", [
-    ["explain", "model.onnx"],
-    ["explain", "model.onnx", "x.jpg", "--conv-location", "middle"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["explain", "model.onnx"],
+        ["explain", "model.onnx", "x.jpg", "--conv-location", "middle"],
+    ],
+)
 def test_argparse_usage_errors(tmp_path, args):
     proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 2
@@ -433,9 +480,25 @@ def test_batch_size_below_one_is_refused(files, tmp_path):
 def test_device_cuda_without_cuda_is_one_line(tmp_path):
     """No GPU and no simulator: --device cuda says why and what to use instead."""
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
-    proc = subprocess.run([sys.executable, "-m", "fixtrace.cli", "explain", str(MODEL), str(CHELSEA), "--out",
-                           str(tmp_path / "out"), "--device", "cuda"], capture_output=True, text=True, cwd=tmp_path,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fixtrace.cli",
+            "explain",
+            str(MODEL),
+            str(CHELSEA),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cuda",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     if "--device cuda" not in proc.stderr and proc.returncode == 0:
         pytest.skip("this machine has a CUDA GPU")
     assert_one_error(proc, "device 'cuda' asked for, but CUDA cannot run here", "--device cpu", code=2)
@@ -451,7 +514,8 @@ def test_out_is_a_file(files, tmp_path):
 
 
 def test_labels_file_not_utf8(files, tmp_path):
-    proc = run_cli("explain", files["ok_tiny.onnx"], CHELSEA, "--out", tmp_path / "out",
-                   "--labels", files["labels_latin1.txt"], cwd=tmp_path)
+    proc = run_cli(
+        "explain", files["ok_tiny.onnx"], CHELSEA, "--out", tmp_path / "out", "--labels", files["labels_latin1.txt"], cwd=tmp_path
+    )
     line = assert_one_error(proc, "labels_latin1.txt")
     assert "internal error" not in line

@@ -113,8 +113,12 @@ def test_dense(form):
 def test_concat(axis):
     rng = np.random.default_rng(8)
     x = _w(rng, 2, 3, 4, 5)
-    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Neg", ["x"], ["n"]),
-             helper.make_node("Relu", ["n"], ["b"]), helper.make_node("Concat", ["a", "k", "b"], ["y"], axis=axis)]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Neg", ["x"], ["n"]),
+        helper.make_node("Relu", ["n"], ["b"]),
+        helper.make_node("Concat", ["a", "k", "b"], ["y"], axis=axis),
+    ]
     shape = [2, 3, 4, 5]
     shape[axis] = 2
     on_both(Case(build(nodes, x.shape, ["y"], {"k": _w(rng, *shape)}), x), "y")
@@ -123,7 +127,11 @@ def test_concat(axis):
 @pytest.mark.parametrize("operands", [("a", "b"), ("a", "b", "c")])
 def test_add_and_sum_with_ties(operands):
     x = _tied(np.random.default_rng(9), (2, 3, 4, 5))
-    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Abs", ["x"], ["b"]), helper.make_node("Relu", ["b"], ["c"])]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Abs", ["x"], ["b"]),
+        helper.make_node("Relu", ["b"], ["c"]),
+    ]
     nodes.append(helper.make_node("Add" if len(operands) == 2 else "Sum", list(operands), ["y"]))
     sent = on_both(Case(build(nodes, x.shape, ["y"]), x), "y")
     assert len(sent) >= 1
@@ -132,8 +140,11 @@ def test_add_and_sum_with_ties(operands):
 def test_add_with_broadcast_operands():
     rng = np.random.default_rng(10)
     x = _w(rng, 2, 3, 4, 5)
-    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("ReduceMax", ["x"], ["m"], axes=[2]),
-             helper.make_node("Add", ["a", "m"], ["y"])]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("ReduceMax", ["x"], ["m"], axes=[2]),
+        helper.make_node("Add", ["a", "m"], ["y"]),
+    ]
     on_both(Case(build(nodes, x.shape, ["y"]), x), "y")
 
 
@@ -141,7 +152,7 @@ def test_empty_fixation_sets_stay_empty():
     case, *_ = conv_case("3x3-pad1")
     for backend in _backends():
         tensors = Tensors(case.tensors.values, case.tensors.shapes, case.tensors.constants, backend=backend)
-        (_, sent), = case.rule("y").backtrack(backend.start([]), tensors)
+        ((_, sent),) = case.rule("y").backtrack(backend.start([]), tensors)
         assert len(sent.host()) == 0
 
 
@@ -166,7 +177,23 @@ def test_mobilenet_walk_is_identical_on_the_cuda_code_path():
 
     from conftest import ROOT
 
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "check_cuda_identity.py"), "--images", "1", "--batch", "1",
-                           "--models", "mobilenet"], capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "check_cuda_identity.py"),
+            "--images",
+            "1",
+            "--batch",
+            "1",
+            "--models",
+            "mobilenet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "mobilenet: 1 photos, 101 tensor sets compared on the numba CUDA simulator against the CPU backend; 0 different" in proc.stdout
+    assert (
+        "mobilenet: 1 photos, 101 tensor sets compared on the numba CUDA simulator against the CPU backend; 0 different"
+        in proc.stdout
+    )

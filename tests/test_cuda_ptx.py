@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-_SCRIPT = r'''
+_SCRIPT = r"""
 import json, sys, types
 from unittest import mock
 
@@ -56,7 +56,7 @@ every = {f"{m.__name__}.{k}" for m in (conv, dense, index, pool) for k, v in var
 covered = {f"{kernel.py_func.__module__}.{kernel.py_func.__name__}" for kernel, _ in KERNELS.values()}
 report["uncovered"] = sorted(every - covered)
 print(json.dumps(report))
-'''
+"""
 
 
 def test_every_cuda_kernel_compiles_to_ptx_for_sm90():

@@ -86,11 +86,22 @@ def test_reduced_decoding_keeps_the_photo_geometry():
     assert float(np.abs(a - b).mean()) < 0.1  # the same photo, resampled from a quarter-size decode
 
 
-@pytest.mark.parametrize("text, name", [
-    ("..", "image"), (".", "image"), ("...", "image"), (".hidden", "hidden"), ("a/../b", "a_.._b"),
-    ("new\nline", "new_line"), ("\x1b[31mred", "31mred"), ("cat 😺", "cat"), ("x" * 300, "x" * 60),
-    ("summary.json", "summary.json"), ("ünï", "ünï"),
-])
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("..", "image"),
+        (".", "image"),
+        ("...", "image"),
+        (".hidden", "hidden"),
+        ("a/../b", "a_.._b"),
+        ("new\nline", "new_line"),
+        ("\x1b[31mred", "31mred"),
+        ("cat 😺", "cat"),
+        ("x" * 300, "x" * 60),
+        ("summary.json", "summary.json"),
+        ("ünï", "ünï"),
+    ],
+)
 def test_safe_name(text, name):
     assert safe_name(text) == name
     assert "/" not in safe_name(text) and not safe_name(text).startswith(".")
@@ -99,8 +110,13 @@ def test_safe_name(text, name):
 def test_safe_name_is_nfc_and_unique_names_ignore_case():
     assert safe_name(unicodedata.normalize("NFD", "é")) == "é"
     names = UniqueNames()
-    assert [names.take(t) for t in ("Cat", "cat", "CAT", "summary.json", "cat_2")] == ["Cat", "cat_2", "CAT_3",
-                                                                                       "summary.json_2", "cat_2_2"]
+    assert [names.take(t) for t in ("Cat", "cat", "CAT", "summary.json", "cat_2")] == [
+        "Cat",
+        "cat_2",
+        "CAT_3",
+        "summary.json_2",
+        "cat_2_2",
+    ]
 
 
 def test_inside_refuses_every_way_out(tmp_path):
@@ -111,18 +127,25 @@ def test_inside_refuses_every_way_out(tmp_path):
     os.symlink(outside / "w.bin", folder / "link.bin")
     os.symlink(outside, folder / "dirlink")
     assert inside(folder, "sub/../w.bin", "w", ModelError) == Path(os.path.realpath(folder / "w.bin"))
-    for location, fragment in [("../secret/w.bin", "leads outside"), ("/etc/passwd", "absolute"),
-                               ("C:\\x.bin", "absolute"), ("..\\secret\\w.bin", "leads outside"),
-                               ("link.bin", "symbolic link"), ("dirlink/w.bin", "symbolic link"), ("", "no location"),
-                               ("a\0b", "NUL")]:
+    for location, fragment in [
+        ("../secret/w.bin", "leads outside"),
+        ("/etc/passwd", "absolute"),
+        ("C:\\x.bin", "absolute"),
+        ("..\\secret\\w.bin", "leads outside"),
+        ("link.bin", "symbolic link"),
+        ("dirlink/w.bin", "symbolic link"),
+        ("", "no location"),
+        ("a\0b", "NUL"),
+    ]:
         with pytest.raises(ModelError, match=fragment):
             inside(folder, location, "w", ModelError)
     assert inside(folder, "link.bin", "w", ModelError, also_inside=[outside]).name == "w.bin"
 
 
 def test_strict_json_is_standard():
-    text = strict_json({"a": float("nan"), "b": [float("inf"), np.float32(0.5), np.int64(3)], "c": "bad\udcff",
-                        Path("p"): Path("q")})
+    text = strict_json(
+        {"a": float("nan"), "b": [float("inf"), np.float32(0.5), np.int64(3)], "c": "bad\udcff", Path("p"): Path("q")}
+    )
 
     def refuse(constant):
         raise ValueError(constant)

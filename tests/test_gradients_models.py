@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import package_file
 
+from conftest import package_file
 from fixtrace import Explainer
 from fixtrace.gradients import GradientPlan
 from fixtrace.images.load import load_image

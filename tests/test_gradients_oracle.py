@@ -54,8 +54,14 @@ def test_conv(name):
 
     def oracle(t):
         t = F.pad(t, (left, right, top, bottom))
-        return F.conv2d(t, torch.tensor(w), torch.tensor(bias), stride=attrs.get("strides", [1, 1]),
-                        dilation=attrs.get("dilations", [1, 1]), groups=groups)
+        return F.conv2d(
+            t,
+            torch.tensor(w),
+            torch.tensor(bias),
+            stride=attrs.get("strides", [1, 1]),
+            dilation=attrs.get("dilations", [1, 1]),
+            groups=groups,
+        )
 
     check(case, oracle)
 
@@ -116,8 +122,14 @@ def test_dense(form):
         check(case, lambda t: alpha * (t.flatten(1) @ torch.tensor(w).T) + torch.tensor(bias))
 
 
-@pytest.mark.parametrize("op, attrs, axes", [("GlobalAveragePool", {}, (2, 3)), ("ReduceMean", {"axes": [2, 3]}, (2, 3)),
-                                             ("ReduceMean", {"axes": [1, 2], "keepdims": 0}, (1, 2))])
+@pytest.mark.parametrize(
+    "op, attrs, axes",
+    [
+        ("GlobalAveragePool", {}, (2, 3)),
+        ("ReduceMean", {"axes": [2, 3]}, (2, 3)),
+        ("ReduceMean", {"axes": [1, 2], "keepdims": 0}, (1, 2)),
+    ],
+)
 def test_means(op, attrs, axes):
     x = _w(np.random.default_rng(5), 2, 3, 4, 5)
     keep = bool(attrs.get("keepdims", 1))
@@ -137,7 +149,7 @@ ACTIVATIONS = {
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 def test_activations(name):
     inits, attrs, fn = ACTIVATIONS[name]
-    x = (4 * _w(np.random.default_rng(6), 2, 3, 4, 5))  # spans every branch of the clipped ones
+    x = 4 * _w(np.random.default_rng(6), 2, 3, 4, 5)  # spans every branch of the clipped ones
     check(_single(name.split("-")[0], x, inits, opset=14, **attrs), fn)
 
 
@@ -146,16 +158,24 @@ def test_batch_norm_inference():
     x = _w(rng, 2, 3, 4, 5)
     scale, bias, mean, var = _w(rng, 3), _w(rng, 3), _w(rng, 3), np.abs(_w(rng, 3)) + 0.5
     case = _single("BatchNormalization", x, {"s": scale, "b": bias, "m": mean, "v": var}, epsilon=1e-3)
-    check(case, lambda t: F.batch_norm(t, torch.tensor(mean), torch.tensor(var), torch.tensor(scale), torch.tensor(bias),
-                                       training=False, eps=1e-3))
+    check(
+        case,
+        lambda t: F.batch_norm(
+            t, torch.tensor(mean), torch.tensor(var), torch.tensor(scale), torch.tensor(bias), training=False, eps=1e-3
+        ),
+    )
 
 
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Sum"])
 def test_broadcast_arithmetic_of_two_computed_operands(op):
     """a = relu(x) (2, 3, 4, 5) and b = mean(x, axis 2) + 2 (2, 3, 1, 5), both computed from x."""
     x = _w(np.random.default_rng(8), 2, 3, 4, 5)
-    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("ReduceMean", ["x"], ["m"], axes=[2]),
-             helper.make_node("Add", ["m", "two"], ["b"]), helper.make_node(op, ["a", "b"], ["y"])]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[2]),
+        helper.make_node("Add", ["m", "two"], ["b"]),
+        helper.make_node(op, ["a", "b"], ["y"]),
+    ]
     case = Case(build(nodes, x.shape, ["y"], {"two": np.array(2.0, np.float32)}), x)
     ops = {"Add": torch.add, "Sum": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div}
     check(case, lambda t: ops[op](F.relu(t), t.mean(dim=2, keepdim=True) + 2))
@@ -164,15 +184,20 @@ def test_broadcast_arithmetic_of_two_computed_operands(op):
 @pytest.mark.parametrize("axis", [1, 3])
 def test_concat_and_reshapes(axis):
     x = _w(np.random.default_rng(9), 2, 3, 4, 5)
-    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["x"], ["b"]),
-             helper.make_node("Concat", ["a", "b", "a"], ["c"], axis=axis),
-             helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]), helper.make_node("Flatten", ["t"], ["y"])]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Sigmoid", ["x"], ["b"]),
+        helper.make_node("Concat", ["a", "b", "a"], ["c"], axis=axis),
+        helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]),
+        helper.make_node("Flatten", ["t"], ["y"]),
+    ]
     case = Case(build(nodes, x.shape, ["y"]), x)
     check(case, lambda t: torch.cat([F.relu(t), torch.sigmoid(t), F.relu(t)], dim=axis).permute(0, 2, 3, 1).flatten(1))
 
 
-@pytest.mark.parametrize("mode, torch_mode", [("constant", "constant"), ("reflect", "reflect"), ("edge", "replicate"),
-                                              ("wrap", "circular")])
+@pytest.mark.parametrize(
+    "mode, torch_mode", [("constant", "constant"), ("reflect", "reflect"), ("edge", "replicate"), ("wrap", "circular")]
+)
 def test_pad(mode, torch_mode):
     x = _w(np.random.default_rng(10), 2, 3, 4, 5)
     pads = np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)
@@ -218,9 +243,12 @@ def test_relu_modes_through_a_small_network(mode):
     rng = np.random.default_rng(12)
     x = _w(rng, 2, 3, 6, 6)
     w1, w2 = _w(rng, 4, 3, 3, 3), _w(rng, 2, 4, 3, 3)
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"], kernel_shape=[3, 3]), helper.make_node("Relu", ["c2"], ["y"])]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c2"], ["y"]),
+    ]
     case = Case(build(nodes, x.shape, ["y"], {"w1": w1, "w2": w2}), x)
     relu = _ModeReLU(mode)
     check(case, lambda t: relu(F.conv2d(relu(F.conv2d(t, torch.tensor(w1), padding=1)), torch.tensor(w2))), mode=mode)
@@ -236,11 +264,17 @@ def test_lrn(size):
 @pytest.mark.parametrize("op", ["Squeeze", "Unsqueeze", "Reshape"])
 def test_other_reshapes(op):
     x = _w(np.random.default_rng(14), 2, 3, 1, 5)
-    inits = {"Squeeze": {"ax": np.array([2], np.int64)}, "Unsqueeze": {"ax": np.array([1], np.int64)},
-             "Reshape": {"ax": np.array([2, 5, 3], np.int64)}}[op]
+    inits = {
+        "Squeeze": {"ax": np.array([2], np.int64)},
+        "Unsqueeze": {"ax": np.array([1], np.int64)},
+        "Reshape": {"ax": np.array([2, 5, 3], np.int64)},
+    }[op]
     nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node(op, ["s", "ax"], ["y"])]
-    oracle = {"Squeeze": lambda t: torch.sigmoid(t).squeeze(2), "Unsqueeze": lambda t: torch.sigmoid(t).unsqueeze(1),
-              "Reshape": lambda t: torch.sigmoid(t).reshape(2, 5, 3)}[op]
+    oracle = {
+        "Squeeze": lambda t: torch.sigmoid(t).squeeze(2),
+        "Unsqueeze": lambda t: torch.sigmoid(t).unsqueeze(1),
+        "Reshape": lambda t: torch.sigmoid(t).reshape(2, 5, 3),
+    }[op]
     check(Case(build(nodes, x.shape, ["y"], inits), x), oracle)
 
 
@@ -272,8 +306,14 @@ def test_prelu(slope_shape):
     check(_single("PRelu", x, {"slope": slope}), lambda t: torch.where(t > 0, t, torch.tensor(slope) * t))
 
 
-@pytest.mark.parametrize("op, attrs, axes", [("GlobalMaxPool", {}, (2, 3)), ("ReduceMax", {"axes": [2, 3]}, (2, 3)),
-                                             ("ReduceMax", {"axes": [1, 3], "keepdims": 0}, (1, 3))])
+@pytest.mark.parametrize(
+    "op, attrs, axes",
+    [
+        ("GlobalMaxPool", {}, (2, 3)),
+        ("ReduceMax", {"axes": [2, 3]}, (2, 3)),
+        ("ReduceMax", {"axes": [1, 3], "keepdims": 0}, (1, 3)),
+    ],
+)
 def test_maxima(op, attrs, axes):
     x = _w(np.random.default_rng(17), 2, 3, 4, 5)  # no ties: amax's shared gradient is the first maximum's
     keep = bool(attrs.get("keepdims", 1))

@@ -63,8 +63,10 @@ def small_disk(tmp_path):
     """A 1.5 MB tmpfs (root only; skipped elsewhere): room for the outputs of one 451x300 photo."""
     mount = tmp_path / "small_disk"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount)], capture_output=True).returncode != 0
+    ):
         pytest.skip("mounting a small tmpfs needs root")
     yield mount
     subprocess.run(["umount", str(mount)], capture_output=True)
@@ -97,8 +99,21 @@ def test_sigkill_mid_batch_never_leaves_broken_files(tmp_path):
     for k in range(36):
         shutil.copy(samples[k % len(samples)], photos / f"item_{k:02d}.png")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "fixtrace.cli", "explain", str(ROOT / "models" / "fashion" / "vgg.onnx"), str(photos),
-               "--out", str(out), "--preset", "raw", "--batch-size", "4", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "fixtrace.cli",
+        "explain",
+        str(ROOT / "models" / "fashion" / "vgg.onnx"),
+        str(photos),
+        "--out",
+        str(out),
+        "--preset",
+        "raw",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     for delay in (1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0):
         proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)

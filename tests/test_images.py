@@ -285,7 +285,7 @@ def torchvision_imagenet(photo: np.ndarray) -> tuple[np.ndarray, tuple[int, int]
         image = image.resize((256, new_long) if w <= h else (new_long, 256), Image.Resampling.BILINEAR)
     rw, rh = image.size
     top, left = int(round((rh - 224) / 2.0)), int(round((rw - 224) / 2.0))
-    x = np.asarray(image, dtype=np.float64)[top: top + 224, left: left + 224] / 255.0
+    x = np.asarray(image, dtype=np.float64)[top : top + 224, left : left + 224] / 255.0
     return ((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1), (rw, rh), (left, top)
 
 
@@ -331,7 +331,7 @@ def test_centre_crop_offset_matches_torchvision():
 def test_geometry_maps_input_centre_to_photo_centre(preset, size):
     _, geometry = preprocess(random_photo(*size), NCHW_224, PRESETS[preset])
     # The input's centre lies between pixels 111 and 112 of 224.
-    (x, y), = geometry.to_original(np.array([111.5]), np.array([111.5]))
+    ((x, y),) = geometry.to_original(np.array([111.5]), np.array([111.5]))
     one_pixel = (size[0] / geometry.resized[0], size[1] / geometry.resized[1])  # a resized pixel, on the photo
     assert abs(x - (size[0] - 1) / 2) <= one_pixel[0]
     assert abs(y - (size[1] - 1) / 2) <= one_pixel[1]

@@ -32,7 +32,9 @@ print(json.dumps({"result": result.tolist(), "hits": sum(remap.stats.cache_hits.
 def _run(root: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env["PYTHONPATH"] = str(root)
-    done = subprocess.run([sys.executable, "-c", _PROBE], check=False, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE], check=False, cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -106,7 +108,9 @@ def test_unwritable_install_uses_user_cache(tmp_path: Path) -> None:
     (root / "fixtrace" / "kernels" / "cpu" / "__pycache__").write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env.update(PYTHONPATH=str(root), XDG_CACHE_HOME=str(tmp_path / "user-cache"), PYTHONDONTWRITEBYTECODE="1")
-    done = subprocess.run([sys.executable, "-c", _PROBE], check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE], check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["result"] == [0, 1, 2, 3]
     assert list((tmp_path / "user-cache").rglob("index.remap-*.nbi")), "no user-wide cache written"

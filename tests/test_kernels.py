@@ -36,12 +36,14 @@ def _conv_numpy(x, w, bias, stride, pad, groups):
         g = o // (m // groups)
         for i in range(oh):
             for j in range(ow):
-                window = xp[:, g * cg:(g + 1) * cg, i * stride:i * stride + kh, j * stride:j * stride + kw]
+                window = xp[:, g * cg : (g + 1) * cg, i * stride : i * stride + kh, j * stride : j * stride + kw]
                 out[:, o, i, j] = (window * w[o]).sum(axis=(1, 2, 3)) + bias[o]
     return out
 
 
-@pytest.mark.parametrize("src_kernel, src_stride, dw_stride, multiplier", [(1, 1, 1, 1), (1, 1, 2, 1), (3, 2, 1, 2), (1, 1, 2, 2)])
+@pytest.mark.parametrize(
+    "src_kernel, src_stride, dw_stride, multiplier", [(1, 1, 1, 1), (1, 1, 2, 1), (3, 2, 1, 2), (1, 1, 2, 2)]
+)
 def test_depthwise_on_recomputed_input_equals_depthwise_on_the_dense_input(src_kernel, src_stride, dw_stride, multiplier):
     rng = np.random.default_rng(src_kernel * 7 + dw_stride)
     src = rng.standard_normal((2, 5, 11, 11)).astype(np.float32)
@@ -57,7 +59,15 @@ def test_depthwise_on_recomputed_input_equals_depthwise_on_the_dense_input(src_k
     for location in (LOCATION_ARGMAX, LOCATION_CENTRE):
         expected = conv_backtrack(dense.reshape(-1), w_dw.reshape(-1), index, g, location)
         got = depthwise_backtrack_recomputed(
-            np.ascontiguousarray(src.transpose(0, 2, 3, 1)).reshape(-1), np.ascontiguousarray(w_src.transpose(0, 2, 3, 1)).reshape(-1),
-            b_src, src_g, 0.0, 6.0, w_dw.reshape(-1), index, g, location,
+            np.ascontiguousarray(src.transpose(0, 2, 3, 1)).reshape(-1),
+            np.ascontiguousarray(w_src.transpose(0, 2, 3, 1)).reshape(-1),
+            b_src,
+            src_g,
+            0.0,
+            6.0,
+            w_dw.reshape(-1),
+            index,
+            g,
+            location,
         )
         np.testing.assert_array_equal(got, expected)

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import IMAGES, MODELS, run_cli
 
+from conftest import IMAGES, MODELS, run_cli
 from fixtrace import Explainer, OptionError
 from fixtrace.methods import METHODS, Maps, Method, method_names, register
 from fixtrace.methods.spec import parse_spec, parse_specs
@@ -102,3 +102,25 @@ def test_cli_several_methods_write_a_folder_each_and_a_grid(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary[0]["methods"] == ["fixations", "gradcam:ge", "saliency"]
     assert "side by side:" in proc.stdout
+
+
+def test_all_leaves_out_what_the_model_cannot_run():
+    """A conv -> flatten -> fully connected head has no global pool and an 8x8 input is smaller than
+    occlusion's default 16-pixel patch: ``all`` leaves both out, says why, and keeps the rest."""
+    from onnx import helper
+    from test_rules_oracle import _w, build
+
+    x = _w(np.random.default_rng(0), 1, 3, 8, 8)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1),
+    ]
+    weights = {"w": _w(np.random.default_rng(1), 4, 3, 3, 3), "fc": _w(np.random.default_rng(2), 5, 144)}
+    explainer = Explainer(build(nodes, x.shape, ["y"], weights), method="all", preset="raw", device="cpu")
+    assert list(explainer.skipped) == ["cam", "occlusion"] and "global average pool" in explainer.skipped["cam"]
+    assert "patch" in explainer.skipped["occlusion"]
+    assert [s.label for s in explainer.specs] == [n for n in method_names() if n not in explainer.skipped]
+    found = explainer.explain(x[0].transpose(1, 2, 0), methods=["fixations", "gradcam", "occlusion:patch=4:stride=4"])
+    assert {e.input_map.shape for e in found.values()} == {(8, 8)}

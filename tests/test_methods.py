@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import IMAGES, MODELS
 from onnx import helper
 from test_rules_oracle import _w, build
 
+from conftest import IMAGES, MODELS
 from fixtrace import Explainer, FixtraceError, ModelError
 from fixtrace.methods import method_names
 
@@ -86,12 +86,15 @@ def _run(explainer):
     return explainer.tensors(explainer.session.run(batch), batch), [285]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"method": "lime"}, "unknown method 'lime'; methods: fixations, saliency"),
-    ({"method": "gradcam", "layer": "nope"}, "layer 'nope' is not on the way from the input to the logits"),
-    ({"method": "saliency", "ge": True}, "Gradual Extrapolation sharpens coarse maps"),
-    ({"layer": "x"}, "--layer picks the layer of the layer methods"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "lime"}, "unknown method 'lime'; methods: fixations, saliency"),
+        ({"method": "gradcam", "layer": "nope"}, "layer 'nope' is not on the way from the input to the logits"),
+        ({"method": "saliency", "ge": True}, "Gradual Extrapolation sharpens coarse maps"),
+        ({"layer": "x"}, "--layer picks the layer of the layer methods"),
+    ],
+)
 def test_bad_method_options_are_clear_errors(mobilenet_path, kwargs, message):
     with pytest.raises(FixtraceError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Explainer(mobilenet_path, device="cpu", **kwargs).explain(IMAGES / "chelsea.jpg")
@@ -99,9 +102,15 @@ def test_bad_method_options_are_clear_errors(mobilenet_path, kwargs, message):
 
 def test_cam_needs_a_pooled_head():
     x = _w(np.random.default_rng(0), 1, 3, 6, 6)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]), helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("Flatten", ["r"], ["f"]), helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
-    model = build(nodes, x.shape, ["y"], {"w": _w(np.random.default_rng(1), 4, 3, 3, 3), "fc": _w(np.random.default_rng(2), 5, 64)})
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1),
+    ]
+    model = build(
+        nodes, x.shape, ["y"], {"w": _w(np.random.default_rng(1), 4, 3, 3, 3), "fc": _w(np.random.default_rng(2), 5, 64)}
+    )
     with pytest.raises(ModelError, match="CAM needs a global average pool before the fully connected layer; found Relu"):
         Explainer(model, method="cam", preset="raw", device="cpu")
     Explainer(model, method="gradcam", preset="raw", device="cpu")  # Grad-CAM works on any spatial layer
@@ -109,21 +118,58 @@ def test_cam_needs_a_pooled_head():
 
 def test_cli_method_and_layers(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "fixtrace.cli", "explain", str(MODELS / "mobilenet_v2.onnx"),
-                           str(IMAGES / "chelsea.jpg"), "--out", str(out), "--method", "gradcam", "--ge"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fixtrace.cli",
+            "explain",
+            str(MODELS / "mobilenet_v2.onnx"),
+            str(IMAGES / "chelsea.jpg"),
+            "--out",
+            str(out),
+            "--method",
+            "gradcam",
+            "--ge",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "explained 285 Egyptian cat: gradcam, box" in proc.stdout
     assert {p.name for p in (out / "chelsea").iterdir()} >= {"overlay.png", "heatmap.npy", "input_map.npy", "explanation.json"}
-    proc = subprocess.run([sys.executable, "-m", "fixtrace.cli", "layers", str(MODELS / "mobilenet_v2.onnx")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fixtrace.cli", "layers", str(MODELS / "mobilenet_v2.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["tensor", "op", "shape"] and len(lines) == 1 + 100  # a header, then every node output
     assert any(line.split() == ["/features/features.18/features.18.2/Clip_output_0", "Clip", "1x1280x7x7"] for line in lines)
-    proc = subprocess.run([sys.executable, "-m", "fixtrace.cli", "explain", str(MODELS / "mobilenet_v2.onnx"),
-                           str(IMAGES / "chelsea.jpg"), "--out", str(out), "--method", "lime"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and proc.stderr.strip() == f"fixtrace: error: unknown method 'lime'; methods: {', '.join(method_names())}"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fixtrace.cli",
+            "explain",
+            str(MODELS / "mobilenet_v2.onnx"),
+            str(IMAGES / "chelsea.jpg"),
+            "--out",
+            str(out),
+            "--method",
+            "lime",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"fixtrace: error: unknown method 'lime'; methods: {', '.join(method_names())}"
+    )
 
 
 @pytest.mark.parametrize("photo, box", [("chelsea", FACE), ("coffee", CUP)])

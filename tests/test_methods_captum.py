@@ -48,7 +48,9 @@ def run(mobilenet, chelsea_path, coffee_path):
     samples = [preprocess(load_image(p), graph.image_input, mobilenet.preset)[0] for p in (chelsea_path, coffee_path)]
     batch = np.stack(samples)
     shapes = graph.shapes(batch.shape)
-    methods = {cls: cls(graph, mobilenet.plan.logits, shapes=shapes) for cls in (Saliency, GuidedBackprop, Deconvnet, GradCAM, CAM)}
+    methods = {
+        cls: cls(graph, mobilenet.plan.logits, shapes=shapes) for cls in (Saliency, GuidedBackprop, Deconvnet, GradCAM, CAM)
+    }
     needs = set().union(*(m.needs for m in methods.values()))
     values = Session(graph, needs | {mobilenet.plan.logits}).run(batch)
     return batch, methods, mobilenet.tensors(values, batch)
@@ -61,9 +63,14 @@ def _close(got: np.ndarray, want: np.ndarray) -> None:
     assert np.linalg.norm(got - want) <= 1e-2 * np.linalg.norm(want)
 
 
-@pytest.mark.parametrize("cls, captum_name, kwargs", [
-    (Saliency, "Saliency", {"abs": True}), (GuidedBackprop, "GuidedBackprop", {}), (Deconvnet, "Deconvolution", {}),
-])
+@pytest.mark.parametrize(
+    "cls, captum_name, kwargs",
+    [
+        (Saliency, "Saliency", {"abs": True}),
+        (GuidedBackprop, "GuidedBackprop", {}),
+        (Deconvnet, "Deconvolution", {}),
+    ],
+)
 def test_input_attributions_equal_captum(run, torch_model, cls, captum_name, kwargs):
     batch, methods, tensors = run
     got = methods[cls].attributions(tensors, TARGETS)
@@ -77,16 +84,21 @@ def test_gradcam_equals_captum_layer_gradcam(run, torch_model):
     assert method.layer == methods[CAM].layer  # the default: the last spatial map, here the pooled one
     got = method.attributions(tensors, TARGETS)
     assert got.shape == (2, 7, 7)
-    want = captum_attr.LayerGradCam(torch_model, torch_model.features[-1]).attribute(
-        torch.tensor(batch), target=TARGETS, relu_attributions=True).detach().numpy()[:, 0]
+    want = (
+        captum_attr.LayerGradCam(torch_model, torch_model.features[-1])
+        .attribute(torch.tensor(batch), target=TARGETS, relu_attributions=True)
+        .detach()
+        .numpy()[:, 0]
+    )
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
     assert got.reshape(2, -1).argmax(1).tolist() == want.reshape(2, -1).argmax(1).tolist()
 
 
 def test_guided_gradcam_equals_captum(run, torch_model, mobilenet):
     batch, methods, tensors = run
-    method = GuidedGradCAM(mobilenet.graph, mobilenet.plan.logits, shapes=mobilenet.graph.shapes(batch.shape),
-                           upsample_mode="nearest")  # Captum's default interpolation
+    method = GuidedGradCAM(
+        mobilenet.graph, mobilenet.plan.logits, shapes=mobilenet.graph.shapes(batch.shape), upsample_mode="nearest"
+    )  # Captum's default interpolation
     got = method.attributions(tensors, TARGETS)
     want = captum_attr.GuidedGradCam(torch_model, torch_model.features[-1]).attribute(torch.tensor(batch), target=TARGETS)
     _close(got, want.detach().numpy())

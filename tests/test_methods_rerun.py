@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import IMAGES
 from onnx import helper
 from test_rules_oracle import _w, build
 
+from conftest import IMAGES
 from fixtrace import Explainer, FixtraceError, OptionError
 from fixtrace.methods import occlusion
 from fixtrace.methods.occlusion import window_starts
@@ -36,9 +36,12 @@ def linear_model(layout: str = "NCHW", batch: int | str = "N"):
     rng = np.random.default_rng(0)
     shape = [batch, 3, SIDE, SIDE] if layout == "NCHW" else [batch, SIDE, SIDE, 3]
     nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2])] if layout == "NHWC" else []
-    nodes += [helper.make_node("Conv", ["t" if nodes else "x", "w", "b"], ["c"], kernel_shape=[1, 1]),
-              helper.make_node("GlobalAveragePool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
-              helper.make_node("Gemm", ["f", "fc", "fb"], ["y"], transB=1)]
+    nodes += [
+        helper.make_node("Conv", ["t" if nodes else "x", "w", "b"], ["c"], kernel_shape=[1, 1]),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc", "fb"], ["y"], transB=1),
+    ]
     weights = {"w": _w(rng, 4, 3, 1, 1), "b": _w(rng, 4), "fc": _w(rng, CLASSES, 4), "fb": _w(rng, CLASSES)}
     return build(nodes, shape, ["y"], weights), weights
 
@@ -52,9 +55,13 @@ def linear_scores(weights: dict, x: np.ndarray) -> np.ndarray:
 def strided_model():
     """x -> 3x3 stride-2 conv (6 channels) -> ReLU -> global average pool -> fully connected."""
     rng = np.random.default_rng(1)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-             helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1),
+    ]
     return build(nodes, ["N", 3, SIDE, SIDE], ["y"], {"w": _w(rng, 6, 3, 3, 3), "fc": _w(rng, CLASSES, 6)})
 
 
@@ -156,15 +163,18 @@ def test_nhwc_and_fixed_batch_models_give_the_same_maps(spec):
     np.testing.assert_allclose(fixed.maps, want.maps, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("occlusion:patch=31", r"occlusion's patch \(31 px\) is larger than the model input's side \(30 px\)"),
-    ("occlusion:patch=4:stride=5", r"occlusion's stride \(5\) is larger than its patch \(4\)"),
-    ("occlusion:patch=0", "occlusion's patch must be between 1 and 4096, not 0"),
-    ("occlusion:fill=grey", "occlusion's fill must be a number, not 'grey'"),
-    ("rise:p=0", r"rise's p must be a number in \[0.01, 1\]"),
-    ("rise:masks=1.5", "rise's masks must be a whole number"),
-    ("scorecam:layer=nope", "layer 'nope' is not"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("occlusion:patch=31", r"occlusion's patch \(31 px\) is larger than the model input's side \(30 px\)"),
+        ("occlusion:patch=4:stride=5", r"occlusion's stride \(5\) is larger than its patch \(4\)"),
+        ("occlusion:patch=0", "occlusion's patch must be between 1 and 4096, not 0"),
+        ("occlusion:fill=grey", "occlusion's fill must be a number, not 'grey'"),
+        ("rise:p=0", r"rise's p must be a number in \[0.01, 1\]"),
+        ("rise:masks=1.5", "rise's masks must be a whole number"),
+        ("scorecam:layer=nope", "layer 'nope' is not"),
+    ],
+)
 def test_bad_options_are_one_line_errors(spec, message):
     with pytest.raises(OptionError if "layer" not in spec else FixtraceError, match=message) as caught:
         Explainer(linear_model()[0], method=spec, preset="raw", device="cpu")
@@ -220,7 +230,7 @@ def test_rise_batched_maps_equal_single_photo_maps():
     model, x = strided_model(), photos(3)
     together, _, _ = explain(model, "rise:masks=30", x, [0, 1, 2])
     for n in range(3):
-        alone, _, _ = explain(model, "rise:masks=30", x[n:n + 1], [n])
+        alone, _, _ = explain(model, "rise:masks=30", x[n : n + 1], [n])
         np.testing.assert_allclose(together.maps[n], alone.maps[0], rtol=1e-5, atol=1e-7)
 
 
@@ -265,9 +275,13 @@ def test_scorecam_equals_pytorch_grad_cams_definition():
 
 def test_scorecam_refuses_a_layer_off_the_path():
     rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]), helper.make_node("Relu", ["c"], ["side"]),
-             helper.make_node("GlobalAveragePool", ["x"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
-             helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c"], ["side"]),
+        helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1),
+    ]
     model = build(nodes, ["N", 3, 8, 8], ["y", "side"], {"w": _w(rng, 2, 3, 1, 1), "fc": _w(rng, 4, 3)})
     with pytest.raises(FixtraceError, match="layer 'side' is not on the way from the input to the logits"):
         Explainer(model, method="scorecam:layer=side", preset="raw", device="cpu", output="y")

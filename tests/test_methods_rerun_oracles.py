@@ -40,9 +40,19 @@ def batch(explainer, chelsea_path, coffee_path):
 def test_occlusion_equals_captum(explainer, batch, torch_mobilenet, patch, stride):
     method = explainer.prepared(f"occlusion:patch={patch}:stride={stride}")
     got = method.explain(explainer.runner.run(batch), TARGETS).maps
-    want = captum_attr.Occlusion(torch_mobilenet).attribute(
-        torch.tensor(batch), sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride), baselines=0.0,
-        target=TARGETS, perturbations_per_eval=16).detach().numpy()
+    want = (
+        captum_attr.Occlusion(torch_mobilenet)
+        .attribute(
+            torch.tensor(batch),
+            sliding_window_shapes=(3, patch, patch),
+            strides=(3, stride, stride),
+            baselines=0.0,
+            target=TARGETS,
+            perturbations_per_eval=16,
+        )
+        .detach()
+        .numpy()
+    )
     np.testing.assert_array_equal(want[:, 0], want[:, 2])  # a full-depth window: every channel alike
     assert got.shape == want[:, 0].shape
     error = np.abs(got - want[:, 0]).max()
@@ -72,7 +82,8 @@ def test_scorecam_equals_pytorch_grad_cams_weights(explainer, batch, torch_mobil
 
 def test_rise_masks_are_torch_bilinear_crops():
     masks = RiseMasks(20, 7, 0.5, (224, 224), seed=0)
-    up = torch.nn.functional.interpolate(torch.tensor(masks.grids[:, None]), size=(8 * 32, 8 * 32), mode="bilinear",
-                                         align_corners=False)[:, 0].numpy()
-    want = np.stack([u[r:r + 224, c:c + 224] for u, (r, c) in zip(up, masks.shifts)])
+    up = torch.nn.functional.interpolate(
+        torch.tensor(masks.grids[:, None]), size=(8 * 32, 8 * 32), mode="bilinear", align_corners=False
+    )[:, 0].numpy()
+    want = np.stack([u[r : r + 224, c : c + 224] for u, (r, c) in zip(up, masks.shifts)])
     np.testing.assert_allclose(masks[0:20], want, atol=1e-6)

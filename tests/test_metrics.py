@@ -10,10 +10,22 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from fixtrace.metrics import (area, box_found, cascade, centre_gaussian, energy_in_box, iou, localized, model_randomisation,
-                              perturbation_curves, pointing_hit, rank_correlation, salience_order, weighted_nodes)
+from fixtrace.metrics import (
+    area,
+    box_found,
+    cascade,
+    centre_gaussian,
+    energy_in_box,
+    iou,
+    localized,
+    model_randomisation,
+    perturbation_curves,
+    pointing_hit,
+    rank_correlation,
+    salience_order,
+    weighted_nodes,
+)
 from fixtrace.model.layer_graph import LayerGraph
-
 
 # ---------------------------------------------------------------------------------------------- boxes
 
@@ -130,7 +142,7 @@ def test_perturbation_rejects_a_map_of_another_size():
 
 def test_rank_correlation_by_hand():
     a = np.array([[1.0, 2.0], [3.0, 4.0]])
-    assert rank_correlation(a, a ** 3) == pytest.approx(1.0)  # monotone: same ranks
+    assert rank_correlation(a, a**3) == pytest.approx(1.0)  # monotone: same ranks
     assert rank_correlation(a, -a) == pytest.approx(-1.0)
     assert math.isnan(rank_correlation(a, np.zeros((2, 2))))
 
@@ -138,13 +150,17 @@ def test_rank_correlation_by_hand():
 def two_layer_model() -> onnx.ModelProto:
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 4, 4])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])
-    weights = [numpy_helper.from_array(np.full((2, 1, 3, 3), 0.5, np.float32), "w1"),
-               numpy_helper.from_array(np.array([1.0, -1.0], np.float32), "b1"),
-               numpy_helper.from_array(np.arange(24, dtype=np.float32).reshape(8, 3), "w2")]
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c"], name="conv"),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("Flatten", ["r"], ["f"], name="flat"),
-             helper.make_node("MatMul", ["f", "w2"], ["y"], name="dense")]
+    weights = [
+        numpy_helper.from_array(np.full((2, 1, 3, 3), 0.5, np.float32), "w1"),
+        numpy_helper.from_array(np.array([1.0, -1.0], np.float32), "b1"),
+        numpy_helper.from_array(np.arange(24, dtype=np.float32).reshape(8, 3), "w2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c"], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Flatten", ["r"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "w2"], ["y"], name="dense"),
+    ]
     graph = helper.make_graph(nodes, "two", [x], [y], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 

@@ -20,15 +20,15 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 from PIL import Image
+from test_rules_oracle import best_cell, conv_oracle, pool_oracle
 
 from conftest import IMAGES, MODELS, package_file, run_exposing
 from fixtrace import Explainer
 from fixtrace.fixations import FixationSet, supported_ops
 from fixtrace.fixations.walk import BacktrackResult
-from fixtrace.runtime.tensors import Tensors
 from fixtrace.images.load import load_image
 from fixtrace.images.preprocess import Preset, preprocess
-from test_rules_oracle import best_cell, conv_oracle, pool_oracle
+from fixtrace.runtime.tensors import Tensors
 
 SAMPLE = 200  # output fixations checked per layer
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -101,7 +101,13 @@ def walk_model(path, image, preset="imagenet", conv_location="argmax") -> ModelW
     target = int(np.argmax(values[plan.logits].reshape(-1)))
     result = plan.run(FixationSet.single([target]), tensors)
     return ModelWalk(
-        explainer, photo, batch, values, tensors, target, result,
+        explainer,
+        photo,
+        batch,
+        values,
+        tensors,
+        target,
+        result,
         {i.name: numpy_helper.to_array(i) for i in graph.model.graph.initializer},
         {n.output[0]: n for n in graph.model.graph.node},
     )
@@ -194,8 +200,14 @@ def check_concat(walk: ModelWalk, rule, index: np.ndarray) -> None:
         assert walk.values[name].ravel()[at] == y[flat], rule.node.name
 
 
-CHECKS = {"Conv": check_conv, "MaxPool": check_pool, "AveragePool": check_pool, "Add": check_add, "Sum": check_add,
-          "Concat": check_concat} | {op: check_global for op in GLOBAL}
+CHECKS = {
+    "Conv": check_conv,
+    "MaxPool": check_pool,
+    "AveragePool": check_pool,
+    "Add": check_add,
+    "Sum": check_add,
+    "Concat": check_concat,
+} | {op: check_global for op in GLOBAL}
 
 
 def check_walk(walk: ModelWalk) -> dict[str, int]:
@@ -266,7 +278,9 @@ def test_mobilenet_invariants_at_every_layer(mobilenet_walk):
 def test_mobilenet_per_layer_matches_the_walk(mobilenet, mobilenet_path, mobilenet_walk):
     """Explainer.explain reports the same per-layer fixations as a walk on independent activations."""
     location = mobilenet_walk.explainer.plan.options.conv_location
-    explainer = mobilenet if location == mobilenet.plan.options.conv_location else Explainer(mobilenet_path, conv_location=location)
+    explainer = (
+        mobilenet if location == mobilenet.plan.options.conv_location else Explainer(mobilenet_path, conv_location=location)
+    )
     explanation = explainer.explain(IMAGES / "chelsea.jpg")
     assert set(explanation.per_layer) == set(mobilenet_walk.result.per_tensor)
     for name, layer in explanation.per_layer.items():
@@ -323,8 +337,17 @@ def test_open_nsfw_explain_points_inside_the_photo(nsfw_path):
 # occular_deskew.orient_onnx: letterbox to 320x320 on white, RGB / 255, ImageNet mean/std; class k
 # means "rotated 90k degrees clockwise". fixtrace has no letterbox preset, so the test letterboxes
 # and uses an "exact" preset (a no-op resize at 320x320) with the ImageNet normalisation.
-ORINET_PRESET = Preset("orinet", "exact", 1.0, False, 1 / 255, IMAGENET_MEAN, IMAGENET_STD, default_size=320,
-                       description="letterboxed by the caller; ImageNet mean/std")
+ORINET_PRESET = Preset(
+    "orinet",
+    "exact",
+    1.0,
+    False,
+    1 / 255,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    default_size=320,
+    description="letterboxed by the caller; ImageNet mean/std",
+)
 
 
 def letterbox(rgb: np.ndarray, size: int = 320) -> np.ndarray:

@@ -63,9 +63,13 @@ class OpCase:
             for a in node.attribute:
                 if a.name == "to":
                     a.i = TensorProto.DOUBLE
-        graph = helper.make_graph(nodes, "f64", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, list(self.shape))],
-                                  [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)],
-                                  [numpy_helper.from_array(v, k) for k, v in f64.items()])
+        graph = helper.make_graph(
+            nodes,
+            "f64",
+            [helper.make_tensor_value_info("x", TensorProto.DOUBLE, list(self.shape))],
+            [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)],
+            [numpy_helper.from_array(v, k) for k, v in f64.items()],
+        )
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)], ir_version=8)
 
 
@@ -150,7 +154,7 @@ def test_fixation_rule_sends_every_position_to_a_valid_input_position(op):
     if spec.same_index:
         ((name, fixations),) = sent
         np.testing.assert_array_equal(np.sort(fixations.index), index)
-    if spec.keeps_value or spec.same_index and spec.op in ops.ops_with("reindex"):
+    if spec.keeps_value or (spec.same_index and spec.op in ops.ops_with("reindex")):
         out = case.values["y"].ravel()
         for k, (name, i) in case.routed("y", index).items():
             assert case.values[name].ravel()[i] == out[index[k]], (k, name, i)
@@ -172,7 +176,7 @@ class LRN(OpRun):
     def _run(self, x, alpha=None, beta=None, bias=None, size=None):
         before, after = (size - 1) // 2, size // 2
         square = np.pad(x * x, [(0, 0), (before, after), (0, 0), (0, 0)])
-        total = sum(square[:, k:k + x.shape[1]] for k in range(size))
+        total = sum(square[:, k : k + x.shape[1]] for k in range(size))
         return ((x / (bias + alpha / size * total) ** beta).astype(x.dtype),)
 
 

@@ -32,8 +32,9 @@ def _node(op: str, domain: str = "", **attrs) -> Node:
 
 
 def _rule_classes() -> list[type]:
-    return [FIXATIONS.rule_for(_node(op)) for op in FIXATIONS.supported()] + \
-        [GRADIENTS.rule_for(_node(op)) for op in GRADIENTS.supported()]
+    return [FIXATIONS.rule_for(_node(op)) for op in FIXATIONS.supported()] + [
+        GRADIENTS.rule_for(_node(op)) for op in GRADIENTS.supported()
+    ]
 
 
 def test_every_op_module_is_loaded_and_contributes_rules_or_traits():
@@ -61,14 +62,35 @@ def test_supported_lists_both_rule_kinds():
 
 # The sets the traits replaced, member for member.
 OLD_SETS = {
-    "spatial": {"Conv", "Relu", "Clip", "LeakyRelu", "BatchNormalization", "Add", "Sum", "Mul", "MaxPool", "AveragePool",
-                "Concat", "HardSwish", "Sigmoid"},
+    "spatial": {
+        "Conv",
+        "Relu",
+        "Clip",
+        "LeakyRelu",
+        "BatchNormalization",
+        "Add",
+        "Sum",
+        "Mul",
+        "MaxPool",
+        "AveragePool",
+        "Concat",
+        "HardSwish",
+        "Sigmoid",
+    },
     "reindex": {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"},
     "permute": {"Transpose"},
     "downsampling": {"Conv", "MaxPool", "AveragePool"},
     "activation": {"BatchNormalization", "Relu", "Clip", "LeakyRelu"},
-    "weighted": {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "PRelu", "InstanceNormalization",
-                 "LayerNormalization"},
+    "weighted": {
+        "Conv",
+        "ConvTranspose",
+        "Gemm",
+        "MatMul",
+        "BatchNormalization",
+        "PRelu",
+        "InstanceNormalization",
+        "LayerNormalization",
+    },
     "windowed": {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "MaxUnpool", "ConvInteger", "QLinearConv"},
     "linear": {"Conv", "ConvTranspose", "Gemm", "MatMul"},
 }
@@ -134,9 +156,13 @@ def test_a_registry_refuses_two_rules_for_one_op_and_forgets_on_request():
 
 def _softsign_model() -> bytes:
     rng = np.random.default_rng(30)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-             helper.make_node("Softsign", ["c"], ["s"]), helper.make_node("GlobalAveragePool", ["s"], ["p"]),
-             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1)]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Softsign", ["c"], ["s"]),
+        helper.make_node("GlobalAveragePool", ["s"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1),
+    ]
     return build(nodes, (1, 3, 8, 8), ["logits"], {"w": _w(rng, 4, 3, 3, 3), "fc": _w(rng, 5, 4)}).SerializeToString()
 
 

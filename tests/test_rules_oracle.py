@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import run_exposing
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import run_exposing
 from fixtrace import Explainer, UnsupportedOpError
 from fixtrace.fixations import FixationOptions, FixationSet, supported_ops
+from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.ops import FIXATIONS
 from fixtrace.runtime.tensors import Tensors
-from fixtrace.model.layer_graph import LayerGraph
 
 # --------------------------------------------------------------------------------------------
 # Harness: build, run with every intermediate exposed, call one rule.
@@ -30,8 +30,11 @@ def build(nodes, x_shape, outputs, inits=None, opset=13) -> onnx.ModelProto:
     """A model with one float input ``x``; output shapes filled by onnx shape inference."""
     initializers = [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()]
     graph = helper.make_graph(
-        nodes, "oracle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], initializers,
+        nodes,
+        "oracle",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -141,7 +144,7 @@ def conv_oracle(x, w, bias, attrs, out_shape, out_index, location, tie_tol=0.0):
         g = m // (n_out // groups)
         rows = r * sh + np.arange(kh) * dh  # padded coordinates
         cols = q * sw + np.arange(kw) * dw
-        win = xp[b, g * c_group:(g + 1) * c_group][:, rows][:, :, cols]
+        win = xp[b, g * c_group : (g + 1) * c_group][:, rows][:, :, cols]
         h = win * w[m].astype(np.float64)
         forward.append(h.sum() + (bias[m] if bias is not None else 0.0))
         scores = h.sum(axis=(1, 2))
@@ -195,7 +198,7 @@ def test_conv_rule_matches_numpy_oracle(name, location):
     expected, forward = conv_oracle(case.x, w, bias, attrs, y.shape, index, location)
     # The window geometry of the oracle is the one onnxruntime computed with.
     np.testing.assert_allclose(forward, y.ravel()[index], rtol=1e-4, atol=1e-4)
-    (name_in, got), = case.backtrack("y", index, location=location)
+    ((name_in, got),) = case.backtrack("y", index, location=location)
     assert name_in == "x"
     np.testing.assert_array_equal(got.index, expected)
     np.testing.assert_array_equal(got.count, np.ones(index.size))
@@ -211,7 +214,7 @@ def test_conv_argmax_location_ignores_padding():
     case = Case(model, x)
     index = every(case.values, "y")
     expected, _ = conv_oracle(x, w, None, attrs, case.values["y"].shape, index, "argmax")
-    (_, got), = case.backtrack("y", index)
+    ((_, got),) = case.backtrack("y", index)
     np.testing.assert_array_equal(got.index, expected)
 
 
@@ -225,7 +228,7 @@ def test_conv_all_scores_equal_picks_the_window_centre(kernel, pads, location):
     model = build([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=list(kernel), pads=pads)], x.shape, ["y"], {"w": w})
     case = Case(model, x)
     index = every(case.values, "y")
-    (_, got), = case.backtrack("y", index, location=location)
+    ((_, got),) = case.backtrack("y", index, location=location)
     b, m, r, q = np.unravel_index(index, case.values["y"].shape)
     centre_r = r - pads[0] + (kernel[0] - 1) // 2
     centre_q = q - pads[1] + (kernel[1] - 1) // 2
@@ -245,7 +248,7 @@ def test_conv_window_entirely_in_padding_stays_inside_the_input():
     model = build([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1], pads=[2, 2, 2, 2])], x.shape, ["y"], {"w": w})
     case = Case(model, x)
     index = every(case.values, "y")
-    (_, got), = case.backtrack("y", index)
+    ((_, got),) = case.backtrack("y", index)
     assert ((got.index >= 0) & (got.index < x.size)).all()
 
 
@@ -261,7 +264,11 @@ POOL_CASES = {
     "max-2x2-dilation2": ("MaxPool", (7, 7), dict(kernel_shape=[2, 2], dilations=[2, 2])),
     "max-3x2-same-upper": ("MaxPool", (7, 6), dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER")),
     "avg-3x3-s2-pad1": ("AveragePool", (9, 8), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
-    "avg-3x3-s2-pad1-include": ("AveragePool", (7, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)),
+    "avg-3x3-s2-pad1-include": (
+        "AveragePool",
+        (7, 9),
+        dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+    ),
     "avg-2x2-s2-ceil": ("AveragePool", (7, 7), dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
 }
 
@@ -298,7 +305,7 @@ def test_pool_fixation_holds_the_window_max(name):
     expected, maxima = pool_oracle(x, attrs, y.shape, index)
     if op == "MaxPool":
         np.testing.assert_array_equal(maxima, y.ravel()[index])
-    (name_in, got), = case.backtrack("y", index)
+    ((name_in, got),) = case.backtrack("y", index)
     assert name_in == "x"
     np.testing.assert_array_equal(x.ravel()[got.index], maxima)
     np.testing.assert_array_equal(got.index, expected)
@@ -325,12 +332,30 @@ GLOBAL_CASES = {
     "ReduceMean-23-keepdims": (13, False, lambda: [helper.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3])], {}),
     "ReduceMean-23": (13, False, lambda: [helper.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3], keepdims=0)], {}),
     "ReduceMax-neg-axes": (13, False, lambda: [helper.make_node("ReduceMax", ["x"], ["y"], axes=[-1, -2], keepdims=0)], {}),
-    "ReduceMean-18-axes-input": (18, False, lambda: [helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=0)],
-                                 {"axes": np.array([2, 3], np.int64)}),
-    "NHWC-ReduceMean-12": (13, True, lambda: [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
-                                             helper.make_node("ReduceMean", ["t"], ["y"], axes=[1, 2], keepdims=0)], {}),
-    "NHWC-ReduceMean-12-keepdims": (13, True, lambda: [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
-                                                      helper.make_node("ReduceMean", ["t"], ["y"], axes=[1, 2])], {}),
+    "ReduceMean-18-axes-input": (
+        18,
+        False,
+        lambda: [helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=0)],
+        {"axes": np.array([2, 3], np.int64)},
+    ),
+    "NHWC-ReduceMean-12": (
+        13,
+        True,
+        lambda: [
+            helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+            helper.make_node("ReduceMean", ["t"], ["y"], axes=[1, 2], keepdims=0),
+        ],
+        {},
+    ),
+    "NHWC-ReduceMean-12-keepdims": (
+        13,
+        True,
+        lambda: [
+            helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+            helper.make_node("ReduceMean", ["t"], ["y"], axes=[1, 2]),
+        ],
+        {},
+    ),
 }
 
 
@@ -370,15 +395,20 @@ def fc_positive_oracle(a, w_km, bias, logits, index, count):
     for flat, c in zip(index, count):
         b, i = divmod(int(flat), n_out)
         contributions = a[b].astype(np.float64) * w_km[:, i]
-        np.testing.assert_allclose(contributions.sum() + (bias[i] if bias is not None else 0.0), logits[b, i], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            contributions.sum() + (bias[i] if bias is not None else 0.0), logits[b, i], rtol=1e-4, atol=1e-5
+        )
         acc[b * n_in + np.flatnonzero(contributions > 0)] += c
     chosen = np.flatnonzero(acc)
     return chosen, acc[chosen]
 
 
 def _pooled_fc_model(head_nodes, inits, x_shape=(2, 5, 3, 4)):
-    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["p"]),
-             helper.make_node("Flatten", ["p"], ["a"])] + head_nodes
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["a"]),
+    ] + head_nodes
     return build(nodes, x_shape, ["y"], inits)
 
 
@@ -420,10 +450,10 @@ def test_fc_selects_every_positive_contribution(form):
     assert (a == 0).any()
     expected_index, expected_count = fc_positive_oracle(a, alpha * w_km.astype(np.float64), bias, case.values["y"], index, count)
     if form == "matmul":  # the bias Add passes fixations through unchanged
-        (name, through), = case.backtrack("y", index, count)
+        ((name, through),) = case.backtrack("y", index, count)
         assert name == "mm"
         np.testing.assert_array_equal(through.index, index)
-    (name, got), = case.backtrack(fc_output, index, count)
+    ((name, got),) = case.backtrack(fc_output, index, count)
     assert name == "a"
     np.testing.assert_array_equal(got.index, expected_index)
     np.testing.assert_array_equal(got.count, expected_count)
@@ -437,8 +467,10 @@ def test_fc_gemm_negative_alpha_flips_the_selection():
     case = Case(_pooled_fc_model([helper.make_node("Gemm", ["a", "w"], ["y"], transB=1, alpha=-1.0)], {"w": w}), x)
     assert (case.values["a"] > 0).all()
     index, count = _selected_outputs(2, n_out)
-    expected_index, expected_count = fc_positive_oracle(case.values["a"], -w.T.astype(np.float64), None, case.values["y"], index, count)
-    (_, got), = case.backtrack("y", index, count)
+    expected_index, expected_count = fc_positive_oracle(
+        case.values["a"], -w.T.astype(np.float64), None, case.values["y"], index, count
+    )
+    ((_, got),) = case.backtrack("y", index, count)
     np.testing.assert_array_equal(got.index, expected_index)
     np.testing.assert_array_equal(got.count, expected_count)
 
@@ -467,7 +499,7 @@ def test_fc_on_flattened_feature_map_takes_one_argmax_per_output():
         np.testing.assert_allclose(contributions.sum() + bias[i], logits[b, i], rtol=1e-4, atol=1e-4)
         assert routes[k] == ("a", b * n_in + int(np.argmax(contributions)))
     # Flatten keeps the flat index, which unravels to (b, c, r, q) on the map.
-    (name, through), = case.backtrack("a", [routes[0][1]])
+    ((name, through),) = case.backtrack("a", [routes[0][1]])
     assert name == "r" and through.index.tolist() == [routes[0][1]]
 
 
@@ -484,8 +516,10 @@ def test_fc_after_nhwc_keepdims_reduce_is_a_pooled_vector():
     ]
     case = Case(build(nodes, x.shape, ["y"], {"w": w, "shape": np.array([0, -1], np.int64)}), x)
     index, count = _selected_outputs(2, n_out)
-    expected_index, expected_count = fc_positive_oracle(case.values["a"], w.T.astype(np.float64), None, case.values["y"], index, count)
-    (_, got), = case.backtrack("y", index, count)
+    expected_index, expected_count = fc_positive_oracle(
+        case.values["a"], w.T.astype(np.float64), None, case.values["y"], index, count
+    )
+    ((_, got),) = case.backtrack("y", index, count)
     np.testing.assert_array_equal(got.index, expected_index)
     np.testing.assert_array_equal(got.count, expected_count)
 
@@ -652,16 +686,31 @@ SHAPE_CASES = {
     "Flatten-1": (13, lambda: [helper.make_node("Flatten", ["r"], ["y"], axis=1)], {}),
     "Flatten-2": (13, lambda: [helper.make_node("Flatten", ["r"], ["y"], axis=2)], {}),
     "Unsqueeze": (13, lambda: [helper.make_node("Unsqueeze", ["r", "ax"], ["y"])], {"ax": np.array([2, 0], np.int64)}),
-    "Squeeze": (13, lambda: [helper.make_node("ReduceMax", ["r"], ["m"], axes=[2]),
-                             helper.make_node("Squeeze", ["m", "ax"], ["y"])], {"ax": np.array([2], np.int64)}),
-    "Pad-constant": (13, lambda: [helper.make_node("Pad", ["r", "p"], ["y"], mode="constant")],
-                     {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)}),
-    "Pad-reflect": (13, lambda: [helper.make_node("Pad", ["r", "p"], ["y"], mode="reflect")],
-                    {"p": np.array([0, 0, 2, 1, 0, 0, 1, 3], np.int64)}),
-    "Pad-edge": (13, lambda: [helper.make_node("Pad", ["r", "p"], ["y"], mode="edge")],
-                 {"p": np.array([0, 1, 2, 0, 0, 0, 1, 3], np.int64)}),
-    "Pad-18-axes": (18, lambda: [helper.make_node("Pad", ["r", "p", "", "ax"], ["y"], mode="reflect")],
-                    {"p": np.array([1, 2, 2, 0], np.int64), "ax": np.array([2, -1], np.int64)}),
+    "Squeeze": (
+        13,
+        lambda: [helper.make_node("ReduceMax", ["r"], ["m"], axes=[2]), helper.make_node("Squeeze", ["m", "ax"], ["y"])],
+        {"ax": np.array([2], np.int64)},
+    ),
+    "Pad-constant": (
+        13,
+        lambda: [helper.make_node("Pad", ["r", "p"], ["y"], mode="constant")],
+        {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)},
+    ),
+    "Pad-reflect": (
+        13,
+        lambda: [helper.make_node("Pad", ["r", "p"], ["y"], mode="reflect")],
+        {"p": np.array([0, 0, 2, 1, 0, 0, 1, 3], np.int64)},
+    ),
+    "Pad-edge": (
+        13,
+        lambda: [helper.make_node("Pad", ["r", "p"], ["y"], mode="edge")],
+        {"p": np.array([0, 1, 2, 0, 0, 0, 1, 3], np.int64)},
+    ),
+    "Pad-18-axes": (
+        18,
+        lambda: [helper.make_node("Pad", ["r", "p", "", "ax"], ["y"], mode="reflect")],
+        {"p": np.array([1, 2, 2, 0], np.int64), "ax": np.array([2, -1], np.int64)},
+    ),
 }
 
 
@@ -724,8 +773,10 @@ def _head(feature: str, channels: int, rng) -> tuple[list, dict]:
 def test_unsupported_op_names_op_node_and_supported_ops(op, attrs):
     rng = np.random.default_rng(18)
     head, inits = _head("odd", 3, rng)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-             helper.make_node(op, ["c"], ["odd"], name="the_odd_node", **attrs)] + head
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node(op, ["c"], ["odd"], name="the_odd_node", **attrs),
+    ] + head
     model = build(nodes, (1, 3, 8, 8), ["logits"], {"w": _w(rng, 3, 3, 3, 3)} | inits)
     with pytest.raises(UnsupportedOpError) as info:
         Explainer(model)
@@ -750,8 +801,13 @@ def test_reshape_with_a_computed_target_shape_is_explainable():
         helper.make_node("Reshape", ["r", "target"], ["flat"]),
         helper.make_node("Gemm", ["flat", "fc"], ["logits"], transB=1),
     ]
-    inits = {"w": _w(rng, 3, 3, 3, 3), "zero": np.array(0, np.int64), "axis0": np.array([0], np.int64),
-             "minus1": np.array([-1], np.int64), "fc": _w(rng, 4, 3 * 8 * 8)}
+    inits = {
+        "w": _w(rng, 3, 3, 3, 3),
+        "zero": np.array(0, np.int64),
+        "axis0": np.array([0], np.int64),
+        "minus1": np.array([-1], np.int64),
+        "fc": _w(rng, 4, 3 * 8 * 8),
+    }
     model = build(nodes, (1, 3, 8, 8), ["logits"], inits)
     explanation = Explainer(model, preset="raw").explain(np.zeros((8, 8, 3), np.uint8) + 128)
     assert len(explanation.points) > 0
@@ -760,8 +816,14 @@ def test_reshape_with_a_computed_target_shape_is_explainable():
 def test_explain_model_with_softmax_output():
     rng = np.random.default_rng(20)
     head, inits = _head("r", 4, rng)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["r"])] + head + [helper.make_node("Softmax", ["logits"], ["prob"], axis=1)]
+    nodes = (
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["r"]),
+        ]
+        + head
+        + [helper.make_node("Softmax", ["logits"], ["prob"], axis=1)]
+    )
     model = build(nodes, (1, 3, 8, 8), ["prob"], {"w": _w(rng, 4, 3, 3, 3)} | inits)
     image = (np.random.default_rng(0).random((8, 8, 3)) * 255).astype(np.uint8)
     explanation = Explainer(model, preset="raw").explain(image)

@@ -30,10 +30,13 @@ def export(model, path, dynamo: bool, opset: int) -> onnx.ModelProto:
     return onnx.load(str(path), load_external_data=False)
 
 
-@pytest.mark.parametrize("dynamo, opset, spelling", [
-    (False, 9, {"GlobalAveragePool", "Flatten"}),
-    (True, 18, {"ReduceMean", "Reshape"}),
-])
+@pytest.mark.parametrize(
+    "dynamo, opset, spelling",
+    [
+        (False, 9, {"GlobalAveragePool", "Flatten"}),
+        (True, 18, {"ReduceMean", "Reshape"}),
+    ],
+)
 def test_exporter_spellings_explain_like_the_bundled_model(torch_mobilenet, tmp_path, dynamo, opset, spelling):
     from fixtrace import Explainer
 

@@ -3,4 +3,4 @@
 from fixtrace.backends.base import Backend
 from fixtrace.backends.select import DEVICES, cuda_status, get_backend
 
-__all__ = ["Backend", "DEVICES", "cuda_status", "get_backend"]
+__all__ = ["DEVICES", "Backend", "cuda_status", "get_backend"]

@@ -8,8 +8,9 @@ one op, one body in kernels/shared, and a CPU and a CUDA driver of it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -72,8 +73,19 @@ class Backend(ABC):
     def conv_backtrack(self, xf: Any, wf: Any, index: Any, g: tuple[int, ...], location: int) -> Any:
         """See ``kernels.shared.conv.conv_one``."""
 
-    def depthwise_backtrack_recomputed(self, src: Any, src_w: Any, src_bias: Any, sg: tuple[int, ...], low: float,
-                                       high: float, wf: Any, index: Any, g: tuple[int, ...], location: int) -> Any:
+    def depthwise_backtrack_recomputed(
+        self,
+        src: Any,
+        src_w: Any,
+        src_bias: Any,
+        sg: tuple[int, ...],
+        low: float,
+        high: float,
+        wf: Any,
+        index: Any,
+        g: tuple[int, ...],
+        location: int,
+    ) -> Any:
         """See ``kernels.shared.conv.depthwise_recomputed_one``."""
         return self.conv.depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, index, g, location)
 

@@ -9,7 +9,8 @@ merged result on the host is exactly the CPU backend's).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numba import cuda
@@ -51,8 +52,8 @@ class CudaBackend(Backend):
         for s in sets:
             n = len(s)
             if n:
-                out_index[at:at + n].copy_to_device(s.index)
-                out_count[at:at + n].copy_to_device(s.count)
+                out_index[at : at + n].copy_to_device(s.index)
+                out_count[at : at + n].copy_to_device(s.count)
                 at += n
         return FixationSet(out_index, out_count)
 

@@ -5,5 +5,22 @@ from fixtrace.evaluate.methods import BASELINE, DEFAULT_METHODS, MethodSpec, par
 from fixtrace.evaluate.run import Evaluation, MapResult, MethodScores, evaluate, make_maps, score_map
 from fixtrace.evaluate.table import save, to_csv, to_markdown
 
-__all__ = ["BASELINE", "BOXES_FILE", "DEFAULT_METHODS", "DatasetError", "Evaluation", "Item", "MapResult", "MethodScores",
-           "MethodSpec", "evaluate", "make_maps", "parse_method", "read_dataset", "save", "score_map", "to_csv", "to_markdown"]
+__all__ = [
+    "BASELINE",
+    "BOXES_FILE",
+    "DEFAULT_METHODS",
+    "DatasetError",
+    "Evaluation",
+    "Item",
+    "MapResult",
+    "MethodScores",
+    "MethodSpec",
+    "evaluate",
+    "make_maps",
+    "parse_method",
+    "read_dataset",
+    "save",
+    "score_map",
+    "to_csv",
+    "to_markdown",
+]

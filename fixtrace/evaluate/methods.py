@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fixtrace.errors import OptionError
-from fixtrace.validate import choice
 from fixtrace.methods import METHODS, method_names
+from fixtrace.validate import choice
 
 #: The image-blind baseline: a Gaussian at the photo's centre, with the model's predicted class.
 BASELINE = "centre-gaussian"
@@ -27,8 +27,19 @@ FLAGS: dict[str, tuple[str, Any]] = {
 #: flag=value -> the setting it overrides.
 VALUED = {"box": "box_threshold", "sigma": "sigma"}
 FIXATION_ONLY = {"conv_location", "outlier_removal", "sigma"}
-DEFAULT_METHODS = ("fixations", "fixations:centre", "fixations:all-points", "fixations:ge", "cam", "gradcam", "gradcam:ge",
-                   "guided-gradcam", "saliency", "guided-backprop", BASELINE)
+DEFAULT_METHODS = (
+    "fixations",
+    "fixations:centre",
+    "fixations:all-points",
+    "fixations:ge",
+    "cam",
+    "gradcam",
+    "gradcam:ge",
+    "guided-gradcam",
+    "saliency",
+    "guided-backprop",
+    BASELINE,
+)
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,7 @@ def parse_method(text: str) -> MethodSpec:
             params.append((key, own[key].check(f"{name}'s {key}", raw)))
             continue
         key, value = _flag(flag, text)
-        if key in FIXATION_ONLY and name != "fixations" or name == BASELINE and key != "box_threshold":
+        if (key in FIXATION_ONLY and name != "fixations") or (name == BASELINE and key != "box_threshold"):
             raise OptionError(f"the flag {flag!r} does not apply to {name} (in {text!r})")
         settings[key] = value
     return MethodSpec(text.strip(), name, params=tuple(params), **settings)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from fixtrace.api import DEVICES, MAX_THREADS, Explainer, check_render_options
 from fixtrace import validate
+from fixtrace.api import DEVICES, MAX_THREADS, Explainer, check_render_options
 from fixtrace.errors import FixtraceError, OptionError
 from fixtrace.evaluate.dataset import BOXES_FILE, DatasetError, Item
 from fixtrace.evaluate.methods import MethodSpec
@@ -25,7 +26,6 @@ from fixtrace.model.load import ModelSource, load_model
 from fixtrace.render.box import DEFAULT_BOX_THRESHOLD, box_from_heatmap, method_box_threshold
 from fixtrace.render.heatmap import DEFAULT_SIGMA
 from fixtrace.render.resample import bilinear, pixel_centres
-
 
 #: Which class the maps explain.
 EXPLAINED = ("predicted", "label")
@@ -108,7 +108,7 @@ class MethodScores:
     unavailable: str = ""
 
     @classmethod
-    def summarise(cls, label: str, scores: list[ItemScores], seconds: float, errors: list[str]) -> "MethodScores":
+    def summarise(cls, label: str, scores: list[ItemScores], seconds: float, errors: list[str]) -> MethodScores:
         row = cls(label, images=len(scores), failed=len(errors), errors=errors)
         if scores:
             row.class_error = 100.0 * (1 - float(np.mean([s.class_right for s in scores])))
@@ -125,18 +125,36 @@ class MethodScores:
         return row
 
 
-def score_map(result: MapResult, box_threshold: float = DEFAULT_BOX_THRESHOLD, iou_threshold: float = 0.5, tolerance: float = 0.0) -> ItemScores:
+def score_map(
+    result: MapResult, box_threshold: float = DEFAULT_BOX_THRESHOLD, iou_threshold: float = 0.5, tolerance: float = 0.0
+) -> ItemScores:
     """Localization metrics of one map (box cut at ``box_threshold`` x its max)."""
     box = box_from_heatmap(result.heatmap, box_threshold)
     found = box_found(box, result.item.boxes, iou_threshold)
     right = result.predicted == result.item.label
-    return ItemScores(result.predicted, right, found and right, found,
-                      pointing_hit(result.heatmap, result.item.boxes, tolerance), energy_in_box(result.heatmap, result.item.boxes))
+    return ItemScores(
+        result.predicted,
+        right,
+        found and right,
+        found,
+        pointing_hit(result.heatmap, result.item.boxes, tolerance),
+        energy_in_box(result.heatmap, result.item.boxes),
+    )
 
 
-def make_maps(model: ModelSource, items: Sequence[Item], spec: MethodSpec, *, preset: str | Preset = "imagenet",
-              sigma: float = DEFAULT_SIGMA, batch_size: int = 16, device: str = "cpu", threads: int = 0,
-              classifier: Classifier | None = None, explain: str = "predicted") -> Iterator[MapResult | FixtraceError]:
+def make_maps(
+    model: ModelSource,
+    items: Sequence[Item],
+    spec: MethodSpec,
+    *,
+    preset: str | Preset = "imagenet",
+    sigma: float = DEFAULT_SIGMA,
+    batch_size: int = 16,
+    device: str = "cpu",
+    threads: int = 0,
+    classifier: Classifier | None = None,
+    explain: str = "predicted",
+) -> Iterator[MapResult | FixtraceError]:
     """One map per item, in order (an item that fails yields its error; the others go on).
 
     Args:
@@ -171,15 +189,25 @@ def make_maps(model: ModelSource, items: Sequence[Item], spec: MethodSpec, *, pr
             heat = centre_gaussian((photo.shape[1], photo.shape[0]))
             yield MapResult(item, photo, predicted, heat, None, time.perf_counter() - t0)
         return
-    explainer = Explainer(model, preset=preset, conv_location=spec.conv_location, method=spec.method_spec, ge=spec.ge,
-                          device=device, threads=threads)
+    explainer = Explainer(
+        model,
+        preset=preset,
+        conv_location=spec.conv_location,
+        method=spec.method_spec,
+        ge=spec.ge,
+        device=device,
+        threads=threads,
+    )
     render: dict[str, Any] = {"outlier_removal": spec.outlier_removal, "sigma": spec.sigma or sigma}
     list(explainer.explain_many(paths[:1], **render))  # untimed: loads the numba kernels, so ms/image is steady-state
     for first in range(0, len(items), batch_size):
         t0 = time.perf_counter()
         chunk = list(range(first, min(first + batch_size, len(items))))
-        groups = [(None, chunk)] if explain == "predicted" else [
-            (label, [k for k in chunk if items[k].label == label]) for label in sorted({items[k].label for k in chunk})]
+        groups = (
+            [(None, chunk)]
+            if explain == "predicted"
+            else [(label, [k for k in chunk if items[k].label == label]) for label in sorted({items[k].label for k in chunk})]
+        )
         done: dict[int, Explanation | FixtraceError] = {}
         for target, members in groups:
             try:
@@ -204,8 +232,10 @@ def _check_labels(items: Sequence[Item], classes: int) -> None:
     """Every label must be a class of the model's output."""
     for item in items:
         if item.label >= classes:
-            raise DatasetError(f"{BOXES_FILE}: label {item.label} of {item.image.name} is out of range: the model has "
-                               f"{classes} classes (0..{classes - 1})")
+            raise DatasetError(
+                f"{BOXES_FILE}: label {item.label} of {item.image.name} is out of range: the model has "
+                f"{classes} classes (0..{classes - 1})"
+            )
 
 
 def _on_pixels(result: MapResult) -> np.ndarray:
@@ -237,11 +267,26 @@ class Evaluation:
     classification_error: float = math.nan
 
 
-def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSpec], *, preset: str | Preset = "imagenet",
-             box_threshold: float | None = None, sigma: float = DEFAULT_SIGMA, iou_threshold: float = 0.5, tolerance: float = 0.0,
-             perturbation: int = 50, steps: int = 32, batch_size: int = 16, device: str = "cpu", threads: int = 0,
-             on_step: Callable[[str], None] | None = None, name: str = "", dataset: str = "",
-             explain: str = "predicted") -> Evaluation:
+def evaluate(
+    model: ModelSource,
+    items: Sequence[Item],
+    specs: Sequence[MethodSpec],
+    *,
+    preset: str | Preset = "imagenet",
+    box_threshold: float | None = None,
+    sigma: float = DEFAULT_SIGMA,
+    iou_threshold: float = 0.5,
+    tolerance: float = 0.0,
+    perturbation: int = 50,
+    steps: int = 32,
+    batch_size: int = 16,
+    device: str = "cpu",
+    threads: int = 0,
+    on_step: Callable[[str], None] | None = None,
+    name: str = "",
+    dataset: str = "",
+    explain: str = "predicted",
+) -> Evaluation:
     """Score every method on every item.
 
     Args:
@@ -288,8 +333,18 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
         errors: list[str] = []
         seconds, seen = 0.0, 0
         try:
-            for result in make_maps(model, items, spec, preset=preset, sigma=sigma, batch_size=batch_size,
-                                    device=device, threads=threads, classifier=classifier, explain=explain):
+            for result in make_maps(
+                model,
+                items,
+                spec,
+                preset=preset,
+                sigma=sigma,
+                batch_size=batch_size,
+                device=device,
+                threads=threads,
+                classifier=classifier,
+                explain=explain,
+            ):
                 problem = "" if isinstance(result, FixtraceError) else _boxes_problem(result)
                 if isinstance(result, FixtraceError):
                     errors.append(f"{items[seen].image.name}: {result}")
@@ -315,8 +370,15 @@ def evaluate(model: ModelSource, items: Sequence[Item], specs: Sequence[MethodSp
             unavailable = ""
         rows.append(MethodScores.summarise(spec.label, scores, seconds, errors))
         rows[-1].unavailable = unavailable
-    settings = {"explained_class": explain, "preset": getattr(preset, "name", preset), "box_threshold": box_threshold, "sigma": sigma,
-                "iou_threshold": iou_threshold, "pointing_tolerance_px": tolerance, "perturbation_images": perturbation,
-                "perturbation_steps": steps}
+    settings = {
+        "explained_class": explain,
+        "preset": getattr(preset, "name", preset),
+        "box_threshold": box_threshold,
+        "sigma": sigma,
+        "iou_threshold": iou_threshold,
+        "pointing_tolerance_px": tolerance,
+        "perturbation_images": perturbation,
+        "perturbation_steps": steps,
+    }
     scored = next((r for r in rows if r.images), None)
     return Evaluation(name, dataset, len(items), rows, settings, scored.class_error if scored else math.nan)

@@ -24,7 +24,7 @@ COLUMNS = (
 
 
 def _cell(value: float, fmt: str) -> str:
-    return "n/a" if value is None or isinstance(value, float) and math.isnan(value) else fmt.format(value)
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
 def to_markdown(evaluation: Evaluation) -> str:
@@ -36,12 +36,17 @@ def to_markdown(evaluation: Evaluation) -> str:
         cells.append(f"{row.images}" + (f" ({row.failed} failed)" if row.failed else ""))
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {row.label}: not available: {row.unavailable}" for row in evaluation.rows if row.unavailable]
-    notes += [f"- {row.label}: {row.errors[0]}" + (f" (and {len(row.errors) - 1} more failed)" if len(row.errors) > 1 else "")
-              for row in evaluation.rows if row.errors]
+    notes += [
+        f"- {row.label}: {row.errors[0]}" + (f" (and {len(row.errors) - 1} more failed)" if len(row.errors) > 1 else "")
+        for row in evaluation.rows
+        if row.errors
+    ]
     perturbed = max((r.perturbed for r in evaluation.rows), default=0)
-    summary = (f"{evaluation.images} images; top-1 classification error {_cell(evaluation.classification_error, '{:.1f}')} %; "
-               f"maps explain the {'labelled' if evaluation.settings.get('explained_class') == 'label' else 'predicted'} class; "
-               f"deletion/insertion on the first {perturbed} images")
+    summary = (
+        f"{evaluation.images} images; top-1 classification error {_cell(evaluation.classification_error, '{:.1f}')} %; "
+        f"maps explain the {'labelled' if evaluation.settings.get('explained_class') == 'label' else 'predicted'} class; "
+        f"deletion/insertion on the first {perturbed} images"
+    )
     return "\n".join([*lines, "", summary, *notes]) + "\n"
 
 

@@ -28,7 +28,7 @@ class FixationSet:
     unique: bool = False
 
     @classmethod
-    def single(cls, index: list[int] | np.ndarray) -> "FixationSet":
+    def single(cls, index: list[int] | np.ndarray) -> FixationSet:
         """Fixations with count 1 at the given flat indices (on the host)."""
         idx = np.asarray(index, dtype=np.int64).ravel()
         return cls(idx, np.ones(idx.size, dtype=np.float64)).merged()
@@ -36,24 +36,24 @@ class FixationSet:
     def __len__(self) -> int:
         return int(self.index.size)
 
-    def with_index(self, index: Any) -> "FixationSet":
+    def with_index(self, index: Any) -> FixationSet:
         """The same counts moved to new indices (which may now collide)."""
         return FixationSet(index, self.count)
 
-    def merged(self) -> "FixationSet":
+    def merged(self) -> FixationSet:
         """This set (host arrays) with duplicates merged (counts summed), indices sorted."""
         if self.unique:
             return self
         index, count = merge_duplicates(self.index, self.count)
         return FixationSet(index, count, unique=True)
 
-    def host(self) -> "FixationSet":
+    def host(self) -> FixationSet:
         """This set merged, as numpy arrays (copied from the device if need be)."""
         if isinstance(self.index, np.ndarray):
             return self.merged()
         return FixationSet(self.index.copy_to_host(), self.count.copy_to_host()).merged()
 
-    def item(self, b: int, per_item: int) -> "FixationSet":
+    def item(self, b: int, per_item: int) -> FixationSet:
         """The fixations of batch item ``b`` (host arrays), re-based to a batch of one.
 
         Args:

@@ -63,11 +63,24 @@ class ConvRecipe:
         in_shape = tensors.shape(self.source)
         m, kh, kw, c_group = self.weights.shape
         win = window(self.conv, (kh, kw), (in_shape[2], in_shape[3]), (out_shape[2], out_shape[3]))
-        g = conv_geometry(in_shape, (m, c_group, kh, kw), (out_shape[2], out_shape[3]), int(attribute(self.conv, "group")), win.strides,
-                          win.pads, win.dilations)
+        g = conv_geometry(
+            in_shape,
+            (m, c_group, kh, kw),
+            (out_shape[2], out_shape[3]),
+            int(attribute(self.conv, "group")),
+            win.strides,
+            win.pads,
+            win.dilations,
+        )
         backend = tensors.backend
-        return (tensors.channels_last(self.source), backend.constant(self.flat_weights), backend.constant(self.bias), g,
-                self.low, self.high)
+        return (
+            tensors.channels_last(self.source),
+            backend.constant(self.flat_weights),
+            backend.constant(self.bias),
+            g,
+            self.low,
+            self.high,
+        )
 
 
 def find_recipe(graph: LayerGraph, tensor: str) -> ConvRecipe | None:
@@ -89,5 +102,10 @@ def find_recipe(graph: LayerGraph, tensor: str) -> ConvRecipe | None:
     if has_bias and not graph.is_constant(node.inputs[2]):
         return None
     bias = graph.constants[node.inputs[2]] if has_bias else np.zeros(weights.shape[0])
-    return ConvRecipe(node, np.ascontiguousarray(weights.transpose(0, 2, 3, 1), dtype=np.float32),
-                      np.ascontiguousarray(bias, dtype=np.float32), low, high)
+    return ConvRecipe(
+        node,
+        np.ascontiguousarray(weights.transpose(0, 2, 3, 1), dtype=np.float32),
+        np.ascontiguousarray(bias, dtype=np.float32),
+        low,
+        high,
+    )

@@ -41,13 +41,15 @@ class BacktrackPlan:
         ModelError: the logits do not depend on the image input.
     """
 
-    def __init__(self, graph: LayerGraph, options: FixationOptions | None = None, output: str | None = None,
-                 logits: str | None = None) -> None:
+    def __init__(
+        self, graph: LayerGraph, options: FixationOptions | None = None, output: str | None = None, logits: str | None = None
+    ) -> None:
         self.graph = graph
         self.options = options or FixationOptions()
         self.logits = logits or find_logits(graph, output)
-        self.rules: list[FixationRule] = rules_below(graph, self.logits,
-                                                     lambda node: FIXATIONS.rule_for(node)(node, graph, self.options))
+        self.rules: list[FixationRule] = rules_below(
+            graph, self.logits, lambda node: FIXATIONS.rule_for(node)(node, graph, self.options)
+        )
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
         # Tensors read at a few positions only are recomputed from a kept conv input when they can be.
         self.recipes: dict[str, ConvRecipe] = {}
@@ -57,7 +59,9 @@ class BacktrackPlan:
                 self.recipes[name] = recipe
             else:
                 self.needs.add(name)
-        self.touched: set[str] = {t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)}
+        self.touched: set[str] = {
+            t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)
+        }
 
     def check(self, tensors: Tensors) -> None:
         """Check every rule against the shapes of a real run, before any walk.

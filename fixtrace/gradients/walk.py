@@ -31,10 +31,11 @@ class GradientPlan:
         self.top = top
         self.mode = mode
         self.bottom = bottom
-        self.rules: list[VjpRule] = rules_below(graph, top, lambda node: GRADIENTS.rule_for(node)(node, graph, mode),
-                                                bottom)
+        self.rules: list[VjpRule] = rules_below(graph, top, lambda node: GRADIENTS.rule_for(node)(node, graph, mode), bottom)
         self.needs: set[str] = {t for r in self.rules for t in r.needs}
-        self.touched: set[str] = {t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)}
+        self.touched: set[str] = {
+            t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)
+        }
 
     def run(self, seed: np.ndarray, tensors: Tensors, keep: set[str] | None = None) -> dict[str, np.ndarray]:
         """Walk the seed gradient down to the image input (or ``bottom``).

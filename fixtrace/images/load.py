@@ -8,7 +8,6 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fixtrace.errors import ImageError, first_line
 from fixtrace.files import check_input_file
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 #: Largest image accepted, in pixels (a 100-megapixel photo); larger ones are refused before decoding.
 MAX_PIXELS = 100_000_000
@@ -40,7 +39,7 @@ class Photo:
     size: tuple[int, int]
 
     @classmethod
-    def of(cls, pixels: np.ndarray) -> "Photo":
+    def of(cls, pixels: np.ndarray) -> Photo:
         """A photo whose pixels are at full size."""
         return cls(pixels, (int(pixels.shape[1]), int(pixels.shape[0])))
 
@@ -87,8 +86,9 @@ def load_photo(source: ImageSource, max_pixels: int = MAX_PIXELS, max_decoded: i
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageError("the given bytes are empty (0 bytes): not an image")
-        return _decode(lambda: _open_pil(io.BytesIO(bytes(source))), "the given bytes", max_pixels, max_decoded,
-                       head=bytes(source[:16]))
+        return _decode(
+            lambda: _open_pil(io.BytesIO(bytes(source))), "the given bytes", max_pixels, max_decoded, head=bytes(source[:16])
+        )
     if isinstance(source, (str, os.PathLike)):
         path = check_input_file(source, "image file", ImageError)
         if path.stat().st_size == 0:
@@ -128,8 +128,9 @@ def _decode(open_image, where: str, max_pixels: int, max_decoded: int | None, cl
     except UnidentifiedImageError:
         kind = _signature(head)
         if kind in ("HEIC", "HEIF"):
-            raise ImageError(f"{where} is a {kind} photo, which Pillow reads only with a plugin (pillow-heif); "
-                             "convert it to JPEG or PNG") from None
+            raise ImageError(
+                f"{where} is a {kind} photo, which Pillow reads only with a plugin (pillow-heif); convert it to JPEG or PNG"
+            ) from None
         if kind:
             raise ImageError(f"{where} starts like a {kind} file but is corrupt (Pillow cannot read its header)") from None
         raise ImageError(f"{where} is not an image format Pillow can read") from None
@@ -168,8 +169,15 @@ def _signature(head: bytes) -> str:
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         return {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF"}.get(brand, "")
-    for magic, kind in ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
-                        (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000")):
+    for magic, kind in (
+        (b"\x89PNG\r\n\x1a\n", "PNG"),
+        (b"\xff\xd8\xff", "JPEG"),
+        (b"GIF8", "GIF"),
+        (b"BM", "BMP"),
+        (b"II*\x00", "TIFF"),
+        (b"MM\x00*", "TIFF"),
+        (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    ):
         if head.startswith(magic):
             return kind
     return "WebP" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else ""

@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 
 from fixtrace.errors import ImageError
-from fixtrace.validate import choice
 from fixtrace.images.geometry import Geometry
 from fixtrace.model.layer_graph import ImageInput
+from fixtrace.validate import choice
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,46 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("imagenet", "short", 256 / 224, False, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-               description="torchvision: resize 256, centre crop 224, RGB in [0, 1], ImageNet mean/std"),
-        Preset("caffe", "short", 256 / 224, True, 1.0, (104.0, 117.0, 123.0), (1.0, 1.0, 1.0),
-               description="Caffe: resize 256, centre crop 224, BGR 0..255 minus the mean pixel"),
-        Preset("tf", "exact", 1.0, False, 1 / 127.5, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0),
-               description="Keras/TF: resize to the input size, RGB scaled to [-1, 1]"),
-        Preset("raw", "exact", 1.0, False, 1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
-               description="resize to the input size, RGB in [0, 1], nothing else"),
+        Preset(
+            "imagenet",
+            "short",
+            256 / 224,
+            False,
+            1 / 255,
+            (0.485, 0.456, 0.406),
+            (0.229, 0.224, 0.225),
+            description="torchvision: resize 256, centre crop 224, RGB in [0, 1], ImageNet mean/std",
+        ),
+        Preset(
+            "caffe",
+            "short",
+            256 / 224,
+            True,
+            1.0,
+            (104.0, 117.0, 123.0),
+            (1.0, 1.0, 1.0),
+            description="Caffe: resize 256, centre crop 224, BGR 0..255 minus the mean pixel",
+        ),
+        Preset(
+            "tf",
+            "exact",
+            1.0,
+            False,
+            1 / 127.5,
+            (1.0, 1.0, 1.0),
+            (1.0, 1.0, 1.0),
+            description="Keras/TF: resize to the input size, RGB scaled to [-1, 1]",
+        ),
+        Preset(
+            "raw",
+            "exact",
+            1.0,
+            False,
+            1 / 255,
+            (0.0, 0.0, 0.0),
+            (1.0, 1.0, 1.0),
+            description="resize to the input size, RGB in [0, 1], nothing else",
+        ),
     )
 }
 
@@ -70,8 +102,12 @@ def input_size(spec: ImageInput, preset: Preset) -> tuple[int, int]:
     return (spec.width or preset.default_size, spec.height or preset.default_size)
 
 
-def preprocess(rgb: np.ndarray, spec: ImageInput, preset: Preset, size: tuple[int, int] | None = None,
-               ) -> tuple[np.ndarray, Geometry]:
+def preprocess(
+    rgb: np.ndarray,
+    spec: ImageInput,
+    preset: Preset,
+    size: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, Geometry]:
     """Turn an RGB photo into one model input sample.
 
     Args:

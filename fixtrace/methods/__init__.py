@@ -22,5 +22,23 @@ from fixtrace.methods.occlusion import Occlusion  # noqa: E402
 from fixtrace.methods.rise import Rise  # noqa: E402
 from fixtrace.methods.scorecam import ScoreCAM  # noqa: E402
 
-__all__ = ["CAM", "Deconvnet", "Extrapolated", "Fixations", "GradCAM", "GradualExtrapolation", "GuidedBackprop", "GuidedGradCAM",
-           "METHODS", "Maps", "Method", "Occlusion", "Parameter", "Rise", "Saliency", "ScoreCAM", "method_names", "register"]
+__all__ = [
+    "CAM",
+    "METHODS",
+    "Deconvnet",
+    "Extrapolated",
+    "Fixations",
+    "GradCAM",
+    "GradualExtrapolation",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "Maps",
+    "Method",
+    "Occlusion",
+    "Parameter",
+    "Rise",
+    "Saliency",
+    "ScoreCAM",
+    "method_names",
+    "register",
+]

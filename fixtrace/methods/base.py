@@ -9,7 +9,6 @@ with a class decorated ``@register``.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -58,11 +57,17 @@ class Parameter:
             except ValueError:
                 raise OptionError(f"{name} must be a {'whole ' if self.kind is int else ''}number, not {value!r}") from None
         if self.kind is int:
-            return validate.integer(name, value, None if self.low is None else int(self.low),
-                                    None if self.high is None else int(self.high))
+            return validate.integer(
+                name, value, None if self.low is None else int(self.low), None if self.high is None else int(self.high)
+            )
         if self.kind is float:
-            return validate.number(name, value, self.low if self.low is not None else -np.inf,
-                                   self.high if self.high is not None else np.inf, low_open=False)
+            return validate.number(
+                name,
+                value,
+                self.low if self.low is not None else -np.inf,
+                self.high if self.high is not None else np.inf,
+                low_open=False,
+            )
         if self.kind is bool:
             if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
                 return value.lower() in ("true", "yes", "1")
@@ -96,7 +101,7 @@ class Maps:
     relative: bool = False
 
 
-class Method(ABC):
+class Method:
     """Base of every explanation method.
 
     Subclasses set ``name``, declare their ``parameters``, add the tensors they read to
@@ -132,8 +137,14 @@ class Method(ABC):
     #: Where the method comes in listings and ``--method all`` (lower first).
     rank: ClassVar[int] = 100
 
-    def __init__(self, graph: LayerGraph, logits: str, shapes: dict[str, tuple[int, ...]] | None = None,
-                 upsample_mode: str = "bilinear", **params: Any) -> None:
+    def __init__(
+        self,
+        graph: LayerGraph,
+        logits: str,
+        shapes: dict[str, tuple[int, ...]] | None = None,
+        upsample_mode: str = "bilinear",
+        **params: Any,
+    ) -> None:
         validate.keywords(params, self.parameters, f"method {self.name}")
         self.graph = graph
         self.logits = logits
@@ -179,8 +190,7 @@ class Method(ABC):
     def no_coarse_maps(self) -> str:
         """Why Gradual Extrapolation cannot sharpen this method's maps."""
         sharpened = ", ".join(sorted(name for name, cls in METHODS.items() if cls.coarse_maps))
-        return (f"{self.name} maps are already at the input's resolution: Gradual Extrapolation sharpens coarse maps "
-                f"({sharpened})")
+        return f"{self.name} maps are already at the input's resolution: Gradual Extrapolation sharpens coarse maps ({sharpened})"
 
     def settings(self) -> dict[str, Any]:
         """What produced the maps, for the explanation's record."""
@@ -213,7 +223,6 @@ def register(cls: type[Method]) -> type[Method]:
         raise RuntimeError(f"two methods named {cls.name}: {METHODS[cls.name].__name__} and {cls.__name__}")
     METHODS[cls.name] = cls
     return cls
-
 
 
 def method_names() -> list[str]:

@@ -38,8 +38,9 @@ def layer_on_path(method: Method, layer: str) -> None:
         FixtraceError: naming the layer.
     """
     if layer not in method.graph.producer:
-        raise FixtraceError(f"layer {layer!r} is not on the way from the input to the logits; "
-                            "`fixtrace layers MODEL` lists the layers")
+        raise FixtraceError(
+            f"layer {layer!r} is not on the way from the input to the logits; `fixtrace layers MODEL` lists the layers"
+        )
     if layer in method.shapes and len(method.shapes[layer]) != 4:
         raise FixtraceError(f"layer {layer!r} has shape {method.shapes[layer]}; {method.name} reads an (N, C, H, W) map")
 
@@ -73,8 +74,9 @@ class GradCAM(LayerMethod):
         try:
             self.plan = gradient_plan(self, "plain", bottom=self.layer)
         except ModelError:
-            raise FixtraceError(f"layer {self.layer!r} is not on the way from the input to the logits; "
-                                f"`fixtrace layers MODEL` lists the layers") from None
+            raise FixtraceError(
+                f"layer {self.layer!r} is not on the way from the input to the logits; `fixtrace layers MODEL` lists the layers"
+            ) from None
         self.needs.add(self.layer)
         self.touched.add(self.layer)
 
@@ -110,8 +112,10 @@ class CAM(LayerMethod):
         super().__init__(graph, logits, **options)
         node = graph.producer.get(logits)
         if node is None or node.op_type not in ("Gemm", "MatMul") or not graph.is_constant(node.inputs[1]):
-            raise ModelError(f"CAM needs the logits to be a fully connected layer; they come from "
-                             f"{node.op_type if node else 'nothing'}: use --method gradcam")
+            raise ModelError(
+                f"CAM needs the logits to be a fully connected layer; they come from "
+                f"{node.op_type if node else 'nothing'}: use --method gradcam"
+            )
         w = graph.constants[node.inputs[1]].astype(np.float32)
         self.weights = w.T if node.attr("transB", 0) else w  # (K, classes)
         tensor = node.inputs[0]
@@ -119,8 +123,10 @@ class CAM(LayerMethod):
             tensor = graph.producer[tensor].inputs[0]
         pool = graph.producer.get(tensor)
         if pool is None or pool.op_type not in ("GlobalAveragePool", "ReduceMean"):
-            raise ModelError(f"CAM needs a global average pool before the fully connected layer; found "
-                             f"{pool.op_type if pool else 'the input'}: use --method gradcam")
+            raise ModelError(
+                f"CAM needs a global average pool before the fully connected layer; found "
+                f"{pool.op_type if pool else 'the input'}: use --method gradcam"
+            )
         self.layer = pool.inputs[0]
         self.needs = {self.layer}
         self.touched = {self.layer}

@@ -3,10 +3,10 @@ of the layers where the network down-samples."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from fixtrace import ops
 from fixtrace.errors import ModelError
@@ -15,7 +15,6 @@ from fixtrace.methods.resize import upsample
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.runtime.run import Run
 from fixtrace.runtime.tensors import Tensors
-
 
 
 def _activated(graph: LayerGraph, tensor: str) -> str:
@@ -43,8 +42,11 @@ class GradualExtrapolation:
     """
 
     def __init__(self, graph: LayerGraph, shapes: dict[str, tuple[int, ...]]) -> None:
-        steps = [n for n in graph.nodes if ops.has_trait(n, "downsampling") and max(n.attr("strides", [1, 1])) > 1
-                 and len(shapes.get(n.outputs[0], ())) == 4]
+        steps = [
+            n
+            for n in graph.nodes
+            if ops.has_trait(n, "downsampling") and max(n.attr("strides", [1, 1])) > 1 and len(shapes.get(n.outputs[0], ())) == 4
+        ]
         if not steps:
             raise ModelError("the model has no strided conv or pool: Gradual Extrapolation has no layers to use")
         candidates = [steps[0].inputs[0]] + [_activated(graph, n.outputs[0]) for n in steps]

@@ -93,7 +93,11 @@ class Fixations(Method):
         for name, fixations in walk.per_tensor.items():
             node = self.graph.producer.get(name)
             layers[name] = LayerFixations(
-                tensor=name, node=node.name if node else "", op_type=node.op_type if node else "Input",
-                shape=(1, *tensors.shape(name)[1:]), fixations=fixations, item=item,
+                tensor=name,
+                node=node.name if node else "",
+                op_type=node.op_type if node else "Input",
+                shape=(1, *tensors.shape(name)[1:]),
+                fixations=fixations,
+                item=item,
             )
         return layers

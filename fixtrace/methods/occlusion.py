@@ -44,8 +44,11 @@ class Occlusion(Method):
     parameters: ClassVar[dict[str, Parameter]] = {
         "patch": Parameter(16, "side of the occluding window, in input pixels", int, 1, 4096),
         "stride": Parameter(8, "step between windows, in input pixels (at most the patch)", int, 1, 4096),
-        "fill": Parameter(0.0, "value written into the window, in the model's input space "
-                               "(0: the mean colour under mean-normalising presets)", float),
+        "fill": Parameter(
+            0.0,
+            "value written into the window, in the model's input space (0: the mean colour under mean-normalising presets)",
+            float,
+        ),
     }
 
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
@@ -53,8 +56,10 @@ class Occlusion(Method):
         self.patch: int = self.params["patch"]
         self.stride: int = self.params["stride"]
         if self.stride > self.patch:
-            raise OptionError(f"occlusion's stride ({self.stride}) is larger than its patch ({self.patch}): "
-                              f"pixels between windows would get no value")
+            raise OptionError(
+                f"occlusion's stride ({self.stride}) is larger than its patch ({self.patch}): "
+                f"pixels between windows would get no value"
+            )
 
     def check(self, tensors: Tensors) -> None:
         for side in self.input_grid(tensors):
@@ -77,7 +82,7 @@ class Occlusion(Method):
         for start, stop in spans(len(corners), run.size):
             keep = np.ones((stop - start, *run.grid), np.float32)
             for k, (r, c) in enumerate(corners[start:stop]):
-                keep[k, r:r + p, c:c + p] = 0
+                keep[k, r : r + p, c : c + p] = 0
             copies = masked(run.batch, keep, run.channels_first, self.params["fill"])
             drops[:, start:stop] = base[:, None] - target_scores(run, targets, copies)
         return drops
@@ -89,6 +94,6 @@ class Occlusion(Method):
         covered = np.zeros(run.grid)
         p = self.patch
         for k, (r, c) in enumerate(corners):
-            total[:, r:r + p, c:c + p] += drops[:, k, None, None]
-            covered[r:r + p, c:c + p] += 1
+            total[:, r : r + p, c : c + p] += drops[:, k, None, None]
+            covered[r : r + p, c : c + p] += 1
         return Maps((total / covered).astype(np.float32))

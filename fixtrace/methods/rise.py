@@ -41,7 +41,7 @@ class RiseMasks:
         cell = self.grids.shape[1]
         up = upsample(self.grids[span], ((cell + 1) * self.cells[0], (cell + 1) * self.cells[1]), "bilinear")
         height, width = self.size
-        return np.stack([m[r:r + height, c:c + width] for m, (r, c) in zip(up, self.shifts[span])])
+        return np.stack([m[r : r + height, c : c + width] for m, (r, c) in zip(up, self.shifts[span])])
 
 
 @register

@@ -73,8 +73,9 @@ class ScoreCAM(Method):
         self.layer: str = self.params["layer"] or last_spatial_layer(graph, self.shapes)
         layer_on_path(self, self.layer)
         if self.layer not in upstream(graph, logits):
-            raise FixtraceError(f"layer {self.layer!r} is not on the way from the input to the logits; "
-                                f"`fixtrace layers MODEL` lists the layers")
+            raise FixtraceError(
+                f"layer {self.layer!r} is not on the way from the input to the logits; `fixtrace layers MODEL` lists the layers"
+            )
         self.needs.add(self.layer)
         self.touched.add(self.layer)
 

@@ -3,8 +3,9 @@ e.g. ``gradcam:ge``, ``occlusion:patch=32:stride=16``; ``all`` is every method."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from fixtrace import validate
 from fixtrace.errors import OptionError
@@ -88,8 +89,9 @@ def parse_specs(value: Any) -> list[MethodSpec]:
     return specs
 
 
-def build(spec: MethodSpec, graph: LayerGraph, logits: str, shapes: dict[str, tuple[int, ...]],
-          defaults: dict[str, Any] | None = None) -> Method:
+def build(
+    spec: MethodSpec, graph: LayerGraph, logits: str, shapes: dict[str, tuple[int, ...]], defaults: dict[str, Any] | None = None
+) -> Method:
     """The method of a spec, prepared on a model.
 
     Args:

@@ -26,8 +26,14 @@ class Classifier:
         ModelError: onnxruntime cannot run the model, or its output is not class scores.
     """
 
-    def __init__(self, graph: LayerGraph, output: str | None = None, preset: str | Preset = "imagenet", threads: int = 0,
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        graph: LayerGraph,
+        output: str | None = None,
+        preset: str | Preset = "imagenet",
+        threads: int = 0,
+        batch_size: int = 32,
+    ) -> None:
         check_image_channels(graph)
         self.graph = graph
         self.preset = get_preset(preset)
@@ -53,6 +59,8 @@ class Classifier:
         """
         rows = []
         for first in range(0, len(photos), self.batch_size):
-            batch = np.stack([preprocess(p, self.graph.image_input, self.preset)[0] for p in photos[first:first + self.batch_size]])
+            batch = np.stack(
+                [preprocess(p, self.graph.image_input, self.preset)[0] for p in photos[first : first + self.batch_size]]
+            )
             rows.append(self.output.probabilities(self.session.run(batch)[self.output.logits]))
         return np.concatenate(rows)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,8 +26,9 @@ def check_box(box: object, name: str = "box") -> Box:
     """
     try:
         values: tuple = tuple(box)  # type: ignore[arg-type]
-        ok = len(values) == 4 and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-                                      for v in values)
+        ok = len(values) == 4 and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        )
     except TypeError:
         ok = False
     if not ok:

@@ -8,8 +8,8 @@ All the perturbed photos of one curve go through the model as batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -63,8 +63,9 @@ def salience_order(heat: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.lexsort((ties, -heat.ravel().astype(np.float64)))
 
 
-def perturbation_curves(classify: Classify, photo: np.ndarray, heat: np.ndarray, target: int, steps: int = 32,
-                        seed: int = 0, batch_size: int = 17) -> PerturbationCurves:
+def perturbation_curves(
+    classify: Classify, photo: np.ndarray, heat: np.ndarray, target: int, steps: int = 32, seed: int = 0, batch_size: int = 17
+) -> PerturbationCurves:
     """Deletion and insertion curves of one map.
 
     Args:
@@ -98,7 +99,7 @@ def perturbation_curves(classify: Classify, photo: np.ndarray, heat: np.ndarray,
     for start, replacement in ((photo, np.uint8(0)), (blurred, photo)):
         curve = []
         for first in range(0, steps + 1, batch_size):
-            changed = (rank[None] < cut[first:first + batch_size, None, None])[..., None]
+            changed = (rank[None] < cut[first : first + batch_size, None, None])[..., None]
             curve.append(classify(np.where(changed, replacement, start[None]))[:, target])
         curves.append(np.concatenate(curve).astype(np.float64))
     return PerturbationCurves(fractions, curves[0], curves[1])

@@ -48,8 +48,7 @@ def weighted_nodes(graph: LayerGraph) -> list[onnx.NodeProto]:
     to the input (the cascade's order)."""
     constants = {i.name for i in graph.model.graph.initializer}
     linear = ops_with("linear")
-    return [n for n in reversed(graph.model.graph.node)
-            if n.op_type in linear and any(name in constants for name in n.input[1:])]
+    return [n for n in reversed(graph.model.graph.node) if n.op_type in linear and any(name in constants for name in n.input[1:])]
 
 
 def cascade(model: onnx.ModelProto, nodes: list[onnx.NodeProto], seed: int = 0) -> Iterator[tuple[str, onnx.ModelProto]]:
@@ -74,8 +73,9 @@ def cascade(model: onnx.ModelProto, nodes: list[onnx.NodeProto], seed: int = 0) 
         yield node.name or node.output[0], current
 
 
-def model_randomisation(model: onnx.ModelProto, map_of: MapOf, graph: LayerGraph | None = None, seed: int = 0,
-                        depths: Sequence[int] | None = None) -> list[SanityStep]:
+def model_randomisation(
+    model: onnx.ModelProto, map_of: MapOf, graph: LayerGraph | None = None, seed: int = 0, depths: Sequence[int] | None = None
+) -> list[SanityStep]:
     """Run the cascading randomisation.
 
     Args:

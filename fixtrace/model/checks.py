@@ -29,8 +29,10 @@ def check_weights(constants: dict[str, np.ndarray], nodes: list) -> None:
             continue
         nan = int(np.isnan(value).sum())
         if nan:
-            raise ModelError(f"weight tensor {name!r} holds {nan} NaN value{'s' * (nan > 1)}: the model is broken "
-                             "(a failed training run or a corrupt file)")
+            raise ModelError(
+                f"weight tensor {name!r} holds {nan} NaN value{'s' * (nan > 1)}: the model is broken "
+                "(a failed training run or a corrupt file)"
+            )
         if name in weights and not np.isfinite(value).all():
             count = int(np.isinf(value).sum())
             raise ModelError(f"weight tensor {name!r} holds {count} infinite value{'s' * (count > 1)}: the model is broken")
@@ -67,9 +69,11 @@ def check_tensor_sizes(shapes: dict[str, tuple[int, ...]], producer: dict) -> No
         size = 4 * int(np.prod(shape, dtype=np.float64))
         if size > MAX_TENSOR_BYTES and name in producer:
             node = producer[name]
-            raise ModelError(f"tensor {name!r} of node {node.name!r} ({node.op_type}) would be {'x'.join(map(str, shape))} "
-                             f"({size / 1e9:.1f} GB per image); fixtrace refuses tensors over {MAX_TENSOR_BYTES / 1e9:.1f} GB: "
-                             "are the model's pads or kernels absurd?")
+            raise ModelError(
+                f"tensor {name!r} of node {node.name!r} ({node.op_type}) would be {'x'.join(map(str, shape))} "
+                f"({size / 1e9:.1f} GB per image); fixtrace refuses tensors over {MAX_TENSOR_BYTES / 1e9:.1f} GB: "
+                "are the model's pads or kernels absurd?"
+            )
 
 
 def check_image_channels(graph) -> None:
@@ -83,10 +87,21 @@ def check_image_channels(graph) -> None:
     spec = graph.image_input
     channels = spec.channels
     if channels is None:
-        conv = next((n for n in graph.consumers.get(spec.name, []) if n.op_type == "Conv" and len(n.inputs) > 1
-                     and n.inputs[1] in graph.constants and graph.constants[n.inputs[1]].ndim >= 2), None)
+        conv = next(
+            (
+                n
+                for n in graph.consumers.get(spec.name, [])
+                if n.op_type == "Conv"
+                and len(n.inputs) > 1
+                and n.inputs[1] in graph.constants
+                and graph.constants[n.inputs[1]].ndim >= 2
+            ),
+            None,
+        )
         channels = None if conv is None else int(graph.constants[conv.inputs[1]].shape[1]) * int(conv.attr("group", 1))
     if channels is not None and channels not in (1, 3):
         shape = "x".join("?" if d is None else str(d) for d in spec.shape)
-        raise ModelError(f"input {spec.name!r} ({shape}, read as {spec.layout}) has {channels} channels; fixtrace explains "
-                         "grey (1 channel) or colour (3 channel) images")
+        raise ModelError(
+            f"input {spec.name!r} ({shape}, read as {spec.layout}) has {channels} channels; fixtrace explains "
+            "grey (1 channel) or colour (3 channel) images"
+        )

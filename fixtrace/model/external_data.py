@@ -7,8 +7,8 @@ versions (onnx 1.15 follows ``../`` and symbolic links out of the folder; 1.23 r
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import onnx
 from onnx import TensorProto
@@ -77,8 +77,10 @@ def refuse_external_data(model: onnx.ModelProto, source: str) -> None:
     """Raise ModelError if the model still refers to external data (it came without its folder)."""
     for tensor in external_tensors(model):
         location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
-        raise ModelError(f"{source} refer to external data (tensor {tensor.name!r} in {location!r}) but come without "
-                         f"a folder to read it from: pass the model's path instead")
+        raise ModelError(
+            f"{source} refer to external data (tensor {tensor.name!r} in {location!r}) but come without "
+            f"a folder to read it from: pass the model's path instead"
+        )
 
 
 def _whole(text: str, key: str, what: str) -> int:
@@ -89,8 +91,27 @@ def _whole(text: str, key: str, what: str) -> int:
 
 #: Bytes per element of the fixed-size types, by TensorProto data type number (sub-byte types,
 #: strings and types newer than onnx 1.15 are not checked).
-_ITEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
-               17: 1, 18: 1, 19: 1, 20: 1}
+_ITEM_BYTES = {
+    1: 4,
+    2: 1,
+    3: 1,
+    4: 2,
+    5: 2,
+    6: 4,
+    7: 8,
+    9: 1,
+    10: 2,
+    11: 8,
+    12: 4,
+    13: 8,
+    14: 8,
+    15: 16,
+    16: 2,
+    17: 1,
+    18: 1,
+    19: 1,
+    20: 1,
+}
 
 
 def _needed_bytes(tensor: TensorProto) -> int | None:

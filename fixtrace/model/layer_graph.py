@@ -101,7 +101,7 @@ class LayerGraph:
     _shape_cache: dict[tuple[int, ...], dict[str, tuple[int, ...]]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_model(cls, model: onnx.ModelProto) -> "LayerGraph":
+    def from_model(cls, model: onnx.ModelProto) -> LayerGraph:
         """Build the layer graph.
 
         Args:
@@ -233,8 +233,10 @@ def attr_value(attr: onnx.AttributeProto) -> Any:
 def _is_constant(node: Node, constants: dict[str, np.ndarray]) -> bool:
     if node.op_type in _UNFOLDABLE or node.domain not in ("", "ai.onnx"):
         return False
-    if any(isinstance(v, onnx.GraphProto) or (isinstance(v, list) and v and isinstance(v[0], onnx.GraphProto))
-           for v in node.attrs.values()):
+    if any(
+        isinstance(v, onnx.GraphProto) or (isinstance(v, list) and v and isinstance(v[0], onnx.GraphProto))
+        for v in node.attrs.values()
+    ):
         return False  # a subgraph (If, Loop, Scan) may read tensors of the outer graph
     return all(t == "" or t in constants for t in node.inputs)
 
@@ -289,11 +291,15 @@ def _image_input(model: onnx.ModelProto, nodes: list[Node], constants: dict[str,
     tensor_type = spec.type.tensor_type
     if tensor_type.elem_type not in _FLOAT_INPUTS:
         kind = helper.tensor_dtype_to_string(tensor_type.elem_type).split(".")[-1].lower() if tensor_type.elem_type else "untyped"
-        raise ModelError(f"input {spec.name!r} is {kind}; fixtrace feeds images as float32, float16 or float64 tensors "
-                         "(a model taking raw integer pixels needs a float input to be explained)")
+        raise ModelError(
+            f"input {spec.name!r} is {kind}; fixtrace feeds images as float32, float16 or float64 tensors "
+            "(a model taking raw integer pixels needs a float input to be explained)"
+        )
     dims = tuple((d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None) for d in tensor_type.shape.dim)
     if len(dims) != 4:
-        raise ModelError(f"input {spec.name!r} has rank {len(dims)}; an image classifier takes a rank-4 tensor (N, C, H, W) or (N, H, W, C)")
+        raise ModelError(
+            f"input {spec.name!r} has rank {len(dims)}; an image classifier takes a rank-4 tensor (N, C, H, W) or (N, H, W, C)"
+        )
     image = ImageInput(spec.name, dims, _layout(spec.name, dims, nodes))
     shape = "x".join("?" if d is None else str(d) for d in dims)
     if image.shape[0] == 0:
@@ -302,8 +308,10 @@ def _image_input(model: onnx.ModelProto, nodes: list[Node], constants: dict[str,
     if height == 0 or width == 0:
         raise ModelError(f"input {spec.name!r} ({shape}) declares {height}x{width} pixels: an empty image")
     if height is not None and width is not None and (max(height, width) > MAX_INPUT_SIDE or height * width > MAX_INPUT_PIXELS):
-        raise ModelError(f"input {spec.name!r} declares {height}x{width} pixels; fixtrace feeds at most "
-                         f"{MAX_INPUT_PIXELS:,} pixels with sides up to {MAX_INPUT_SIDE} (is this an image classifier?)")
+        raise ModelError(
+            f"input {spec.name!r} declares {height}x{width} pixels; fixtrace feeds at most "
+            f"{MAX_INPUT_PIXELS:,} pixels with sides up to {MAX_INPUT_SIDE} (is this an image classifier?)"
+        )
     return image
 
 

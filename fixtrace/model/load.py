@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -13,7 +12,7 @@ from fixtrace.errors import ModelError, first_line
 from fixtrace.files import check_input_file
 from fixtrace.model.external_data import load_external_data, refuse_external_data
 
-ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto]
+ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
 #: protobuf cannot parse a message over 2 GB; bigger models keep their weights as external data.
 MAX_MODEL_BYTES = 2**31 - 1
@@ -45,8 +44,10 @@ def load_model(source: ModelSource) -> onnx.ModelProto:
         where = str(path)
         size = path.stat().st_size
         if size > MAX_MODEL_BYTES:
-            raise ModelError(f"{path} is {size / 1e9:.1f} GB: over protobuf's 2 GB limit for one ONNX file "
-                             "(models that big keep their weights as external data)")
+            raise ModelError(
+                f"{path} is {size / 1e9:.1f} GB: over protobuf's 2 GB limit for one ONNX file "
+                "(models that big keep their weights as external data)"
+            )
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -77,8 +78,9 @@ def _check(model: onnx.ModelProto, where: str) -> None:
     if not model.opset_import:
         raise ModelError(f"{where} declares no opset: not a usable ONNX model")
     if model.ir_version > onnx.IR_VERSION:
-        raise ModelError(f"{where} has IR version {model.ir_version}, newer than onnx {onnx.__version__} reads "
-                         f"(up to {onnx.IR_VERSION})")
+        raise ModelError(
+            f"{where} has IR version {model.ir_version}, newer than onnx {onnx.__version__} reads (up to {onnx.IR_VERSION})"
+        )
     if not graph.output:
         raise ModelError(f"{where} declares no outputs: there are no class scores to explain")
     try:

@@ -58,8 +58,14 @@ class ClassOutput:
         return f"output {self.name!r}: {self.classes} class {self.kind}{start} ({self.reason})"
 
     def to_json(self) -> dict:
-        return {"name": self.name, "tensor": self.logits, "kind": self.kind, "classes": self.classes, "reason": self.reason,
-                "forced": self.forced}
+        return {
+            "name": self.name,
+            "tensor": self.logits,
+            "kind": self.kind,
+            "classes": self.classes,
+            "reason": self.reason,
+            "forced": self.forced,
+        }
 
 
 def find_logits(graph: LayerGraph, output: str | None = None) -> str:
@@ -104,8 +110,7 @@ def choose_output(graph: LayerGraph, output: str | None, values: dict[str, np.nd
         raise ModelError(f"output {name!r} has shape {_text(shape)}: no class scores{_others(graph, name)}")
     not_a_vector = sum(d != 1 for d in shape[1:]) > 1
     if not_a_vector:
-        what = (f"output {name!r} has shape {_text(shape)}: not a class-score vector ({_looks_like(shape)})"
-                f"{_others(graph, name)}")
+        what = f"output {name!r} has shape {_text(shape)}: not a class-score vector ({_looks_like(shape)}){_others(graph, name)}"
         if not allow_any:
             raise ModelError(f"{what}; --any-output explains each of its {classes} positions as a class")
         forced = True
@@ -124,8 +129,10 @@ def _float_output(graph: LayerGraph, output: str | None) -> str:
     name = _output_name(graph, output)
     elem = _elem_type(graph, name)
     if elem is not None and elem not in _FLOAT_TYPES:
-        raise ModelError(f"output {name!r} is {helper.tensor_dtype_to_string(elem).split('.')[-1].lower()}: class indices or "
-                         f"labels, not class scores{_others(graph, name)}")
+        raise ModelError(
+            f"output {name!r} is {helper.tensor_dtype_to_string(elem).split('.')[-1].lower()}: class indices or "
+            f"labels, not class scores{_others(graph, name)}"
+        )
     return name
 
 

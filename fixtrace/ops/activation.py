@@ -18,8 +18,11 @@ from fixtrace.ops.base import ElementwiseVjp, PassThrough, fixation_rule, vjp_ru
 
 _RECTIFIER = {"spatial", "activation"}
 TRAITS = {
-    "Relu": _RECTIFIER, "Clip": _RECTIFIER, "LeakyRelu": _RECTIFIER,
-    "Sigmoid": {"spatial"}, "HardSwish": {"spatial"},
+    "Relu": _RECTIFIER,
+    "Clip": _RECTIFIER,
+    "LeakyRelu": _RECTIFIER,
+    "Sigmoid": {"spatial"},
+    "HardSwish": {"spatial"},
     "PRelu": {"weighted"},
 }
 
@@ -44,8 +47,22 @@ def clip_bounds(graph: LayerGraph, node: Node) -> tuple[float, float] | None:
     return bounds[0], bounds[1]
 
 
-@fixation_rule("Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish",
-               "Tanh", "Softplus", "Mish", "Gelu")
+@fixation_rule(
+    "Relu",
+    "Clip",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Softplus",
+    "Mish",
+    "Gelu",
+)
 class ActivationPassThrough(PassThrough):
     """An activation keeps every index: fixations on its output are fixations on its input."""
 
@@ -138,7 +155,7 @@ class GeluVjp(ElementwiseVjp):
         x = x.astype(np.float64)
         if self.attr("approximate") == "tanh":
             c = np.sqrt(2.0 / np.pi)
-            t = np.tanh(c * (x + 0.044715 * x ** 3))
+            t = np.tanh(c * (x + 0.044715 * x**3))
             return (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)).astype(np.float32)
         return (special.ndtr(x) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)).astype(np.float32)
 
@@ -157,4 +174,3 @@ class HardSwishVjp(ElementwiseVjp):
 
     def derivative(self, x):
         return np.where(x < -3, 0.0, np.where(x <= 3, x / 3.0 + 0.5, 1.0)).astype(np.float32)
-

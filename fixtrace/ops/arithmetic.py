@@ -33,11 +33,17 @@ class AddWinner(OneComputedOperand):
             return super().backtrack(fixations, tensors)
         backend = tensors.backend
         out_shape = tensors.shape(self.node.outputs[0])
-        maps = [fixations.index if tensors.shape(t) == out_shape
-                else backend.remap(fixations.index, broadcast_table(out_shape, tensors.shape(t))) for t in self.computed]
+        maps = [
+            fixations.index
+            if tensors.shape(t) == out_shape
+            else backend.remap(fixations.index, broadcast_table(out_shape, tensors.shape(t)))
+            for t in self.computed
+        ]
         chosen = backend.winner([(tensors.flat(t), m) for t, m in zip(self.computed, maps)])
-        return [(name, backend.compact(FixationSet(backend.select(maps[k], chosen, k), fixations.count)))
-                for k, name in enumerate(self.computed)]
+        return [
+            (name, backend.compact(FixationSet(backend.select(maps[k], chosen, k), fixations.count)))
+            for k, name in enumerate(self.computed)
+        ]
 
 
 @fixation_rule("Mul", "Sub", "Div")
@@ -82,5 +88,8 @@ class ProductVjp(VjpRule):
             parts = (grad * b, grad * a)
         else:
             parts = (grad / b, -grad * a / (b * b))
-        return [(name, unbroadcast(part, tensors.shape(name)).astype(np.float32))
-                for name, part in zip(self.node.inputs, parts) if name in self.routes]
+        return [
+            (name, unbroadcast(part, tensors.shape(name)).astype(np.float32))
+            for name, part in zip(self.node.inputs, parts)
+            if name in self.routes
+        ]

@@ -22,7 +22,7 @@ class ConcatRoute(OneComputedOperand):
     def backtrack(self, fixations, tensors):
         out_shape = tensors.shape(self.node.outputs[0])
         axis = concat_axis(self, len(out_shape))
-        inner = int(np.prod(out_shape[axis + 1:], dtype=np.int64))
+        inner = int(np.prod(out_shape[axis + 1 :], dtype=np.int64))
         offset = 0
         sent = []
         for name in self.node.inputs:
@@ -41,5 +41,8 @@ class ConcatVjp(VjpRule):
     def vjp(self, grad, tensors):
         axis = concat_axis(self, grad.ndim)
         bounds = np.cumsum([0] + [tensors.shape(t)[axis] for t in self.node.inputs])
-        return [(name, np.ascontiguousarray(np.take(grad, np.arange(bounds[k], bounds[k + 1]), axis=axis)))
-                for k, name in enumerate(self.node.inputs) if name in self.routes]
+        return [
+            (name, np.ascontiguousarray(np.take(grad, np.arange(bounds[k], bounds[k + 1]), axis=axis)))
+            for k, name in enumerate(self.node.inputs)
+            if name in self.routes
+        ]

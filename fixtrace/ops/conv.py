@@ -99,7 +99,8 @@ class ConvVjp(VjpRule):
                 if groups == 1:
                     part = np.einsum("mc,bmhw->bchw", taps, grad, optimize=True)
                 else:
-                    part = np.einsum("gmc,bgmhw->bgchw", taps.reshape(groups, m_group, c_group), grouped,
-                                     optimize=True).reshape(b, c, oh, ow)
-                canvas[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] += part
-        return [(name, canvas[:, :, pt:pt + h, pl:pl + w])]
+                    part = np.einsum("gmc,bgmhw->bgchw", taps.reshape(groups, m_group, c_group), grouped, optimize=True).reshape(
+                        b, c, oh, ow
+                    )
+                canvas[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw] += part
+        return [(name, canvas[:, :, pt : pt + h, pl : pl + w])]

@@ -33,8 +33,9 @@ def pool_kernel(node: Node) -> tuple[int, int] | None:
     return (int(kernel[0]), int(kernel[1])) if kernel is not None and len(kernel) == 2 else None
 
 
-def window(node: Node, kernel: tuple[int, int], in_hw: tuple[int, int], out_hw: tuple[int, int],
-           opset: int | None = None) -> Window:
+def window(
+    node: Node, kernel: tuple[int, int], in_hw: tuple[int, int], out_hw: tuple[int, int], opset: int | None = None
+) -> Window:
     """Resolve a Conv/Pool node's window, auto_pad included.
 
     Args:
@@ -61,8 +62,9 @@ def window(node: Node, kernel: tuple[int, int], in_hw: tuple[int, int], out_hw: 
     return Window(np.asarray(kernel, dtype=np.int64), strides, pads, dilations)
 
 
-def remap_table(out_shape: tuple[int, ...], in_shape: tuple[int, ...], source_axis: list[int], begin: list[int],
-                modes: list[int]) -> np.ndarray:
+def remap_table(
+    out_shape: tuple[int, ...], in_shape: tuple[int, ...], source_axis: list[int], begin: list[int], modes: list[int]
+) -> np.ndarray:
     """A table for the ``remap`` kernel (see ``kernels.shared.index.remap_one``).
 
     Args:
@@ -72,7 +74,7 @@ def remap_table(out_shape: tuple[int, ...], in_shape: tuple[int, ...], source_ax
         begin: per output axis, the leading pad.
         modes: per output axis, an AXIS_* mode.
     """
-    strides = [int(np.prod(in_shape[a + 1:], dtype=np.int64)) for a in range(len(in_shape))]
+    strides = [int(np.prod(in_shape[a + 1 :], dtype=np.int64)) for a in range(len(in_shape))]
     rows = [(out_shape[k], strides[a], begin[k], in_shape[a], modes[k]) for k, a in enumerate(source_axis)]
     return np.asarray(rows, dtype=np.int64).reshape(len(out_shape), REMAP_COLUMNS)
 

@@ -67,4 +67,4 @@ def _window_sum(a: np.ndarray, before: int, after: int) -> np.ndarray:
     padded = np.pad(a, [(0, 0), (before + 1, after)] + [(0, 0)] * (a.ndim - 2))
     total = np.cumsum(padded, axis=1)
     n = a.shape[1]
-    return total[:, before + 1 + after:before + 1 + after + n] - total[:, :n]
+    return total[:, before + 1 + after : before + 1 + after + n] - total[:, :n]

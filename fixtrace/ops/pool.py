@@ -79,7 +79,9 @@ class GlobalArgmax(FixationRule):
         rank = len(shape)
         axes = tuple(sorted(a % rank for a in self.axes)) if self.axes is not None else ()
         if rank != 4 or len(axes) != 2 or 0 in axes:
-            raise self.unsupported(f"reduction over axes {self.axes} of a rank-{rank} tensor; only two spatial axes of a rank-4 map")
+            raise self.unsupported(
+                f"reduction over axes {self.axes} of a rank-{rank} tensor; only two spatial axes of a rank-4 map"
+            )
         return axes
 
     def check(self, tensors):
@@ -91,9 +93,16 @@ class GlobalArgmax(FixationRule):
         axes = self._axes(shape)
         # The output keeps (batch, channel) in the same order whether or not keepdims is set.
         (channel_axis,) = (a for a in (1, 2, 3) if a not in axes)
-        strides = [int(np.prod(shape[a + 1:], dtype=np.int64)) for a in range(4)]
-        g = (shape[channel_axis], shape[axes[0]], shape[axes[1]], strides[0], strides[channel_axis], strides[axes[0]],
-             strides[axes[1]])
+        strides = [int(np.prod(shape[a + 1 :], dtype=np.int64)) for a in range(4)]
+        g = (
+            shape[channel_axis],
+            shape[axes[0]],
+            shape[axes[1]],
+            strides[0],
+            strides[channel_axis],
+            strides[axes[0]],
+            strides[axes[1]],
+        )
         return [(name, fixations.with_index(tensors.backend.global_argmax(tensors.flat(name), fixations.index, g)))]
 
 
@@ -130,7 +139,7 @@ class MaxPoolVjp(_WindowVjp):
         (kh, kw), (sh, sw), (pt, pl), (dh, dw) = self.kernel, win.strides, win.pads, win.dilations
         oh, ow = grad.shape[2:]
         canvas = np.full((b, c, height, width), -np.inf, dtype=np.float32)
-        canvas[:, :, pt:pt + h, pl:pl + w] = x
+        canvas[:, :, pt : pt + h, pl : pl + w] = x
         span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
         windows = sliding_window_view(canvas, (span_h, span_w), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :oh, :ow, ::dh, ::dw]
         best = windows.reshape(b, c, oh, ow, kh * kw).argmax(axis=-1)
@@ -165,8 +174,8 @@ class AveragePoolVjp(_WindowVjp):
         canvas = np.zeros((b, c, height, width), dtype=np.float32)
         for i in range(kh):
             for j in range(kw):
-                canvas[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] += share
-        return [(self.node.inputs[0], canvas[:, :, pt:pt + h, pl:pl + w])]
+                canvas[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw] += share
+        return [(self.node.inputs[0], canvas[:, :, pt : pt + h, pl : pl + w])]
 
 
 class _ReductionVjp(DataVjp):
@@ -211,5 +220,4 @@ class MaxVjp(_ReductionVjp):
         best = slices.argmax(axis=-1)
         dx = np.zeros(slices.shape, dtype=np.float32)
         np.put_along_axis(dx, best[..., None], grad.reshape(best.shape)[..., None], axis=-1)
-        return [(self.node.inputs[0], np.transpose(dx.reshape([x.shape[k] for k in others + axes]),
-                                                   np.argsort(others + axes)))]
+        return [(self.node.inputs[0], np.transpose(dx.reshape([x.shape[k] for k in others + axes]), np.argsort(others + axes)))]

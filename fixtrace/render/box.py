@@ -7,7 +7,6 @@ import math
 import numpy as np
 from scipy import ndimage
 
-
 #: Fraction of the map's max that cuts out the box, per method (``name`` or ``name:ge``): the
 #: values with the lowest top-1 localization error on the localization benchmark's validation
 #: split (bench/localization.py, bench/RESULTS.md). Other methods use DEFAULT_BOX_THRESHOLD.
@@ -56,5 +55,9 @@ def box_from_heatmap(heat: np.ndarray, threshold: float = DEFAULT_BOX_THRESHOLD)
     largest = int(np.argmax(sizes)) + 1
     rows, cols = ndimage.find_objects(labels, max_label=largest)[largest - 1]
     height, width = heat.shape
-    return (int(cols.start) * stride, int(rows.start) * stride, min(int(cols.stop) * stride, width),
-            min(int(rows.stop) * stride, height))
+    return (
+        int(cols.start) * stride,
+        int(rows.start) * stride,
+        min(int(cols.stop) * stride, width),
+        min(int(rows.stop) * stride, height),
+    )

@@ -15,9 +15,20 @@ from fixtrace.render.heatmap import heatmap, inlier_mask
 from fixtrace.render.resample import unit_scale
 
 
-def explanation(maps: Maps, item: int, photo: np.ndarray, geometry: Geometry, target: ClassScore,
-                top_classes: list[ClassScore], *, outlier_removal: bool, sigma: float, box_threshold: float,
-                settings: dict[str, Any], info: dict[str, Any]) -> Explanation:
+def explanation(
+    maps: Maps,
+    item: int,
+    photo: np.ndarray,
+    geometry: Geometry,
+    target: ClassScore,
+    top_classes: list[ClassScore],
+    *,
+    outlier_removal: bool,
+    sigma: float,
+    box_threshold: float,
+    settings: dict[str, Any],
+    info: dict[str, Any],
+) -> Explanation:
     """Photo ``item`` of a batch explained by ``maps``.
 
     Args:
@@ -36,8 +47,10 @@ def explanation(maps: Maps, item: int, photo: np.ndarray, geometry: Geometry, ta
     original = geometry.original
     input_map = maps.maps[item]
     if not np.isfinite(input_map).all():
-        raise ModelError(f"the {settings.get('method', 'method')} map is not finite (NaN or infinity): the model's "
-                         "activations overflow float32 on this input")
+        raise ModelError(
+            f"the {settings.get('method', 'method')} map is not finite (NaN or infinity): the model's "
+            "activations overflow float32 on this input"
+        )
     points, counts, inliers = np.zeros((0, 2)), np.zeros(0), np.zeros(0, dtype=bool)
     if maps.points is not None:
         rows, cols, counts = maps.points[item]
@@ -48,7 +61,18 @@ def explanation(maps: Maps, item: int, photo: np.ndarray, geometry: Geometry, ta
     else:
         heat = unit_scale(geometry.to_photo(input_map - input_map.min() if maps.relative else input_map))
     return Explanation(
-        image=photo, target=target, top_classes=top_classes, points=points, counts=counts, inliers=inliers, heatmap=heat,
-        per_layer=maps.per_layer[item] if maps.per_layer is not None else {}, box_threshold=box_threshold,
-        settings=settings, info=info, input_map=input_map, photo_size=original, has_points=maps.points is not None,
+        image=photo,
+        target=target,
+        top_classes=top_classes,
+        points=points,
+        counts=counts,
+        inliers=inliers,
+        heatmap=heat,
+        per_layer=maps.per_layer[item] if maps.per_layer is not None else {},
+        box_threshold=box_threshold,
+        settings=settings,
+        info=info,
+        input_map=input_map,
+        photo_size=original,
+        has_points=maps.points is not None,
     )

@@ -15,7 +15,9 @@ DEFAULT_SIGMA = 0.05
 WORK_SIDE = 64
 
 
-def inlier_mask(xy: np.ndarray, counts: np.ndarray, size: tuple[int, int], radius: float = 0.1, share: float = 0.05) -> np.ndarray:
+def inlier_mask(
+    xy: np.ndarray, counts: np.ndarray, size: tuple[int, int], radius: float = 0.1, share: float = 0.05
+) -> np.ndarray:
     """Keep a point when the points within ``radius`` x image diagonal of it (itself included,
     weighted by count) hold more than ``share`` of all the counts (the authors' rule).
 
@@ -32,7 +34,9 @@ def inlier_mask(xy: np.ndarray, counts: np.ndarray, size: tuple[int, int], radiu
     if len(xy) == 0:
         return np.zeros(0, dtype=bool)
     diagonal = float(np.hypot(*size))
-    mass = neighbour_mass(np.ascontiguousarray(xy, dtype=np.float64), np.ascontiguousarray(counts, dtype=np.float64), radius * diagonal)
+    mass = neighbour_mass(
+        np.ascontiguousarray(xy, dtype=np.float64), np.ascontiguousarray(counts, dtype=np.float64), radius * diagonal
+    )
     return mass > share * counts.sum()
 
 

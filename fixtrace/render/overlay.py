@@ -23,8 +23,13 @@ def jet(values: np.ndarray) -> np.ndarray:
     return (rgb * 255.0 + 0.5).astype(np.uint8)
 
 
-def overlay(photo: np.ndarray, heat: np.ndarray, box: tuple[int, int, int, int] | None = None,
-            points: np.ndarray | None = None, strength: float = 0.6) -> Image.Image:
+def overlay(
+    photo: np.ndarray,
+    heat: np.ndarray,
+    box: tuple[int, int, int, int] | None = None,
+    points: np.ndarray | None = None,
+    strength: float = 0.6,
+) -> Image.Image:
     """Blend the coloured heat map onto the photo, more where the heat is higher.
 
     The blend is computed band by band of rows. When ``photo`` is a reduced copy of the photo the

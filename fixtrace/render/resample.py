@@ -36,7 +36,7 @@ def bilinear(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarr
         band = slice(start, start + BAND)
         if whole is None:
             first = int(r0[band].min())
-            across = _across(g[first:int(r1[band].max()) + 1], c0, c1, wc, cvalid)
+            across = _across(g[first : int(r1[band].max()) + 1], c0, c1, wc, cvalid)
         else:
             first, across = 0, whole
         np.multiply(across[r0[band] - first], ((1 - wr[band]) * rvalid[band])[:, None], out=out[band])

@@ -26,8 +26,9 @@ class Forward:
         images: inputs scored so far.
     """
 
-    def __init__(self, graph: LayerGraph, logits: str, providers: list[str] | None = None, threads: int = 0,
-                 chunk: int = 32) -> None:
+    def __init__(
+        self, graph: LayerGraph, logits: str, providers: list[str] | None = None, threads: int = 0, chunk: int = 32
+    ) -> None:
         self.graph = graph
         self.logits = logits
         self.providers = providers
@@ -53,7 +54,7 @@ class Forward:
         scores = []
         fixed = self.graph.image_input.fixed_batch
         for start in range(0, len(inputs), self.chunk):
-            part = np.ascontiguousarray(inputs[start:start + self.chunk], dtype=np.float32)
+            part = np.ascontiguousarray(inputs[start : start + self.chunk], dtype=np.float32)
             size = len(part)
             if fixed and size < fixed:  # a fixed batch dim takes exactly that many: pad, then drop the padding
                 part = np.concatenate([part, np.zeros((fixed - size, *part.shape[1:]), np.float32)])

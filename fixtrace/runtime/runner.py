@@ -23,6 +23,10 @@ from fixtrace.runtime.tensors import Tensors
 class Runner:
     """The model, its sessions and its backend, shared by every method explained on it.
 
+    Everything that can be checked without onnxruntime is checked here; onnxruntime first loads
+    the model when ``output`` or ``session`` is first read, so that the methods' own checks
+    (an unsupported op) come first.
+
     Args:
         model: path, bytes or ``onnx.ModelProto``.
         preset: the preprocessing preset (for the input size).
@@ -40,8 +44,9 @@ class Runner:
         graph, logits, shapes (at the model's input size), backend, output, forward.
     """
 
-    def __init__(self, model: ModelSource, preset: Preset, output: str | None, threads: int, device: str,
-                 any_output: bool) -> None:
+    def __init__(
+        self, model: ModelSource, preset: Preset, output: str | None, threads: int, device: str, any_output: bool
+    ) -> None:
         self.source = str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
         self.graph = LayerGraph.from_model(load_model(model))
         check_image_channels(self.graph)
@@ -51,14 +56,33 @@ class Runner:
         check_tensor_sizes(self.shapes, self.graph.producer)
         self.logits = find_logits(self.graph, output)
         self.backend = get_backend(device)
-        self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_status()["gpu"] and self.backend.name == "cuda" else None
+        self.providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_status()["gpu"] and self.backend.name == "cuda" else None
+        )
         self.threads = threads
         self.keep: set[str] = {self.logits}
         self.recipes: dict = {}
         self._session: Session | None = None
         self.forward = Forward(self.graph, self.logits, self.providers, threads)
-        #: The output explained, its kind of scores and why it was chosen.
-        self.output: ClassOutput = choose_output(self.graph, output, self.session.run(self.blank()), any_output)
+        self._output, self._any_output = output, any_output
+        self._chosen: ClassOutput | None = None
+
+    @property
+    def output(self) -> ClassOutput:
+        """The output explained, its kind of scores and why it was chosen (checked on a blank
+        image on first use: the first time onnxruntime loads the model).
+
+        Raises:
+            ModelError: onnxruntime cannot run the model, or its output is not class scores.
+        """
+        if self._chosen is None:
+            self._chosen = choose_output(self.graph, self._output, self.session.run(self.blank()), self._any_output)
+        return self._chosen
+
+    @property
+    def probed(self) -> bool:
+        """Whether onnxruntime has run the model (the output is chosen)."""
+        return self._chosen is not None
 
     @property
     def session(self) -> Session:
@@ -95,8 +119,13 @@ class Runner:
 
     def tensors(self, values: dict[str, np.ndarray], batch: np.ndarray) -> Tensors:
         """The values of one run, with the input, shapes, constants and recompute recipes."""
-        return Tensors(values | {self.graph.image_input.name: batch}, self.graph.shapes(batch.shape),
-                       self.graph.constants, self.recipes, self.backend)
+        return Tensors(
+            values | {self.graph.image_input.name: batch},
+            self.graph.shapes(batch.shape),
+            self.graph.constants,
+            self.recipes,
+            self.backend,
+        )
 
     def run(self, batch: np.ndarray) -> Run:
         """One forward of ``batch`` keeping what the prepared methods need.

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import re
+from collections.abc import Iterable
 
 import numpy as np
 import onnx
@@ -15,9 +14,7 @@ from fixtrace.model.layer_graph import LayerGraph
 try:
     import onnxruntime as ort
 except ImportError as exc:  # pragma: no cover - a broken install, e.g. onnxruntime-gpu uninstalled over onnxruntime
-    raise ImportError(
-        "onnxruntime is not importable; install exactly one of 'onnxruntime' or 'onnxruntime-gpu'"
-    ) from exc
+    raise ImportError("onnxruntime is not importable; install exactly one of 'onnxruntime' or 'onnxruntime-gpu'") from exc
 
 
 class Session:
@@ -35,7 +32,9 @@ class Session:
         ModelError: onnxruntime refuses the model.
     """
 
-    def __init__(self, layer_graph: LayerGraph, keep: Iterable[str], providers: list[str] | None = None, threads: int = 0) -> None:
+    def __init__(
+        self, layer_graph: LayerGraph, keep: Iterable[str], providers: list[str] | None = None, threads: int = 0
+    ) -> None:
         self.layer_graph = layer_graph
         graph_outputs = set(layer_graph.outputs)
         computed = {t for n in layer_graph.nodes for t in n.outputs}
@@ -61,8 +60,14 @@ class Session:
         self.providers_in_use = list(self._session.get_providers())
         missing = [p for p in wanted if p not in self.providers_in_use]
         #: Why the forward does not run where it was asked to ("" when it does).
-        self.fallback = (f"{', '.join(missing)} asked for but onnxruntime runs on {', '.join(self.providers_in_use)} "
-                         f"(available: {', '.join(available)})") if missing else ""
+        self.fallback = (
+            (
+                f"{', '.join(missing)} asked for but onnxruntime runs on {', '.join(self.providers_in_use)} "
+                f"(available: {', '.join(available)})"
+            )
+            if missing
+            else ""
+        )
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.input_name = layer_graph.image_input.name
         meta = self._session.get_inputs()[0]
@@ -100,7 +105,9 @@ def check_input_shape(layer_graph: LayerGraph, shape: tuple[int, ...]) -> None:
     if bad:
         want = "x".join("?" if d is None else str(d) for d in declared)
         got = "x".join(str(s) for s in shape)
-        raise InputShapeError(f"model input {layer_graph.image_input.name!r} expects {want} ({layer_graph.image_input.layout}), got {got}")
+        raise InputShapeError(
+            f"model input {layer_graph.image_input.name!r} expects {want} ({layer_graph.image_input.layout}), got {got}"
+        )
 
 
 def available_providers() -> list[str]:

@@ -24,8 +24,14 @@ class Tensors:
         backend: where the kernels run (default: the CPU).
     """
 
-    def __init__(self, values: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], constants: dict[str, np.ndarray],
-                 recipes: dict[str, ConvRecipe] | None = None, backend: "Backend | None" = None) -> None:
+    def __init__(
+        self,
+        values: dict[str, np.ndarray],
+        shapes: dict[str, tuple[int, ...]],
+        constants: dict[str, np.ndarray],
+        recipes: dict[str, ConvRecipe] | None = None,
+        backend: Backend | None = None,
+    ) -> None:
         self.values = values
         self.shapes = shapes
         self.constants = constants

@@ -23,13 +23,18 @@ class VGGStyle(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            conv_bn_relu(1, 12), nn.MaxPool2d(2),     # 56
-            conv_bn_relu(12, 24), nn.MaxPool2d(2),    # 28
-            conv_bn_relu(24, 48), nn.MaxPool2d(2),    # 14
-            conv_bn_relu(48, 64), nn.MaxPool2d(2),    # 7
+            conv_bn_relu(1, 12),
+            nn.MaxPool2d(2),  # 56
+            conv_bn_relu(12, 24),
+            nn.MaxPool2d(2),  # 28
+            conv_bn_relu(24, 48),
+            nn.MaxPool2d(2),  # 14
+            conv_bn_relu(48, 64),
+            nn.MaxPool2d(2),  # 7
         )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(inplace=True),
-                                        nn.Dropout(0.3), nn.Linear(128, classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(inplace=True), nn.Dropout(0.3), nn.Linear(128, classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -38,9 +43,14 @@ class VGGStyle(nn.Module):
 class ResidualBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv_bn_relu(cin, cout, 3, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
-        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
-                         else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.body = nn.Sequential(
+            conv_bn_relu(cin, cout, 3, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,10 +61,11 @@ class ResNetStyle(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            conv_bn_relu(1, 16, 5, 2), nn.MaxPool2d(2),  # 28
-            ResidualBlock(16, 32, 1),                    # projection shortcut
-            ResidualBlock(32, 64, 2),                    # 14
-            ResidualBlock(64, 64, 1),                    # identity shortcut
+            conv_bn_relu(1, 16, 5, 2),
+            nn.MaxPool2d(2),  # 28
+            ResidualBlock(16, 32, 1),  # projection shortcut
+            ResidualBlock(32, 64, 2),  # 14
+            ResidualBlock(64, 64, 1),  # identity shortcut
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, classes)
@@ -79,9 +90,10 @@ class InceptionStyle(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            conv_bn_relu(1, 24, 5, 2), nn.MaxPool2d(2),       # 28
-            InceptionModule(24, 16, (16, 24), (8, 12), 12),   # 64 channels
-            nn.MaxPool2d(2),                                   # 14
+            conv_bn_relu(1, 24, 5, 2),
+            nn.MaxPool2d(2),  # 28
+            InceptionModule(24, 16, (16, 24), (8, 12), 12),  # 64 channels
+            nn.MaxPool2d(2),  # 14
             InceptionModule(64, 32, (24, 48), (12, 24), 24),  # 128 channels
         )
         self.pool = nn.AdaptiveAvgPool2d(1)

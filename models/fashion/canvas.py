@@ -84,16 +84,20 @@ def make_canvas(rng: np.random.Generator, items: np.ndarray, labels: np.ndarray,
         other = items[rng.integers(len(items))]
         h, w = rng.integers(8, 15, size=2)
         y, x = rng.integers(0, 28 - h), rng.integers(0, 28 - w)
-        crop = other[y:y + h, x:x + w].astype(np.float32) * rng.uniform(0.5, 1.0)
+        crop = other[y : y + h, x : x + w].astype(np.float32) * rng.uniform(0.5, 1.0)
         scale = rng.uniform(1.0, 1.8)
-        crop = np.asarray(Image.fromarray(crop).resize((max(2, round(w * scale)), max(2, round(h * scale))), Image.Resampling.BILINEAR))
+        crop = np.asarray(
+            Image.fromarray(crop).resize((max(2, round(w * scale)), max(2, round(h * scale))), Image.Resampling.BILINEAR)
+        )
         cy, cx = rng.integers(0, SIDE - crop.shape[0]), rng.integers(0, SIDE - crop.shape[1])
-        canvas[cy:cy + crop.shape[0], cx:cx + crop.shape[1]] = np.maximum(canvas[cy:cy + crop.shape[0], cx:cx + crop.shape[1]], crop)
+        canvas[cy : cy + crop.shape[0], cx : cx + crop.shape[1]] = np.maximum(
+            canvas[cy : cy + crop.shape[0], cx : cx + crop.shape[1]], crop
+        )
     side = int(rng.integers(ITEM_SIDES[0], ITEM_SIDES[1] + 1))
     item = np.asarray(Image.fromarray(items[index]).resize((side, side), Image.Resampling.BILINEAR)).astype(np.float32)
     y, x = rng.integers(0, SIDE - side + 1, size=2)
     visible = item >= VISIBLE
-    region = canvas[y:y + side, x:x + side]
+    region = canvas[y : y + side, x : x + side]
     region[visible] = item[visible]  # the item is opaque where it is visible
     rows, cols = np.nonzero(visible)
     box = (int(x + cols.min()), int(y + rows.min()), int(x + cols.max() + 1), int(y + rows.max() + 1))

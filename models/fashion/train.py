@@ -41,7 +41,7 @@ def as_arrays(split: str, count: int, seed: int) -> tuple[np.ndarray, np.ndarray
 
 
 def accuracy(predict, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
-    right = sum(int((predict(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    right = sum(int((predict(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum()) for i in range(0, len(x), batch))
     return right / len(x)
 
 
@@ -59,7 +59,7 @@ def train(arch: str, x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> nn
         order = rng.permutation(len(x))
         total = 0.0
         for k in range(len(x) // 128):
-            pick = order[k * 128:(k + 1) * 128]
+            pick = order[k * 128 : (k + 1) * 128]
             batch = torch.from_numpy(x[pick])
             if rng.random() < 0.5:
                 batch = batch.flip(3)  # garments are left-right symmetric classes
@@ -74,8 +74,16 @@ def train(arch: str, x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> nn
 
 
 def export(model: nn.Module, path: Path) -> None:
-    torch.onnx.export(model, torch.zeros(1, 1, 112, 112), str(path), input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        torch.zeros(1, 1, 112, 112),
+        str(path),
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
 
 
 def main() -> None:
@@ -100,10 +108,16 @@ def main() -> None:
         onnx_acc = accuracy(lambda b: session.run(None, {"image": b})[0], x_test, y_test)
         with torch.no_grad():
             torch_acc = accuracy(lambda b: model(torch.from_numpy(b)).numpy(), x_test, y_test)
-        record[arch] = {"test_accuracy": round(onnx_acc, 4), "torch_test_accuracy": round(torch_acc, 4),
-                        "test_canvases": len(x_test), "train_canvases": len(x), "epochs": epochs,
-                        "train_seconds": round(time.time() - t0), "onnx_bytes": path.stat().st_size,
-                        "torch": torch.__version__}
+        record[arch] = {
+            "test_accuracy": round(onnx_acc, 4),
+            "torch_test_accuracy": round(torch_acc, 4),
+            "test_canvases": len(x_test),
+            "train_canvases": len(x),
+            "epochs": epochs,
+            "train_seconds": round(time.time() - t0),
+            "onnx_bytes": path.stat().st_size,
+            "torch": torch.__version__,
+        }
         print(arch, record[arch], flush=True)
         record_path.write_text(json.dumps(record, indent=1) + "\n")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 #: Exit codes of the ``fixtrace`` command (README): all done, some images failed, bad model or
 #: arguments (or a full disk), internal error.
@@ -42,8 +43,7 @@ def ok(*files: str, stdout: tuple[str, ...] = (), stderr: tuple[str, ...] = ()) 
     return Expect((OK,), files=files, stdout=stdout, stderr=stderr)
 
 
-def fails(code: int, *error: str, lines: int | None = None, files: tuple[str, ...] = (),
-          absent: tuple[str, ...] = ()) -> Expect:
+def fails(code: int, *error: str, lines: int | None = None, files: tuple[str, ...] = (), absent: tuple[str, ...] = ()) -> Expect:
     """Failure with ``code`` and one error line holding every fragment of ``error``."""
     return Expect((code,), error=error, error_lines=lines, files=files, absent=absent)
 

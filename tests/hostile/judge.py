@@ -11,8 +11,18 @@ from pathlib import Path
 from hostile.case import INTERNAL, Case, Context, Expect, Outcome
 
 #: Text that betrays an internal message leaking out instead of fixtrace's own line.
-LEAKS = ("Traceback", "[E:onnxruntime", "onnxruntime_src", "Warning:", "warnings.warn", "site-packages", "numba.core",
-         "NumbaWarning", "fixtrace: error: internal error", "\x1b[")
+LEAKS = (
+    "Traceback",
+    "[E:onnxruntime",
+    "onnxruntime_src",
+    "Warning:",
+    "warnings.warn",
+    "site-packages",
+    "numba.core",
+    "NumbaWarning",
+    "fixtrace: error: internal error",
+    "\x1b[",
+)
 ERROR_LINE = re.compile(r"^fixtrace( [a-z-]+)?: error: ")
 #: stderr lines other than errors that fixtrace may print: its notes and warnings, the progress
 #: line, and argparse's usage block.

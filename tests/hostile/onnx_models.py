@@ -27,11 +27,25 @@ def weights(shape, seed: int = 0, scale: float = 0.3, dtype=np.float32) -> np.nd
     return (np.random.default_rng(seed).normal(size=shape) * scale).astype(dtype)
 
 
-def classifier(*, dims=(1, 3, 32, 32), elem: int = FLOAT, classes: int = 10, channels: int | None = None,
-               middle: str = "Relu", middle_name: str = "act", conv: dict | None = None, kernel: int = 3,
-               weight: np.ndarray | None = None, fc: np.ndarray | None = None, bias: np.ndarray | None = None,
-               head_extra: list | None = None, output_dims=None, opset: int = 13, ir: int = 8,
-               conv_name: str = "conv") -> onnx.ModelProto:
+def classifier(
+    *,
+    dims=(1, 3, 32, 32),
+    elem: int = FLOAT,
+    classes: int = 10,
+    channels: int | None = None,
+    middle: str = "Relu",
+    middle_name: str = "act",
+    conv: dict | None = None,
+    kernel: int = 3,
+    weight: np.ndarray | None = None,
+    fc: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    head_extra: list | None = None,
+    output_dims=None,
+    opset: int = 13,
+    ir: int = 8,
+    conv_name: str = "conv",
+) -> onnx.ModelProto:
     """Conv -> MIDDLE -> GlobalAveragePool -> Flatten -> Gemm (+ optional ops after the Gemm).
 
     Args:
@@ -72,8 +86,12 @@ def classifier(*, dims=(1, 3, 32, 32), elem: int = FLOAT, classes: int = 10, cha
 def feature_net(output: str, *, dims=(1, 3, 32, 32), extra_outputs: tuple[str, ...] = ()) -> onnx.ModelProto:
     """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm, whose graph outputs are ``output``
     (one of conv_out, relu_out, pooled, logits) then ``extra_outputs``."""
-    shapes = {"conv_out": [dims[0], 4, dims[2], dims[3]], "relu_out": [dims[0], 4, dims[2], dims[3]],
-              "pooled": [dims[0], 4, 1, 1], "logits": [dims[0], 10]}
+    shapes = {
+        "conv_out": [dims[0], 4, dims[2], dims[3]],
+        "relu_out": [dims[0], 4, dims[2], dims[3]],
+        "pooled": [dims[0], 4, 1, 1],
+        "logits": [dims[0], 10],
+    }
     nodes = [
         helper.make_node("Conv", ["input", "W"], ["conv_out"], name="conv", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["conv_out"], ["relu_out"], name="relu"),
@@ -101,9 +119,11 @@ def dense_head_net(head: str, out_dims, *, dims=(1, 3, 32, 32)) -> onnx.ModelPro
         inits.append(numpy_helper.from_array(weights((21, 4, 1, 1), 2), "S"))
     else:
         classes = {"detection": 400, "argmax": 10, "pairs": 10, "single": 1, "empty": 0, "rank3": 10}[head]
-        nodes += [helper.make_node("GlobalAveragePool", ["relu_out"], ["pooled"], name="gap"),
-                  helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
-                  helper.make_node("Gemm", ["flat", "FC"], ["logits"], name="fc")]
+        nodes += [
+            helper.make_node("GlobalAveragePool", ["relu_out"], ["pooled"], name="gap"),
+            helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+            helper.make_node("Gemm", ["flat", "FC"], ["logits"], name="fc"),
+        ]
         inits.append(numpy_helper.from_array(weights((4, classes), 1), "FC"))
         if head == "argmax":
             nodes.append(helper.make_node("ArgMax", ["logits"], ["out"], name="argmax", axis=1))
@@ -126,8 +146,10 @@ def two_input_net() -> onnx.ModelProto:
 def rank_input_net(dims) -> onnx.ModelProto:
     """A Gemm classifier on an input of any rank (Flatten first)."""
     features = int(np.prod([d for d in dims[1:]]))
-    nodes = [helper.make_node("Flatten", ["input"], ["flat"], name="flatten"),
-             helper.make_node("Gemm", ["flat", "FC"], ["logits"], name="fc")]
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "FC"], ["logits"], name="fc"),
+    ]
     inits = [numpy_helper.from_array(weights((max(features, 1), 10)), "FC")]
     return model(nodes, [tensor("input", FLOAT, dims)], [tensor("logits", FLOAT, [dims[0], 10])], inits)
 
@@ -197,8 +219,11 @@ def unnamed_net() -> onnx.ModelProto:
 def constant_output_net() -> onnx.ModelProto:
     """The class scores are a constant: they do not depend on the image."""
     m = classifier()
-    m.graph.node.append(helper.make_node("Constant", [], ["const_scores"], name="const",
-                                         value=numpy_helper.from_array(np.zeros((1, 10), np.float32))))
+    m.graph.node.append(
+        helper.make_node(
+            "Constant", [], ["const_scores"], name="const", value=numpy_helper.from_array(np.zeros((1, 10), np.float32))
+        )
+    )
     del m.graph.output[:]
     m.graph.output.append(tensor("const_scores", FLOAT, [1, 10]))
     return m
@@ -213,8 +238,9 @@ def identity_output_net() -> onnx.ModelProto:
 def if_net() -> onnx.ModelProto:
     """An If node on the path to the scores."""
     m = classifier()
-    branch = helper.make_graph([helper.make_node("Identity", ["flat"], ["branch_out"])], "branch", [],
-                               [tensor("branch_out", FLOAT, None)])
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["flat"], ["branch_out"])], "branch", [], [tensor("branch_out", FLOAT, None)]
+    )
     cond = numpy_helper.from_array(np.array(True), "cond")
     nodes = list(m.graph.node)
     nodes[4].input[0] = "picked"
@@ -265,8 +291,13 @@ def softmax_net(op: str = "Softmax") -> onnx.ModelProto:
 def mul_after_softmax_net() -> onnx.ModelProto:
     """Probabilities whose Softmax hides behind a Mul by one: the output is probabilities, not logits."""
     one = helper.make_node("Constant", [], ["one"], name="one", value=numpy_helper.from_array(np.array(1.0, np.float32)))
-    return classifier(head_extra=[helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1), one,
-                                  helper.make_node("Mul", ["probs", "one"], ["scores"], name="times_one")])
+    return classifier(
+        head_extra=[
+            helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1),
+            one,
+            helper.make_node("Mul", ["probs", "one"], ["scores"], name="times_one"),
+        ]
+    )
 
 
 def sigmoid_net() -> onnx.ModelProto:

@@ -37,8 +37,14 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([*self.python_path, str(TESTS), env.get("PYTHONPATH", "")])
         log = open(self.root / "worker.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "hostile.worker", str(self.root)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=log, env=env, cwd=self.root)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hostile.worker", str(self.root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            cwd=self.root,
+        )
         log.close()
         self._buffer = b""
         ready = self._read_line(600)

@@ -28,16 +28,8 @@ def pool_argmax(xf, out_index, g):  # pragma: no cover - numba
 
 @njit(cache=True)
 def global_argmax(xf, channel_index, g):  # pragma: no cover - numba
-    """Map (batch, channel) fixations of a global pool to the spatial argmax of that channel.
-
-    Args:
-        xf: the map, flat.
-        channel_index: int64 flat indices b * C + c.
-        g: see ``shared.pool.global_one``.
-
-    Returns:
-        int64 flat indices into the map.
-    """
+    """int64 flat indices into the map ``xf`` of the spatial argmax of each (batch, channel)
+    fixation ``channel_index`` (b * C + c) of a global pool; ``g``: see ``shared.pool.global_one``."""
     result = np.empty(channel_index.size, dtype=np.int64)
     for f in range(channel_index.size):
         result[f] = global_one(xf, channel_index[f], g)

@@ -16,7 +16,9 @@ def _conv_backtrack(xf, wf, out_index, g, location, result):  # pragma: no cover
 
 
 @cuda.jit
-def _depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, out_index, g, location, result):  # pragma: no cover - numba
+def _depthwise_backtrack_recomputed(
+    src, src_w, src_bias, sg, low, high, wf, out_index, g, location, result
+):  # pragma: no cover - numba
     f = cuda.grid(1)
     if f < out_index.size:
         result[f] = depthwise_recomputed_one(src, src_w, src_bias, sg, low, high, wf, out_index[f], g, location)
@@ -29,5 +31,17 @@ def conv_backtrack(xf, wf, out_index, g, location):
 
 def depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, out_index, g, location):
     """Device twin of ``kernels.cpu.conv.depthwise_backtrack_recomputed``."""
-    return per_item(_depthwise_backtrack_recomputed, out_index.size, src, src_w, src_bias, sg, float(low), float(high), wf,
-                    out_index, g, location)
+    return per_item(
+        _depthwise_backtrack_recomputed,
+        out_index.size,
+        src,
+        src_w,
+        src_bias,
+        sg,
+        float(low),
+        float(high),
+        wf,
+        out_index,
+        g,
+        location,
+    )

@@ -9,14 +9,16 @@ from __future__ import annotations
 import numpy as np
 from numba.extending import register_jitable
 
+from fixtrace.kernels.shared.pack import pairs
 from fixtrace.kernels.shared.window import centre_distance, clamp, keep_best, taps, unravel4
 
 LOCATION_ARGMAX = 0
 LOCATION_CENTRE = 1
 
 
-def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, int], groups: int,
-                  strides, pads, dilations) -> tuple[int, ...]:
+def conv_geometry(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, int], groups: int, strides, pads, dilations
+) -> tuple[int, ...]:
     """Pack a conv's sizes for the bodies below.
 
     Args:
@@ -28,9 +30,8 @@ def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tu
         (C, H, W, M, C // groups, KH, KW, out_h, out_w, M // groups, sh, sw, top, left, dh, dw).
     """
     n_out, c_group, kh, kw = (int(d) for d in w_shape)
-    return (int(x_shape[1]), int(x_shape[2]), int(x_shape[3]), n_out, c_group, kh, kw, int(out_hw[0]), int(out_hw[1]),
-            n_out // int(groups), int(strides[0]), int(strides[1]), int(pads[0]), int(pads[1]), int(dilations[0]),
-            int(dilations[1]))
+    sizes = (*(int(d) for d in x_shape[1:4]), n_out, c_group, kh, kw, *pairs(out_hw))
+    return (*sizes, n_out // int(groups), *pairs(strides, pads, dilations))
 
 
 @register_jitable
@@ -107,8 +108,9 @@ def conv_one(xf, wf, flat, g, location):  # pragma: no cover - numba
             for j in range(j_lo, j_hi):
                 xj = left + j * dw
                 score = np.float64(xf[xc + yy * width + xj]) * np.float64(wf[wc + i * kw + j])
-                best_score, best_dist, y, xx = keep_best(score, centre_distance(i, j, kh, kw), yy, xj,
-                                                         best_score, best_dist, y, xx)
+                best_score, best_dist, y, xx = keep_best(
+                    score, centre_distance(i, j, kh, kw), yy, xj, best_score, best_dist, y, xx
+                )
     return ((b * n_in + c0 + best_c) * height + y) * width + xx
 
 
@@ -176,6 +178,7 @@ def depthwise_recomputed_one(src, src_w, src_bias, sg, low, high, wf, flat, g, l
                 xj = left + j * dw
                 value = conv_value(src, src_w, src_bias, ((b * n_in + c) * height + yy) * width + xj, sg, low, high)
                 score = value * np.float64(wf[(m * kh + i) * kw + j])
-                best_score, best_dist, y, xx = keep_best(score, centre_distance(i, j, kh, kw), yy, xj,
-                                                         best_score, best_dist, y, xx)
+                best_score, best_dist, y, xx = keep_best(
+                    score, centre_distance(i, j, kh, kw), yy, xj, best_score, best_dist, y, xx
+                )
     return ((b * n_in + c) * height + y) * width + xx

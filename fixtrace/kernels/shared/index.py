@@ -70,4 +70,3 @@ def route_one(flat, inner, along, offset, size):  # pragma: no cover - numba
     if position < 0 or position >= size:
         return -1
     return ((flat // (inner * along)) * size + position) * inner + flat % inner
-

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 from numba.extending import register_jitable
 
+from fixtrace.kernels.shared.pack import pairs
 from fixtrace.kernels.shared.window import centre_distance, clamp, keep_best, taps, unravel4
 
 
 def pool_geometry(x_shape: tuple[int, ...], out_hw: tuple[int, int], kernel, strides, pads, dilations) -> tuple[int, ...]:
     """Pack a pool's sizes: (C, H, W, out_h, out_w, kh, kw, sh, sw, top, left, dh, dw)."""
-    return (int(x_shape[1]), int(x_shape[2]), int(x_shape[3]), int(out_hw[0]), int(out_hw[1]), int(kernel[0]),
-            int(kernel[1]), int(strides[0]), int(strides[1]), int(pads[0]), int(pads[1]), int(dilations[0]),
-            int(dilations[1]))
+    return (*(int(d) for d in x_shape[1:4]), *pairs(out_hw, kernel, strides, pads, dilations))
 
 
 @register_jitable
@@ -42,8 +41,9 @@ def pool_one(xf, flat, g):  # pragma: no cover - numba
         yy = top + i * dh
         for j in range(j_lo, j_hi):
             xj = left + j * dw
-            best_score, best_dist, y, xx = keep_best(np.float64(xf[base + yy * width + xj]), centre_distance(i, j, kh, kw),
-                                                     yy, xj, best_score, best_dist, y, xx)
+            best_score, best_dist, y, xx = keep_best(
+                np.float64(xf[base + yy * width + xj]), centre_distance(i, j, kh, kw), yy, xj, best_score, best_dist, y, xx
+            )
     return base + y * width + xx
 
 
@@ -68,6 +68,7 @@ def global_one(xf, channel, g):  # pragma: no cover - numba
     xx = 0
     for i in range(height):
         for j in range(width):
-            best_score, best_dist, y, xx = keep_best(np.float64(xf[base + i * sy + j * sx]), centre_distance(i, j, height, width),
-                                                     i, j, best_score, best_dist, y, xx)
+            best_score, best_dist, y, xx = keep_best(
+                np.float64(xf[base + i * sy + j * sx]), centre_distance(i, j, height, width), i, j, best_score, best_dist, y, xx
+            )
     return base + y * sy + xx * sx

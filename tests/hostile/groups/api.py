@@ -183,6 +183,17 @@ def cases() -> list[Case]:
         "evaluate_steps_zero": (raises("OptionError", "steps"), _evaluate(steps=0)),
         "evaluate_ok": (returns(), _evaluate(perturbation=1, steps=4)),
     }
-    fast = {"model_none", "top_k_text", "unknown_keyword", "target_and_top_k", "sigma_inf", "many_a_string", "many_generator",
-            "image_nan_array", "metric_pointing_nan", "save_under_a_file", "evaluate_items_text"}
+    fast = {
+        "model_none",
+        "top_k_text",
+        "unknown_keyword",
+        "target_and_top_k",
+        "sigma_inf",
+        "many_a_string",
+        "many_generator",
+        "image_nan_array",
+        "metric_pointing_nan",
+        "save_under_a_file",
+        "evaluate_items_text",
+    }
     return [Case(f"api/{name}", expect, call=call, fast=name in fast) for name, (expect, call) in calls.items()]

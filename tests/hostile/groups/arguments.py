@@ -32,8 +32,22 @@ def _explain(*extra: str, model: str = TINY) -> tuple[str, ...]:
 
 
 def _evaluate(*extra: str) -> tuple[str, ...]:
-    return ("evaluate", RESNET, SAMPLES, "--out", "{out}", "--preset", "raw", "--methods", "gradcam", "--perturbation", "2",
-            "--steps", "4", *extra)
+    return (
+        "evaluate",
+        RESNET,
+        SAMPLES,
+        "--out",
+        "{out}",
+        "--preset",
+        "raw",
+        "--methods",
+        "gradcam",
+        "--perturbation",
+        "2",
+        "--steps",
+        "4",
+        *extra,
+    )
 
 
 USAGE = fails(BAD_INPUT, lines=1)  # argparse: its usage block and one "fixtrace explain: error:" line
@@ -80,22 +94,36 @@ def cases() -> list[Case]:
         "output_unknown": (("--output", "probs"), ("'probs'",)),
     }
     fast = {"sigma_inf", "threads_negative", "class_twice", "box_nan", "labels_binary", "out_empty", "method_unknown"}
-    out = [Case(f"arguments/explain_{name}", fails(BAD_INPUT, *fragments, absent=("chelsea",)), _explain(*options),
-                fast=name in fast) for name, (options, fragments) in refused_explain.items()]
+    out = [
+        Case(
+            f"arguments/explain_{name}", fails(BAD_INPUT, *fragments, absent=("chelsea",)), _explain(*options), fast=name in fast
+        )
+        for name, (options, fragments) in refused_explain.items()
+    ]
     usage = {
-        "class_text": ("--class", "abc"), "class_float": ("--class", "1.5"), "class_and_top_k": ("--class", "1", "--top-k", "2"),
-        "threads_text": ("--threads", "many"), "device_unknown": ("--device", "tpu"), "conv_location": ("--conv-location", "x"),
-        "unknown_option": ("--colour", "red"), "sigma_text": ("--sigma", "wide"),
+        "class_text": ("--class", "abc"),
+        "class_float": ("--class", "1.5"),
+        "class_and_top_k": ("--class", "1", "--top-k", "2"),
+        "threads_text": ("--threads", "many"),
+        "device_unknown": ("--device", "tpu"),
+        "conv_location": ("--conv-location", "x"),
+        "unknown_option": ("--colour", "red"),
+        "sigma_text": ("--sigma", "wide"),
     }
-    out += [Case(f"arguments/explain_{name}", USAGE, _explain(*options), fast=name == "class_text") for name, options in usage.items()]
+    out += [
+        Case(f"arguments/explain_{name}", USAGE, _explain(*options), fast=name == "class_text") for name, options in usage.items()
+    ]
     out += [
         Case("arguments/no_command", USAGE, ()),
         Case("arguments/unknown_command", USAGE, ("explian", TINY)),
         Case("arguments/explain_no_image", USAGE, ("explain", TINY)),
         Case("arguments/help", ok(), ("--help",)),
         Case("arguments/explain_help", ok(stdout=("--out",)), ("explain", "--help")),
-        Case("arguments/explain_top_k_all", ok("chelsea/0_class_0/overlay.png", "chelsea/9_class_9/overlay.png"),
-             _explain("--top-k", "10")),
+        Case(
+            "arguments/explain_top_k_all",
+            ok("chelsea/0_class_0/overlay.png", "chelsea/9_class_9/overlay.png"),
+            _explain("--top-k", "10"),
+        ),
         Case("arguments/explain_batch_huge", ok("chelsea/overlay.png"), _explain("--batch-size", "100000")),
         Case("arguments/explain_threads_one", ok("chelsea/overlay.png"), _explain("--threads", "1")),
         Case("arguments/explain_method_spelling", ok("chelsea/overlay.png"), _explain("--method", "GradCAM"), fast=True),
@@ -103,11 +131,22 @@ def cases() -> list[Case]:
         Case("arguments/explain_preset_spelling", ok("chelsea/overlay.png"), _explain("--preset", "ImageNet")),
         Case("arguments/explain_sigma_one", ok("chelsea/overlay.png"), _explain("--sigma", "1")),
         Case("arguments/explain_box_one", ok("chelsea/overlay.png"), _explain("--box-threshold", "1")),
-        Case("arguments/explain_hostile_labels", ok("summary.json"),
-             _explain("--labels", "{in}/arguments/labels_ok.txt", "--top-k", "3"), fast=True),
-        Case("arguments/explain_labels_crlf_bom", ok("chelsea/overlay.png"), _explain("--labels", "{in}/arguments/labels_crlf_bom.txt")),
-        Case("arguments/explain_model_and_image_swapped", fails(BAD_INPUT, "not a valid ONNX file"),
-             ("explain", str(CHELSEA), TINY, "--out", "{out}")),
+        Case(
+            "arguments/explain_hostile_labels",
+            ok("summary.json"),
+            _explain("--labels", "{in}/arguments/labels_ok.txt", "--top-k", "3"),
+            fast=True,
+        ),
+        Case(
+            "arguments/explain_labels_crlf_bom",
+            ok("chelsea/overlay.png"),
+            _explain("--labels", "{in}/arguments/labels_crlf_bom.txt"),
+        ),
+        Case(
+            "arguments/explain_model_and_image_swapped",
+            fails(BAD_INPUT, "not a valid ONNX file"),
+            ("explain", str(CHELSEA), TINY, "--out", "{out}"),
+        ),
         Case("arguments/explain_quiet_failure", fails(BAD_INPUT, "sigma"), _explain("--quiet", "--sigma", "-2")),
         Case("arguments/info_unknown_device", USAGE, ("info", TINY, "--device", "gpu")),
         Case("arguments/info_missing_model", fails(BAD_INPUT, "not found"), ("info", "{in}/arguments/nope.onnx")),
@@ -140,13 +179,13 @@ def cases() -> list[Case]:
         "out_is_a_file": (("--out", "{in}/arguments/a_file"), ("a_file",)),
     }
     fast_evaluate = {"tolerance_nan", "method_box_nan", "threads_negative"}
-    out += [Case(f"arguments/evaluate_{name}", fails(BAD_INPUT, *fragments), _evaluate(*options), fast=name in fast_evaluate)
-            for name, (options, fragments) in refused_evaluate.items()]
+    out += [
+        Case(f"arguments/evaluate_{name}", fails(BAD_INPUT, *fragments), _evaluate(*options), fast=name in fast_evaluate)
+        for name, (options, fragments) in refused_evaluate.items()
+    ]
     out += [
         Case("arguments/evaluate_explain_unknown", USAGE, _evaluate("--explain", "both")),
         Case("arguments/evaluate_limit_beyond", ok("evaluation.json"), _evaluate("--limit", "1000")),
         Case("arguments/evaluate_spelling", ok("evaluation.json"), _evaluate("--methods", "GradCAM, saliency ,")),
     ]
     return out
-
-

@@ -65,8 +65,11 @@ def _summary_says(expected: dict[str, str]):
             return ["no summary.json"]
         entries = json.loads(path.read_text(encoding="utf-8"))
         seen = {Path(e["image"]).name: e["status"] for e in entries}
-        problems = [f"{name}: {seen.get(name)!r} in the summary, expected {status!r}" for name, status in expected.items()
-                    if seen.get(name) != status]
+        problems = [
+            f"{name}: {seen.get(name)!r} in the summary, expected {status!r}"
+            for name, status in expected.items()
+            if seen.get(name) != status
+        ]
         elsewhere = ctx.run / "elsewhere"
         if elsewhere.exists() and any(elsewhere.iterdir()):
             problems.append("wrote through a symbolic link planted in --out")
@@ -78,31 +81,75 @@ def _summary_says(expected: dict[str, str]):
 def cases() -> list[Case]:
     photos = (str(CHELSEA), "{in}/batches/corrupt.jpg", str(COFFEE))
     return [
-        Case("batches/corrupt_in_the_middle", fails(ITEM_FAILED, "corrupt.jpg", files=("chelsea/overlay.png", "coffee/overlay.png"),
-                                                    absent=("corrupt",)), _explain(*photos),
-             verify=_summary_says({"chelsea.jpg": "ok", "corrupt.jpg": "error", "coffee.jpg": "ok"}), fast=True),
-        Case("batches/corrupt_in_the_middle_gradcam", fails(ITEM_FAILED, "corrupt.jpg", files=("coffee/overlay.png",)),
-             _explain(*photos, extra=("--method", "gradcam"))),
-        Case("batches/corrupt_in_the_middle_top3", fails(ITEM_FAILED, "corrupt.jpg"),
-             _explain(*photos, extra=("--top-k", "3"))),
-        Case("batches/batch_of_one_model", ok("chelsea/overlay.png", "coffee/overlay.png"),
-             _explain(str(CHELSEA), str(COFFEE), extra=("--batch-size", "8"), model="{in}/batches/batch_one.onnx")),
-        Case("batches/crowd_with_one_bad", fails(ITEM_FAILED, "photo_07_bad.jpg", files=("photo_18/overlay.png",)),
-             _explain("{in}/batches/crowd", extra=("--batch-size", "4", "--quiet")), fast=True),
-        Case("batches/crowd_mobilenet", fails(ITEM_FAILED, "photo_07_bad.jpg", files=("photo_00/overlay.png",)),
-             _explain("{in}/batches/crowd", extra=("--batch-size", "8"), model=str(MOBILENET)), timeout=300),
-        Case("batches/output_folder_taken_by_a_file", fails(ITEM_FAILED, "chelsea", files=("coffee/overlay.png",)),
-             _explain(str(CHELSEA), str(COFFEE)), prepare=_plant("chelsea", "file"),
-             verify=_summary_says({"chelsea.jpg": "error", "coffee.jpg": "ok"}), fast=True),
-        Case("batches/output_folder_is_a_symlink", fails(ITEM_FAILED, "chelsea", files=("coffee/overlay.png",)),
-             _explain(str(CHELSEA), str(COFFEE)), prepare=_plant("chelsea", "symlink"),
-             verify=_summary_says({"chelsea.jpg": "error", "coffee.jpg": "ok"}), fast=True),
-        Case("batches/stale_output_folder_replaced", ok("chelsea/overlay.png"), _explain(str(CHELSEA)),
-             prepare=_plant("chelsea", "stale")),
-        Case("batches/summary_is_a_folder", fails(BAD_INPUT, "summary.json"), _explain(str(CHELSEA)),
-             prepare=_plant("summary.json", "folder")),
-        Case("batches/summary_garbage_replaced", ok("summary.json"), _explain(str(CHELSEA), str(COFFEE)),
-             prepare=_plant("summary.json", "garbage")),
-        Case("batches/file_too_large_for_one_photo", fails(ITEM_FAILED, "chelsea"), _explain("{in}/batches/small", str(CHELSEA)),
-             file_size_limit=200_000, verify=_summary_says({"00000.png": "ok", "00003.png": "ok", "chelsea.jpg": "error"})),
+        Case(
+            "batches/corrupt_in_the_middle",
+            fails(ITEM_FAILED, "corrupt.jpg", files=("chelsea/overlay.png", "coffee/overlay.png"), absent=("corrupt",)),
+            _explain(*photos),
+            verify=_summary_says({"chelsea.jpg": "ok", "corrupt.jpg": "error", "coffee.jpg": "ok"}),
+            fast=True,
+        ),
+        Case(
+            "batches/corrupt_in_the_middle_gradcam",
+            fails(ITEM_FAILED, "corrupt.jpg", files=("coffee/overlay.png",)),
+            _explain(*photos, extra=("--method", "gradcam")),
+        ),
+        Case("batches/corrupt_in_the_middle_top3", fails(ITEM_FAILED, "corrupt.jpg"), _explain(*photos, extra=("--top-k", "3"))),
+        Case(
+            "batches/batch_of_one_model",
+            ok("chelsea/overlay.png", "coffee/overlay.png"),
+            _explain(str(CHELSEA), str(COFFEE), extra=("--batch-size", "8"), model="{in}/batches/batch_one.onnx"),
+        ),
+        Case(
+            "batches/crowd_with_one_bad",
+            fails(ITEM_FAILED, "photo_07_bad.jpg", files=("photo_18/overlay.png",)),
+            _explain("{in}/batches/crowd", extra=("--batch-size", "4", "--quiet")),
+            fast=True,
+        ),
+        Case(
+            "batches/crowd_mobilenet",
+            fails(ITEM_FAILED, "photo_07_bad.jpg", files=("photo_00/overlay.png",)),
+            _explain("{in}/batches/crowd", extra=("--batch-size", "8"), model=str(MOBILENET)),
+            timeout=300,
+        ),
+        Case(
+            "batches/output_folder_taken_by_a_file",
+            fails(ITEM_FAILED, "chelsea", files=("coffee/overlay.png",)),
+            _explain(str(CHELSEA), str(COFFEE)),
+            prepare=_plant("chelsea", "file"),
+            verify=_summary_says({"chelsea.jpg": "error", "coffee.jpg": "ok"}),
+            fast=True,
+        ),
+        Case(
+            "batches/output_folder_is_a_symlink",
+            fails(ITEM_FAILED, "chelsea", files=("coffee/overlay.png",)),
+            _explain(str(CHELSEA), str(COFFEE)),
+            prepare=_plant("chelsea", "symlink"),
+            verify=_summary_says({"chelsea.jpg": "error", "coffee.jpg": "ok"}),
+            fast=True,
+        ),
+        Case(
+            "batches/stale_output_folder_replaced",
+            ok("chelsea/overlay.png"),
+            _explain(str(CHELSEA)),
+            prepare=_plant("chelsea", "stale"),
+        ),
+        Case(
+            "batches/summary_is_a_folder",
+            fails(BAD_INPUT, "summary.json"),
+            _explain(str(CHELSEA)),
+            prepare=_plant("summary.json", "folder"),
+        ),
+        Case(
+            "batches/summary_garbage_replaced",
+            ok("summary.json"),
+            _explain(str(CHELSEA), str(COFFEE)),
+            prepare=_plant("summary.json", "garbage"),
+        ),
+        Case(
+            "batches/file_too_large_for_one_photo",
+            fails(ITEM_FAILED, "chelsea"),
+            _explain("{in}/batches/small", str(CHELSEA)),
+            file_size_limit=200_000,
+            verify=_summary_says({"00000.png": "ok", "00003.png": "ok", "chelsea.jpg": "error"}),
+        ),
     ]

@@ -90,8 +90,22 @@ def build(folder: Path) -> None:
 
 
 def _evaluate(name: str, *extra: str) -> tuple[str, ...]:
-    return ("evaluate", RESNET, f"{{in}}/datasets/{name}", "--out", "{out}", "--preset", "raw", "--methods", "gradcam",
-            "--perturbation", "1", "--steps", "4", *extra)
+    return (
+        "evaluate",
+        RESNET,
+        f"{{in}}/datasets/{name}",
+        "--out",
+        "{out}",
+        "--preset",
+        "raw",
+        "--methods",
+        "gradcam",
+        "--perturbation",
+        "1",
+        "--steps",
+        "4",
+        *extra,
+    )
 
 
 def cases() -> list[Case]:
@@ -121,14 +135,34 @@ def cases() -> list[Case]:
         "boxes_is_folder": ("is a folder",),
         "boxes_is_fifo": ("not a regular file",),
     }
-    fast = {"binary", "negative_label", "label_out_of_range", "dotdot_image", "absolute_image", "symlink_outside",
-            "boxes_is_fifo", "good"}
-    out = [Case(f"datasets/{name}", fails(BAD_INPUT, *fragments), _evaluate(name), fast=name in fast, timeout=60)
-           for name, fragments in refused.items()]
-    valid = ("good", "extra_columns", "bom_and_crlf", "duplicated_rows", "quoted_comma_name", "spaces_around", "dotdot_inside",
-             "symlink_inside", "too_many_fields")
-    out += [Case(f"datasets/{name}", ok("evaluation.json", "evaluation.md"), _evaluate(name), fast=name in fast)
-            for name in valid]
+    fast = {
+        "binary",
+        "negative_label",
+        "label_out_of_range",
+        "dotdot_image",
+        "absolute_image",
+        "symlink_outside",
+        "boxes_is_fifo",
+        "good",
+    }
+    out = [
+        Case(f"datasets/{name}", fails(BAD_INPUT, *fragments), _evaluate(name), fast=name in fast, timeout=60)
+        for name, fragments in refused.items()
+    ]
+    valid = (
+        "good",
+        "extra_columns",
+        "bom_and_crlf",
+        "duplicated_rows",
+        "quoted_comma_name",
+        "spaces_around",
+        "dotdot_inside",
+        "symlink_inside",
+        "too_many_fields",
+    )
+    out += [
+        Case(f"datasets/{name}", ok("evaluation.json", "evaluation.md"), _evaluate(name), fast=name in fast) for name in valid
+    ]
     per_item = {
         "box_beyond_image": ("00000.png", "outside the image"),
         "missing_image": ("gone.png", "not found"),
@@ -136,13 +170,29 @@ def cases() -> list[Case]:
         "image_is_fifo": ("pipe.png", "not a regular file"),
         "corrupt_image": ("corrupt.png", "truncated"),
     }
-    out += [Case(f"datasets/{name}", fails(ITEM_FAILED, files=("evaluation.json",)), _evaluate(name), timeout=60,
-                 verify=_mentions(*fragments)) for name, fragments in per_item.items()]
+    out += [
+        Case(
+            f"datasets/{name}",
+            fails(ITEM_FAILED, files=("evaluation.json",)),
+            _evaluate(name),
+            timeout=60,
+            verify=_mentions(*fragments),
+        )
+        for name, fragments in per_item.items()
+    ]
     out += [
         Case("datasets/missing_folder", fails(BAD_INPUT, "not a folder"), _evaluate("nope")),
         Case("datasets/dataset_is_a_file", fails(BAD_INPUT, "not a folder"), _evaluate("a_file")),
-        Case("datasets/label_explain_out_of_range", fails(BAD_INPUT, "label 10"), _evaluate("label_out_of_range", "--explain", "label")),
-        Case("datasets/limit_keeps_checks", fails(BAD_INPUT, "outside the dataset folder"), _evaluate("dotdot_image", "--limit", "1")),
+        Case(
+            "datasets/label_explain_out_of_range",
+            fails(BAD_INPUT, "label 10"),
+            _evaluate("label_out_of_range", "--explain", "label"),
+        ),
+        Case(
+            "datasets/limit_keeps_checks",
+            fails(BAD_INPUT, "outside the dataset folder"),
+            _evaluate("dotdot_image", "--limit", "1"),
+        ),
     ]
     return out
 

@@ -21,8 +21,15 @@ def _saved(folder: Path, location: str = "weights.bin", convert_attribute: bool 
     as written (external references, no data)."""
     (folder / location).parent.mkdir(parents=True, exist_ok=True)
     proto = model or m.external_net()
-    onnx.save_model(proto, folder / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=location, size_threshold=0, convert_attribute=convert_attribute)
+    onnx.save_model(
+        proto,
+        folder / "model.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=0,
+        convert_attribute=convert_attribute,
+    )
     return onnx.load(folder / "model.onnx", load_external_data=False)
 
 
@@ -49,8 +56,12 @@ def build(folder: Path) -> None:
     os.symlink("weights.bin", folder / "symlink_inside" / "alias.bin")
     _rewrite(folder / "symlink_inside", proto, location="alias.bin")
     constant = m.classifier()
-    constant.graph.node.insert(0, onnx.helper.make_node("Constant", [], ["W_const"], name="wconst",
-                                                          value=onnx.numpy_helper.from_array(m.weights((4, 3, 3, 3)))))
+    constant.graph.node.insert(
+        0,
+        onnx.helper.make_node(
+            "Constant", [], ["W_const"], name="wconst", value=onnx.numpy_helper.from_array(m.weights((4, 3, 3, 3)))
+        ),
+    )
     constant.graph.node[1].input[1] = "W_const"
     del constant.graph.initializer[0]
     _saved(folder / "constant_attribute", convert_attribute=True, model=constant)
@@ -147,28 +158,54 @@ def _api_dotdot(ctx: Context):
 def cases() -> list[Case]:
     outside = "outside the model's folder"
     refused = {
-        "dotdot": outside, "dotdot_deep": outside, "dotdot_inside_then_out": outside, "backslashes": outside,
-        "absolute_etc": "absolute", "absolute_secret": "absolute",
-        "symlink_file_outside": outside, "symlink_dir_outside": outside,
-        "fifo": "not a regular file", "dev_zero": outside, "directory": "is a folder",
-        "url": "not found", "missing_file": "not found", "empty_location": "no location", "nul_in_location": "NUL",
+        "dotdot": outside,
+        "dotdot_deep": outside,
+        "dotdot_inside_then_out": outside,
+        "backslashes": outside,
+        "absolute_etc": "absolute",
+        "absolute_secret": "absolute",
+        "symlink_file_outside": outside,
+        "symlink_dir_outside": outside,
+        "fifo": "not a regular file",
+        "dev_zero": outside,
+        "directory": "is a folder",
+        "url": "not found",
+        "missing_file": "not found",
+        "empty_location": "no location",
+        "nul_in_location": "NUL",
         "no_entries": "no location",
-        "offset_beyond": "beyond the end", "length_beyond": "beyond the end", "huge_length": "beyond the end",
-        "negative_offset": "offset", "text_offset": "offset", "short_length": "bytes",
+        "offset_beyond": "beyond the end",
+        "length_beyond": "beyond the end",
+        "huge_length": "beyond the end",
+        "negative_offset": "offset",
+        "text_offset": "offset",
+        "short_length": "bytes",
     }
     fast = {"dotdot", "absolute_etc", "symlink_file_outside", "symlink_dir_outside", "fifo", "huge_length", "valid"}
-    out = [Case(f"external_data/{name}", fails(BAD_INPUT, fragment, "'W'"), _explain(name), fast=name in fast, timeout=60)
-           for name, fragment in refused.items()]
+    out = [
+        Case(f"external_data/{name}", fails(BAD_INPUT, fragment, "'W'"), _explain(name), fast=name in fast, timeout=60)
+        for name, fragment in refused.items()
+    ]
     valid = ("valid", "valid_subfolder", "symlink_inside", "constant_attribute", "unknown_key", "checksum_key")
     out += [Case(f"external_data/{name}", ok("chelsea/overlay.png"), _explain(name), fast=name in fast) for name in valid]
     out += [
         Case("external_data/model_file_itself", Expect((OK, ITEM_FAILED, BAD_INPUT)), _explain("model_file_itself")),
-        Case("external_data/hub_cache_symlinks", ok("chelsea/overlay.png"),
-             ("explain", "{in}/external_data/hub/snapshots/abc/model.onnx", str(CHELSEA), "--out", "{out}")),
+        Case(
+            "external_data/hub_cache_symlinks",
+            ok("chelsea/overlay.png"),
+            ("explain", "{in}/external_data/hub/snapshots/abc/model.onnx", str(CHELSEA), "--out", "{out}"),
+        ),
         Case("external_data/info_dotdot", fails(BAD_INPUT, outside), ("info", "{in}/external_data/dotdot/model.onnx")),
-        Case("external_data/layers_absolute", fails(BAD_INPUT, "absolute"), ("layers", "{in}/external_data/absolute_etc/model.onnx")),
-        Case("external_data/evaluate_symlink_outside", fails(BAD_INPUT, outside),
-             ("evaluate", "{in}/external_data/symlink_file_outside/model.onnx", str(FASHION / "samples"), "--out", "{out}")),
+        Case(
+            "external_data/layers_absolute",
+            fails(BAD_INPUT, "absolute"),
+            ("layers", "{in}/external_data/absolute_etc/model.onnx"),
+        ),
+        Case(
+            "external_data/evaluate_symlink_outside",
+            fails(BAD_INPUT, outside),
+            ("evaluate", "{in}/external_data/symlink_file_outside/model.onnx", str(FASHION / "samples"), "--out", "{out}"),
+        ),
         Case("external_data/api_bytes", raises("ModelError", "external data"), call=_api_bytes, fast=True),
         Case("external_data/api_unloaded_proto", raises("ModelError", "external data"), call=_api_unloaded_proto),
         Case("external_data/api_loaded_proto", returns(), call=_api_loaded_proto),

@@ -105,32 +105,67 @@ def summary_sound(ctx: Context) -> list[str]:
 
 def cases() -> list[Case]:
     fast = {"dot_stem", "dotdot_stem", "summary_json", "newline", "unicode", "long", "rtl_override"}
-    out = [Case(f"file_names/{case}", ok("summary.json"), _explain(f"{{in}}/file_names/{name}"), verify=summary_sound,
-                fast=case in fast) for case, name in NAMES.items()]
+    out = [
+        Case(
+            f"file_names/{case}",
+            ok("summary.json"),
+            _explain(f"{{in}}/file_names/{name}"),
+            verify=summary_sound,
+            fast=case in fast,
+        )
+        for case, name in NAMES.items()
+    ]
     out += [
-        Case("file_names/all_at_once", ok("summary.json"), _explain(*(f"{{in}}/file_names/{n}" for n in NAMES.values())),
-             verify=summary_sound, fast=True),
+        Case(
+            "file_names/all_at_once",
+            ok("summary.json"),
+            _explain(*(f"{{in}}/file_names/{n}" for n in NAMES.values())),
+            verify=summary_sound,
+            fast=True,
+        ),
         Case("file_names/undecodable_bytes", ok("summary.json"), _explain("{in}/file_names/bytes"), verify=summary_sound),
-        Case("file_names/same_names_two_folders", ok("summary.json"), _explain("{in}/file_names/same"), verify=summary_sound,
-             fast=True),
+        Case(
+            "file_names/same_names_two_folders",
+            ok("summary.json"),
+            _explain("{in}/file_names/same"),
+            verify=summary_sound,
+            fast=True,
+        ),
         Case("file_names/names_differing_in_case", ok("summary.json"), _explain("{in}/file_names/cases"), verify=summary_sound),
-        Case("file_names/same_photo_twice", ok("summary.json", "plain", "plain_2"),
-             _explain("{in}/file_names/plain.jpg", "{in}/file_names/plain.jpg"), verify=summary_sound),
-        Case("file_names/nested_folders", ok("summary.json", "top", "sub_deeper_deep"), _explain("{in}/file_names/nested"),
-             verify=summary_sound, fast=True),
+        Case(
+            "file_names/same_photo_twice",
+            ok("summary.json", "plain", "plain_2"),
+            _explain("{in}/file_names/plain.jpg", "{in}/file_names/plain.jpg"),
+            verify=summary_sound,
+        ),
+        Case(
+            "file_names/nested_folders",
+            ok("summary.json", "top", "sub_deeper_deep"),
+            _explain("{in}/file_names/nested"),
+            verify=summary_sound,
+            fast=True,
+        ),
         Case("file_names/only_hidden_files", fails(BAD_INPUT, "no images"), _explain("{in}/file_names/only_hidden")),
         Case("file_names/empty_folder", fails(BAD_INPUT, "no images"), _explain("{in}/file_names/empty_folder")),
         Case("file_names/folder_without_photos", fails(BAD_INPUT, "no images"), _explain("{in}/file_names/text_only")),
-        Case("file_names/specials_in_a_folder", fails(ITEM_FAILED, "pipe.jpg", "not a regular file", "broken.jpg",
-                                                      "broken symbolic link", lines=2),
-             _explain("{in}/file_names/specials"), verify=summary_sound, fast=True, timeout=60),
+        Case(
+            "file_names/specials_in_a_folder",
+            fails(ITEM_FAILED, "pipe.jpg", "not a regular file", "broken.jpg", "broken symbolic link", lines=2),
+            _explain("{in}/file_names/specials"),
+            verify=summary_sound,
+            fast=True,
+            timeout=60,
+        ),
         Case("file_names/fifo", fails(ITEM_FAILED, "not a regular file"), _explain("{in}/file_names/pipe.jpg"), timeout=60),
         Case("file_names/broken_symlink", fails(ITEM_FAILED, "broken symbolic link"), _explain("{in}/file_names/broken.jpg")),
         Case("file_names/dev_zero", fails(ITEM_FAILED, "not a regular file"), _explain("{in}/file_names/zero.jpg"), timeout=60),
         Case("file_names/missing", fails(ITEM_FAILED, "not found"), _explain("{in}/file_names/missing.jpg")),
         Case("file_names/missing_folder", fails(ITEM_FAILED, "not found"), _explain("{in}/file_names/missing/")),
         Case("file_names/folder_with_slash", ok("summary.json"), _explain("{in}/file_names/same/"), verify=summary_sound),
-        Case("file_names/out_with_odd_name", ok("ünï code\nout/chelsea/overlay.png"),
-             ("explain", "{in}/file_names/tiny.onnx", str(CHELSEA), "--out", "{out}/ünï code\nout")),
+        Case(
+            "file_names/out_with_odd_name",
+            ok("ünï code\nout/chelsea/overlay.png"),
+            ("explain", "{in}/file_names/tiny.onnx", str(CHELSEA), "--out", "{out}/ünï code\nout"),
+        ),
     ]
     return out

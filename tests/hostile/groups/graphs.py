@@ -203,12 +203,41 @@ def cases() -> list[Case]:
         "duplicate_node_names": ("same node name",),
         "hidden_softmax": ("unsupported op 'Softmax'",),
     }
-    explained = ("ok", "float16_model", "pooled_output", "symbolic_input", "symbolic_spatial", "logits_then_features",
-                 "single_score", "rank3_scores", "softmax_head", "log_softmax_head", "sigmoid_head",
-                 "sin_off_path", "unnamed_nodes", "deep_chain", "initializers_as_inputs")
-    fast = {"no_outputs", "uint8_input", "two_channel_input", "huge_input", "segmentation_output", "detection_output",
-            "nan_conv_weight", "reduce_over_channels", "group_mismatch", "absurd_pads", "ok", "softmax_head",
-            "hidden_softmax", "duplicate_node_names", "features_then_logits", "newline_node_name"}
+    explained = (
+        "ok",
+        "float16_model",
+        "pooled_output",
+        "symbolic_input",
+        "symbolic_spatial",
+        "logits_then_features",
+        "single_score",
+        "rank3_scores",
+        "softmax_head",
+        "log_softmax_head",
+        "sigmoid_head",
+        "sin_off_path",
+        "unnamed_nodes",
+        "deep_chain",
+        "initializers_as_inputs",
+    )
+    fast = {
+        "no_outputs",
+        "uint8_input",
+        "two_channel_input",
+        "huge_input",
+        "segmentation_output",
+        "detection_output",
+        "nan_conv_weight",
+        "reduce_over_channels",
+        "group_mismatch",
+        "absurd_pads",
+        "ok",
+        "softmax_head",
+        "hidden_softmax",
+        "duplicate_node_names",
+        "features_then_logits",
+        "newline_node_name",
+    }
     out: list[Case] = []
     for name, fragments in refused.items():
         out.append(Case(f"graphs/{name}", fails(BAD_INPUT, *fragments, absent=("chelsea",)), _explain(name), fast=name in fast))
@@ -219,20 +248,31 @@ def cases() -> list[Case]:
         Case("graphs/overflowing_weights_fail_per_image", fails(ITEM_FAILED, "not finite"), _explain("overflowing_weights")),
         Case("graphs/output_named", ok(*OUTPUTS), _explain("features_then_logits", "--output", "logits"), fast=True),
         Case("graphs/output_unknown", fails(BAD_INPUT, "'nope'", "not an output"), _explain("ok", "--output", "nope")),
-        Case("graphs/feature_output_forced", ok("chelsea/overlay.png", stderr=("fixtrace: warning:",)),
-             _explain("feature_output", "--any-output")),
-        Case("graphs/segmentation_forced_class", ok("chelsea/overlay.png", stderr=("fixtrace: warning:",)),
-             _explain("segmentation_output", "--any-output", "--class", "5000")),
+        Case(
+            "graphs/feature_output_forced",
+            ok("chelsea/overlay.png", stderr=("fixtrace: warning:",)),
+            _explain("feature_output", "--any-output"),
+        ),
+        Case(
+            "graphs/segmentation_forced_class",
+            ok("chelsea/overlay.png", stderr=("fixtrace: warning:",)),
+            _explain("segmentation_output", "--any-output", "--class", "5000"),
+        ),
         Case("graphs/gradcam_on_float16", ok(*OUTPUTS), _explain("float16_model", "--method", "gradcam")),
-        Case("graphs/saliency_on_hidden_softmax", ok(*OUTPUTS), _explain("hidden_softmax", "--method", "saliency"),
-             verify=_output_kind("probabilities")),
+        Case(
+            "graphs/saliency_on_hidden_softmax",
+            ok(*OUTPUTS),
+            _explain("hidden_softmax", "--method", "saliency"),
+            verify=_output_kind("probabilities"),
+        ),
         Case("graphs/sigmoid_scores", ok(*OUTPUTS), _explain("sigmoid_head"), verify=_output_kind("sigmoid")),
         Case("graphs/softmax_scores", ok(*OUTPUTS), _explain("softmax_head"), verify=_output_kind("probabilities")),
-        Case("graphs/info_on_segmentation", fails(BAD_INPUT, "not a class-score vector"),
-             ("info", "{in}/graphs/segmentation_output.onnx")),
+        Case(
+            "graphs/info_on_segmentation",
+            fails(BAD_INPUT, "not a class-score vector"),
+            ("info", "{in}/graphs/segmentation_output.onnx"),
+        ),
         Case("graphs/layers_on_huge_input", fails(BAD_INPUT, "30000x30000"), ("layers", "{in}/graphs/huge_input.onnx")),
         Case("graphs/layers_on_no_outputs", fails(BAD_INPUT, "no outputs"), ("layers", "{in}/graphs/no_outputs.onnx")),
     ]
     return out
-
-

@@ -179,29 +179,59 @@ def _big(name: str, size: tuple[int, int], fmt: str):
 
 
 def cases() -> list[Case]:
-    fast_valid = {"rgba.png", "grey16.png", "cmyk.jpg", "exif_orientation_6.jpg", "animated.gif", "float.tif", "rgb.avif",
-                  "one_pixel.png", "no_extension", "transparent.png"}
+    fast_valid = {
+        "rgba.png",
+        "grey16.png",
+        "cmyk.jpg",
+        "exif_orientation_6.jpg",
+        "animated.gif",
+        "float.tif",
+        "rgb.avif",
+        "one_pixel.png",
+        "no_extension",
+        "transparent.png",
+    }
     out = []
     for name in _valid_files():
         stem = name.rsplit(".", 1)[0] if "." in name else name
         out.append(Case(f"images/{name}", ok(*(f"{stem}/{f}" for f in OUTPUTS)), _explain(name), fast=name in fast_valid))
     fast_bad = {"empty.jpg", "huge_header.png", "truncated_50.jpg", "nan.tif", "sliver.png", "bad_crc.png"}
     for name, (_, fragment) in _bad_files().items():
-        out.append(Case(f"images/{name}", fails(ITEM_FAILED, fragment, name, absent=(name.rsplit(".", 1)[0],)),
-                        _explain(name), fast=name in fast_bad))
+        out.append(
+            Case(
+                f"images/{name}",
+                fails(ITEM_FAILED, fragment, name, absent=(name.rsplit(".", 1)[0],)),
+                _explain(name),
+                fast=name in fast_bad,
+            )
+        )
     clean = Expect((OK, ITEM_FAILED))
     for suffix, (_, count) in FLIPPED.items():
-        out += [Case(f"images/flipped_{k}.{suffix}", clean, _explain(f"flipped_{k}.{suffix}"), fast=k == 0 and suffix == "jpg")
-                for k in range(count)]
+        out += [
+            Case(f"images/flipped_{k}.{suffix}", clean, _explain(f"flipped_{k}.{suffix}"), fast=k == 0 and suffix == "jpg")
+            for k in range(count)
+        ]
     out += [
-        Case("images/big_12000x8000.jpg", ok("big/overlay.png", "big/heatmap.npy"),
-             ("explain", str(MOBILENET), "{run}/big.jpg", "--out", "{out}"), prepare=_big("big.jpg", (12000, 8000), "JPEG"),
-             timeout=300),
-        Case("images/big_9999x10000.png", ok("big/overlay.png", "big/heatmap.npy"),
-             ("explain", str(MOBILENET), "{run}/big.png", "--out", "{out}", "--method", "gradcam"),
-             prepare=_big("big.png", (9999, 10000), "PNG"), timeout=300),
-        Case("images/medium_4000x3000.jpg", ok("medium/overlay.png"),
-             ("explain", str(MOBILENET), "{run}/medium.jpg", "--out", "{out}", "--method", "saliency"),
-             prepare=_big("medium.jpg", (4000, 3000), "JPEG"), timeout=300),
+        Case(
+            "images/big_12000x8000.jpg",
+            ok("big/overlay.png", "big/heatmap.npy"),
+            ("explain", str(MOBILENET), "{run}/big.jpg", "--out", "{out}"),
+            prepare=_big("big.jpg", (12000, 8000), "JPEG"),
+            timeout=300,
+        ),
+        Case(
+            "images/big_9999x10000.png",
+            ok("big/overlay.png", "big/heatmap.npy"),
+            ("explain", str(MOBILENET), "{run}/big.png", "--out", "{out}", "--method", "gradcam"),
+            prepare=_big("big.png", (9999, 10000), "PNG"),
+            timeout=300,
+        ),
+        Case(
+            "images/medium_4000x3000.jpg",
+            ok("medium/overlay.png"),
+            ("explain", str(MOBILENET), "{run}/medium.jpg", "--out", "{out}", "--method", "saliency"),
+            prepare=_big("medium.jpg", (4000, 3000), "JPEG"),
+            timeout=300,
+        ),
     ]
     return out

@@ -73,11 +73,20 @@ CLEAN = Expect((OK, ITEM_FAILED, BAD_INPUT))
 
 
 def cases() -> list[Case]:
-    out = [Case(f"model_files/tiny_cut_{cut}", fails(BAD_INPUT, f"tiny_cut_{cut}.onnx"), _explain(f"tiny_cut_{cut}.onnx"),
-                fast=cut in (1, 89, 987)) for cut in TINY_CUTS]
+    out = [
+        Case(
+            f"model_files/tiny_cut_{cut}",
+            fails(BAD_INPUT, f"tiny_cut_{cut}.onnx"),
+            _explain(f"tiny_cut_{cut}.onnx"),
+            fast=cut in (1, 89, 987),
+        )
+        for cut in TINY_CUTS
+    ]
     out += [Case(f"model_files/tiny_flip_{k}", CLEAN, _explain(f"tiny_flip_{k}.onnx"), fast=k % 12 == 0) for k in range(FLIPS)]
-    out += [Case(f"model_files/vgg_flip_{k}", CLEAN, _explain(f"vgg_flip_{k}.onnx", "--preset", "raw"), fast=k == 1)
-            for k in range(FASHION_FLIPS)]
+    out += [
+        Case(f"model_files/vgg_flip_{k}", CLEAN, _explain(f"vgg_flip_{k}.onnx", "--preset", "raw"), fast=k == 1)
+        for k in range(FASHION_FLIPS)
+    ]
     refused = {
         "tiny_minus_one.onnx": "not a valid ONNX file",
         "vgg_cut_50.onnx": "not a valid ONNX file",
@@ -99,17 +108,35 @@ def cases() -> list[Case]:
         "missing.onnx": "not found",
     }
     fast = {"mobilenet_half.onnx", "empty.onnx", "fifo.onnx", "folder.onnx", "sparse_3gb.onnx", "gzipped.onnx"}
-    out += [Case(f"model_files/{name.removesuffix('.onnx')}", fails(BAD_INPUT, fragment, name), _explain(name),
-                 fast=name in fast, timeout=60) for name, fragment in refused.items()]
+    out += [
+        Case(
+            f"model_files/{name.removesuffix('.onnx')}",
+            fails(BAD_INPUT, fragment, name),
+            _explain(name),
+            fast=name in fast,
+            timeout=60,
+        )
+        for name, fragment in refused.items()
+    ]
     out += [
         Case("model_files/doubled", CLEAN, _explain("doubled.onnx")),
         Case("model_files/symlink_to_model", ok("chelsea/overlay.png"), _explain("link.onnx")),
         Case("model_files/odd_name", ok("chelsea/overlay.png"), _explain("with space & ünïcode.onnx"), fast=True),
-        Case("model_files/info_on_truncated", fails(BAD_INPUT, "not a valid ONNX file"),
-             ("info", "{in}/model_files/mobilenet_half.onnx")),
-        Case("model_files/layers_on_fifo", fails(BAD_INPUT, "not a regular file"), ("layers", "{in}/model_files/fifo.onnx"),
-             timeout=60),
-        Case("model_files/evaluate_on_folder", fails(BAD_INPUT, "is a folder"),
-             ("evaluate", "{in}/model_files/folder.onnx", str(FASHION / "samples"), "--out", "{out}", "--preset", "raw")),
+        Case(
+            "model_files/info_on_truncated",
+            fails(BAD_INPUT, "not a valid ONNX file"),
+            ("info", "{in}/model_files/mobilenet_half.onnx"),
+        ),
+        Case(
+            "model_files/layers_on_fifo",
+            fails(BAD_INPUT, "not a regular file"),
+            ("layers", "{in}/model_files/fifo.onnx"),
+            timeout=60,
+        ),
+        Case(
+            "model_files/evaluate_on_folder",
+            fails(BAD_INPUT, "is a folder"),
+            ("evaluate", "{in}/model_files/folder.onnx", str(FASHION / "samples"), "--out", "{out}", "--preset", "raw"),
+        ),
     ]
     return out
