@@ -7,7 +7,6 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 from fixtrace.errors import FixtraceError, OptionError, OutputError, one_line
@@ -311,34 +310,43 @@ def _output_folder(text: str) -> Path:
 
 def _save(by_method: dict[str, list], folder: Path, layers: bool) -> list[Path]:
     """Write each method's explanations: ``folder`` itself for one method and class, else one
-    sub-folder per method and per class, and for several methods a grid per class.
+    sub-folder per method and per class, and for several methods a grid per class. Several
+    explanations are written into a new folder that then takes ``folder``'s place, so files of an
+    earlier run never mix with these.
 
     Returns:
         The explanation folders, then the grid pictures.
+
+    Raises:
+        OutputError: a write failed (``fatal`` when the disk is full).
     """
-    from fixtrace.files import safe_name, write_atomic
+    from fixtrace.files import replace_folder, safe_name
     from fixtrace.render.grid import comparison_grid
 
-    several = len(by_method) > 1
-    written: list[Path] = []
-    for label, explanations in by_method.items():
-        base = folder / safe_name(label.replace(":", "_"), "method") if several else folder
-        for e in explanations:
-            target = base if len(explanations) == 1 else base / f"{e.target.index}_{safe_name(e.target.name, 'class')}"
-            e.save(target, layers=layers)
-            written.append(target)
-    if several:
-        first = next(iter(by_method.values()))
-        for rank, e in enumerate(first):
-            grid = comparison_grid(e.image, [found[rank] for found in by_method.values()])
-            name = "grid.png" if len(first) == 1 else f"grid_{e.target.index}_{safe_name(e.target.name, 'class')}.png"
-            write_atomic(folder / name, partial(_save_png, grid))
-            written.append(folder / name)
-    return written
+    first = next(iter(by_method.values()))
+    if len(by_method) == 1 and len(first) == 1:
+        first[0].save(folder, layers=layers)
+        return [folder]
 
+    def class_folder(e) -> list[str]:
+        return [] if len(first) == 1 else [f"{e.target.index}_{safe_name(e.target.name, 'class')}"]
 
-def _save_png(picture, path: Path) -> None:
-    picture.save(path, format="PNG")
+    def fill(new: Path) -> list[Path]:
+        written: list[Path] = []
+        for label, explanations in by_method.items():
+            method = [safe_name(label.replace(":", "_"), "method")] if len(by_method) > 1 else []
+            for e in explanations:
+                parts = [*method, *class_folder(e)]
+                e.save(new.joinpath(*parts), layers=layers)
+                written.append(folder.joinpath(*parts))
+        if len(by_method) > 1:
+            for rank, e in enumerate(first):
+                name = "_".join(["grid", *class_folder(e)]) + ".png"
+                comparison_grid(e.image, [found[rank] for found in by_method.values()]).save(new / name)
+                written.append(folder / name)
+        return written
+
+    return replace_folder(folder, fill)
 
 
 def _report(image: Path, by_method: dict[str, list], written: list[Path]) -> None:

@@ -92,9 +92,11 @@ def test_specs_parse_and_refuse():
 
 def test_cli_several_methods_write_a_folder_each_and_a_grid(tmp_path):
     out = tmp_path / "out"
+    assert run_cli("explain", MODEL, CHELSEA, "--out", out, cwd=tmp_path).returncode == 0  # an earlier run's files ...
     proc = run_cli("explain", MODEL, CHELSEA, "--out", out, "--method", "fixations,gradcam:ge,saliency", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     folder = out / "chelsea"
+    # ... are replaced, not mixed with these
     assert sorted(p.name for p in folder.iterdir()) == ["fixations", "gradcam_ge", "grid.png", "saliency"]
     for name in ("fixations", "gradcam_ge", "saliency"):
         record = json.loads((folder / name / "explanation.json").read_text())
