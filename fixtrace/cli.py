@@ -224,19 +224,8 @@ def _explain(args: argparse.Namespace) -> int:
     if summary_path.is_symlink() or (summary_path.exists() and not summary_path.is_file()):
         raise OutputError(f"cannot write {summary_path}: something that is not a file is in the way")
     images = _collect_images(args.images)
-    explainer = Explainer(
-        args.model,
-        preset=preset,
-        conv_location=args.conv_location,
-        labels=args.labels,
-        threads=args.threads,
-        device=args.device,
-        method=args.method,
-        layer=args.layer,
-        ge=args.ge,
-        output=args.output,
-        any_output=args.any_output,
-    )
+    given = ("conv_location", "labels", "threads", "device", "method", "layer", "ge", "output", "any_output")
+    explainer = Explainer(args.model, preset=preset, **{name: getattr(args, name) for name in given})
     explainer.check_targets(args.target, args.top_k)
     if explainer.session.fallback and not args.quiet:
         print(f"fixtrace: note: forward on the CPU: {explainer.session.fallback}", file=sys.stderr)

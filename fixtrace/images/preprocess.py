@@ -39,51 +39,20 @@ class Preset:
     description: str = ""
 
 
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset(
-            "imagenet",
-            "short",
-            256 / 224,
-            False,
-            1 / 255,
-            (0.485, 0.456, 0.406),
-            (0.229, 0.224, 0.225),
-            description="torchvision: resize 256, centre crop 224, RGB in [0, 1], ImageNet mean/std",
-        ),
-        Preset(
-            "caffe",
-            "short",
-            256 / 224,
-            True,
-            1.0,
-            (104.0, 117.0, 123.0),
-            (1.0, 1.0, 1.0),
-            description="Caffe: resize 256, centre crop 224, BGR 0..255 minus the mean pixel",
-        ),
-        Preset(
-            "tf",
-            "exact",
-            1.0,
-            False,
-            1 / 127.5,
-            (1.0, 1.0, 1.0),
-            (1.0, 1.0, 1.0),
-            description="Keras/TF: resize to the input size, RGB scaled to [-1, 1]",
-        ),
-        Preset(
-            "raw",
-            "exact",
-            1.0,
-            False,
-            1 / 255,
-            (0.0, 0.0, 0.0),
-            (1.0, 1.0, 1.0),
-            description="resize to the input size, RGB in [0, 1], nothing else",
-        ),
-    )
+#: name, resize, resize ratio, BGR, scale, mean, std (see Preset).
+_PRESET_TABLE = (
+    ("imagenet", "short", 256 / 224, False, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ("caffe", "short", 256 / 224, True, 1.0, (104.0, 117.0, 123.0), (1.0, 1.0, 1.0)),
+    ("tf", "exact", 1.0, False, 1 / 127.5, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0)),
+    ("raw", "exact", 1.0, False, 1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+)
+_DESCRIPTIONS = {
+    "imagenet": "torchvision: resize 256, centre crop 224, RGB in [0, 1], ImageNet mean/std",
+    "caffe": "Caffe: resize 256, centre crop 224, BGR 0..255 minus the mean pixel",
+    "tf": "Keras/TF: resize to the input size, RGB scaled to [-1, 1]",
+    "raw": "resize to the input size, RGB in [0, 1], nothing else",
 }
+PRESETS: dict[str, Preset] = {row[0]: Preset(*row, description=_DESCRIPTIONS[row[0]]) for row in _PRESET_TABLE}
 
 
 def get_preset(name: str | Preset) -> Preset:
