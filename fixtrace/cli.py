@@ -419,21 +419,26 @@ def _info(args: argparse.Namespace) -> int:
     if args.model:
         from fixtrace.api import Explainer
 
-        explainer = Explainer(args.model, device=args.device)
+        explainer = Explainer(args.model, device=args.device, method="all")
         spec = explainer.graph.image_input
         print(one_line(explainer.output.describe()))
         print(
             f"model {one_line(str(args.model))}: input {spec.name!r} {spec.shape} {spec.layout}, opset {explainer.graph.opset}, "
             f"logits {explainer.logits!r} ({explainer.num_classes} classes), "
-            f"{len(explainer.plan.rules)} nodes on the backward path, backend {explainer.backend.name}, "
+            f"{_backward_path(explainer)}backend {explainer.backend.name}, "
             f"providers in use: {', '.join(explainer.session.providers_in_use)}"
         )
         if explainer.session.fallback:
             print(f"forward fallback: {explainer.session.fallback}")
         for name in method_names():
-            reason = explainer.supports(name)
+            reason = explainer.skipped.get(name, "").split("; supported ops:")[0]
             print(f"  {name:<16s} {'runs on this model' if not reason else 'cannot run: ' + one_line(reason)}")
     return EXIT_OK
+
+
+def _backward_path(explainer) -> str:
+    """``N nodes on the backward path, `` when fixations run on the model, else ""."""
+    return "" if "fixations" in explainer.skipped else f"{len(explainer.plan.rules)} nodes on the backward path, "
 
 
 def _method_options(cls) -> str:

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+import fixtrace
 from conftest import IMAGES, MODELS, run_cli
 from fixtrace import Explainer, OptionError
 from fixtrace.methods import METHODS, Maps, Method, method_names, register
@@ -126,3 +127,33 @@ def test_all_leaves_out_what_the_model_cannot_run():
     assert [s.label for s in explainer.specs] == [n for n in method_names() if n not in explainer.skipped]
     found = explainer.explain(x[0].transpose(1, 2, 0), methods=["fixations", "gradcam", "occlusion:patch=4:stride=4"])
     assert {e.input_map.shape for e in found.values()} == {(8, 8)}
+
+
+def test_methods_that_run_the_model_need_no_rules(tmp_path):
+    """An op without any rule (Sin) stops the walks, not occlusion, RISE or Score-CAM; `info` says which run."""
+    from onnx import helper
+    from test_rules_oracle import _w, build
+
+    x = _w(np.random.default_rng(0), 1, 3, 16, 16)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Sin", ["c"], ["s"]),
+        helper.make_node("GlobalAveragePool", ["s"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1),
+    ]
+    weights = {"w": _w(np.random.default_rng(1), 4, 3, 3, 3), "fc": _w(np.random.default_rng(2), 5, 4)}
+    model = build(nodes, x.shape, ["y"], weights)
+    with pytest.raises(fixtrace.UnsupportedOpError, match="unsupported op 'Sin' at node"):
+        Explainer(model, preset="raw", device="cpu")
+    explainer = Explainer(model, preset="raw", device="cpu", method="occlusion:patch=4:stride=2,rise:masks=64,scorecam")
+    found = explainer.explain(x[0].transpose(1, 2, 0))
+    assert list(found) == ["occlusion:patch=4:stride=2", "rise:masks=64", "scorecam"]
+    assert all(np.isfinite(e.input_map).all() and e.input_map.shape == (16, 16) for e in found.values())
+    path = tmp_path / "sin.onnx"
+    path.write_bytes(model.SerializeToString() if hasattr(model, "SerializeToString") else model)
+    proc = run_cli("info", path, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("  ")}
+    assert lines["saliency"].endswith("cannot run: unsupported op 'Sin' at node 's'")
+    assert lines["occlusion"].endswith("runs on this model") and lines["rise"].endswith("runs on this model")

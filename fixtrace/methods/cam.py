@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from fixtrace import ops
-from fixtrace.errors import FixtraceError, ModelError
+from fixtrace.errors import FixtraceError, ModelError, UnsupportedOpError
 from fixtrace.methods.base import Method, Parameter, register
 from fixtrace.methods.gradient import GuidedBackprop, gradient_plan
 from fixtrace.methods.resize import spatial_axes, upsample
@@ -73,6 +73,8 @@ class GradCAM(LayerMethod):
         layer_on_path(self, self.layer)
         try:
             self.plan = gradient_plan(self, "plain", bottom=self.layer)
+        except UnsupportedOpError:
+            raise
         except ModelError:
             raise FixtraceError(
                 f"layer {self.layer!r} is not on the way from the input to the logits; `fixtrace layers MODEL` lists the layers"
