@@ -151,7 +151,7 @@ def test_methods_that_run_the_model_need_no_rules(tmp_path):
     assert list(found) == ["occlusion:patch=4:stride=2", "rise:masks=64", "scorecam"]
     assert all(np.isfinite(e.input_map).all() and e.input_map.shape == (16, 16) for e in found.values())
     path = tmp_path / "sin.onnx"
-    path.write_bytes(model.SerializeToString() if hasattr(model, "SerializeToString") else model)
+    path.write_bytes(model.SerializeToString())
     proc = run_cli("info", path, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("  ")}
