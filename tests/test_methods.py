@@ -3,15 +3,12 @@ the rules themselves are checked against torch and Captum in test_gradients_* an
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from onnx import helper
 from test_rules_oracle import _w, build
 
-from conftest import IMAGES, MODELS
+from conftest import IMAGES, MODELS, run_cli
 from fixtrace import Explainer, FixtraceError, ModelError
 from fixtrace.methods import method_names
 
@@ -118,54 +115,17 @@ def test_cam_needs_a_pooled_head():
 
 def test_cli_method_and_layers(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fixtrace.cli",
-            "explain",
-            str(MODELS / "mobilenet_v2.onnx"),
-            str(IMAGES / "chelsea.jpg"),
-            "--out",
-            str(out),
-            "--method",
-            "gradcam",
-            "--ge",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    model, photo = MODELS / "mobilenet_v2.onnx", IMAGES / "chelsea.jpg"
+    proc = run_cli("explain", model, photo, "--out", out, "--method", "gradcam", "--ge", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "explained 285 Egyptian cat: gradcam, box" in proc.stdout
     assert {p.name for p in (out / "chelsea").iterdir()} >= {"overlay.png", "heatmap.npy", "input_map.npy", "explanation.json"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "fixtrace.cli", "layers", str(MODELS / "mobilenet_v2.onnx")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("layers", model, cwd=tmp_path)
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["tensor", "op", "shape"] and len(lines) == 1 + 100  # a header, then every node output
     assert any(line.split() == ["/features/features.18/features.18.2/Clip_output_0", "Clip", "1x1280x7x7"] for line in lines)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fixtrace.cli",
-            "explain",
-            str(MODELS / "mobilenet_v2.onnx"),
-            str(IMAGES / "chelsea.jpg"),
-            "--out",
-            str(out),
-            "--method",
-            "lime",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("explain", model, photo, "--out", out, "--method", "lime", cwd=tmp_path)
     assert (
         proc.returncode == 2
         and proc.stderr.strip() == f"fixtrace: error: unknown method 'lime'; methods: {', '.join(method_names())}"
