@@ -52,8 +52,9 @@ def linear_scores(weights: dict, x: np.ndarray) -> np.ndarray:
     return v @ x.mean(axis=(1, 2)) + weights["fc"] @ weights["b"] + weights["fb"]
 
 
-def strided_model():
-    """x -> 3x3 stride-2 conv (6 channels) -> ReLU -> global average pool -> fully connected."""
+def strided_model(dead: int | None = None):
+    """x -> 3x3 stride-2 conv (6 channels) -> ReLU -> global average pool -> fully connected.
+    ``dead``: a channel whose weights are zero (an all-zero map after the ReLU)."""
     rng = np.random.default_rng(1)
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
@@ -62,7 +63,10 @@ def strided_model():
         helper.make_node("Flatten", ["g"], ["f"]),
         helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1),
     ]
-    return build(nodes, ["N", 3, SIDE, SIDE], ["y"], {"w": _w(rng, 6, 3, 3, 3), "fc": _w(rng, CLASSES, 6)})
+    weights = _w(rng, 6, 3, 3, 3)
+    if dead is not None:
+        weights[dead] = 0
+    return build(nodes, ["N", 3, SIDE, SIDE], ["y"], {"w": weights, "fc": _w(rng, CLASSES, 6)})
 
 
 def photos(n: int = 2, seed: int = 2) -> np.ndarray:
@@ -255,8 +259,10 @@ def reference_scorecam(model, x: np.ndarray, activations: np.ndarray, target: in
     return np.maximum(np.einsum("k,khw->hw", softmax(scores), activations), 0)
 
 
-def test_scorecam_equals_pytorch_grad_cams_definition():
-    model = strided_model()
+@pytest.mark.parametrize("dead", [None, 2])
+def test_scorecam_equals_pytorch_grad_cams_definition(dead):
+    """Also with a constant (all-zero) channel, which fixtrace scores once for all such channels."""
+    model = strided_model(dead)
     x, targets = photos(), [1, 4]
     explainer = Explainer(model, method="scorecam", preset="raw", device="cpu", ge=True)
     run = explainer.runner.run(x)
@@ -265,6 +271,7 @@ def test_scorecam_equals_pytorch_grad_cams_definition():
     made = method.explain(run, targets)
     activations = run.tensors.value("r")
     assert activations.shape == (2, 6, 15, 15) and made.coarse.shape == (2, 15, 15)
+    assert dead is None or not activations[:, dead].any()
     for n, t in enumerate(targets):
         want = reference_scorecam(model, x[n], activations[n], t)
         np.testing.assert_allclose(made.coarse[n], want, rtol=1e-5, atol=1e-6 * want.max())

@@ -54,7 +54,8 @@ def upstream(graph: LayerGraph, tensor: str) -> set[str]:
 @register
 class ScoreCAM(Method):
     """Wang et al. 2020, pytorch-grad-cam's definition. A = the layer's (N, K, h, w) activations;
-    each channel upsampled to the input (corners aligned) and scaled to [0, 1] is a mask M_k;
+    each channel upsampled to the input (corners aligned) and scaled to [0, 1] is a mask M_k
+    (a constant channel: all zero, scored once for all such channels);
     s_k = the raw target score of x * M_k; w = softmax_k(s); the map is ReLU(sum_k w_k A_k) on
     the layer's grid, upsampled to the input. K forwards per photo.
 
@@ -83,10 +84,17 @@ class ScoreCAM(Method):
         """float64 (N, K): the softmax over channels of the target score of each channel's masked input."""
         n, channels, h, w = activations.shape
         scores = np.empty((n, channels))
-        for start, stop in spans(channels, n):
-            up = upsample_corners(activations[:, start:stop].reshape(-1, h, w), run.grid)
-            keep = unit_range(up).reshape(n, stop - start, *run.grid)
-            scores[:, start:stop] = target_scores(run, targets, masked(run.batch, keep, run.channels_first))
+        # A channel constant on every photo is an all-zero mask: one forward of the blank input serves them all.
+        varying = np.ptp(activations.reshape(n, channels, -1), axis=2).max(axis=0) > 0
+        if not varying.all():
+            blank = masked(run.batch, np.zeros((1, *run.grid), np.float32), run.channels_first)
+            scores[:, ~varying] = target_scores(run, targets, blank)
+        index = np.flatnonzero(varying)
+        for start, stop in spans(len(index), n):
+            chosen = index[start:stop]
+            up = upsample_corners(activations[:, chosen].reshape(-1, h, w), run.grid)
+            keep = unit_range(up).reshape(n, len(chosen), *run.grid)
+            scores[:, chosen] = target_scores(run, targets, masked(run.batch, keep, run.channels_first))
         scores -= scores.max(axis=1, keepdims=True)
         weights = np.exp(scores)
         return weights / weights.sum(axis=1, keepdims=True)
