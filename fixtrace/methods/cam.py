@@ -11,7 +11,8 @@ from fixtrace.errors import FixtraceError, ModelError, UnsupportedOpError
 from fixtrace.methods.base import Method, Parameter, register
 from fixtrace.methods.gradient import GuidedBackprop, gradient_plan
 from fixtrace.methods.resize import spatial_axes, upsample
-from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.layer_graph import LayerGraph, Node
+from fixtrace.model.layout import feature_layouts
 from fixtrace.runtime.tensors import Tensors
 
 #: The ``layer`` option of the methods that read one layer.
@@ -19,12 +20,15 @@ LAYER = Parameter(None, "the (N, C, H, W) tensor read (default: the last spatial
 
 
 def last_spatial_layer(graph: LayerGraph, shapes: dict[str, tuple[int, ...]]) -> str:
-    """The last NCHW map with rows and columns > 1 in the graph (Grad-CAM's default layer).
+    """The last map the graph establishes as NCHW (see ``model.layout``) with rows and columns > 1
+    (Grad-CAM's default layer). Channels-last maps between layers (jax2onnx graphs) are never
+    taken: the conv outputs around them are.
 
     Raises:
         ModelError: there is none.
     """
-    order = {n.outputs[0]: n.order for n in graph.nodes if ops.has_trait(n, "spatial")}
+    layouts = feature_layouts(graph)
+    order = {n.outputs[0]: n.order for n in graph.nodes if n.outputs and layouts.get(n.outputs[0]) == "NCHW"}
     spatial = [t for t in order if len(shapes.get(t, ())) == 4 and shapes[t][2] > 1 and shapes[t][3] > 1]
     if not spatial:
         raise ModelError("no NCHW feature map with rows and columns > 1 in the model: Grad-CAM has no layer to read")
@@ -43,6 +47,13 @@ def layer_on_path(method: Method, layer: str) -> None:
         )
     if layer in method.shapes and len(method.shapes[layer]) != 4:
         raise FixtraceError(f"layer {layer!r} has shape {method.shapes[layer]}; {method.name} reads an (N, C, H, W) map")
+    layout = feature_layouts(method.graph).get(layer)
+    if layout != "NCHW":
+        found = f"is {layout} (channels last)" if layout else "has a layout the graph does not establish"
+        raise FixtraceError(
+            f"layer {layer!r} {found}: {method.name} reads (N, C, H, W) maps; pick a conv's or pool's output "
+            "(`fixtrace layers MODEL` lists the layers)"
+        )
 
 
 class LayerMethod(Method):
@@ -129,6 +140,11 @@ class CAM(LayerMethod):
                 f"CAM needs a global average pool before the fully connected layer; found "
                 f"{pool.op_type if pool else 'the input'}: use --method gradcam"
             )
+        if pool.op_type == "ReduceMean" and _reduced_axes(graph, pool) not in ((2, 3), (-2, -1)):
+            raise ModelError(
+                f"CAM reads an (N, C, H, W) map pooled over its rows and columns; this model's ReduceMean {pool.name!r} "
+                f"pools axes {_reduced_axes(graph, pool)}: use --method gradcam"
+            )
         self.layer = pool.inputs[0]
         self.needs = {self.layer}
         self.touched = {self.layer}
@@ -174,3 +190,11 @@ class GuidedGradCAM(Method):
 
     def settings(self) -> dict[str, Any]:
         return {"layer": self.layer}
+
+
+def _reduced_axes(graph: LayerGraph, node: Node) -> tuple[int, ...] | None:
+    """A ReduceMean's axes, from its attribute or (opset 18) its constant second input."""
+    axes = node.attr("axes")
+    if axes is None and len(node.inputs) > 1 and graph.is_constant(node.inputs[1]):
+        axes = graph.constants[node.inputs[1]].reshape(-1).tolist()
+    return None if axes is None else tuple(int(a) for a in axes)

@@ -13,6 +13,7 @@ from fixtrace.errors import ModelError
 from fixtrace.methods.base import Maps, Method
 from fixtrace.methods.resize import upsample
 from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.layout import feature_layouts
 from fixtrace.runtime.run import Run
 from fixtrace.runtime.tensors import Tensors
 
@@ -51,7 +52,13 @@ class GradualExtrapolation:
             raise ModelError("the model has no strided conv or pool: Gradual Extrapolation has no layers to use")
         candidates = [steps[0].inputs[0]] + [_activated(graph, n.outputs[0]) for n in steps]
         # The image itself is not an activation (normalised pixels can be negative): never an E_j.
-        self.layers = [t for t in candidates if t != graph.image_input.name]
+        layouts = feature_layouts(graph)
+        self.layers = [t for t in candidates if t != graph.image_input.name and layouts.get(t) == "NCHW"]
+        if not self.layers:
+            raise ModelError(
+                "no down-sampling layer of the model gives a map the graph establishes as NCHW: "
+                "Gradual Extrapolation has no layers to use"
+            )
         self.needs = set(self.layers)
 
     def apply(self, maps: np.ndarray, tensors: Tensors) -> np.ndarray:

@@ -11,9 +11,9 @@ from fixtrace.ops.base import FixationRule, VjpRule, fixation_rule, vjp_rule
 from fixtrace.ops.geometry import window
 
 TRAITS = {
-    "Conv": {"spatial", "windowed", "downsampling", "weighted", "linear"},
+    "Conv": {"spatial", "channels_first", "windowed", "downsampling", "weighted", "linear"},
     # No rules; listed so that the model checks know their weights and windows.
-    "ConvTranspose": {"windowed", "weighted", "linear"},
+    "ConvTranspose": {"channels_first", "windowed", "weighted", "linear"},
     "ConvInteger": {"windowed"},
     "QLinearConv": {"windowed"},
 }

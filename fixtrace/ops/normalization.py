@@ -13,9 +13,10 @@ from fixtrace.ops.base import (
 )
 
 TRAITS = {
-    "BatchNormalization": {"spatial", "activation", "weighted"},
+    "BatchNormalization": {"spatial", "channels_first", "activation", "weighted"},
     # No rules; listed so that the model checks know their weights.
-    "InstanceNormalization": {"weighted"},
+    "InstanceNormalization": {"channels_first", "weighted"},
+    "LRN": {"channels_first"},
     "LayerNormalization": {"weighted"},
 }
 

@@ -11,10 +11,12 @@ from fixtrace.ops.base import DataVjp, FixationRule, NodeRule, fixation_rule, vj
 from fixtrace.ops.geometry import pool_kernel, window
 
 TRAITS = {
-    "MaxPool": {"spatial", "windowed", "downsampling"},
-    "AveragePool": {"spatial", "windowed", "downsampling"},
+    "MaxPool": {"spatial", "channels_first", "windowed", "downsampling"},
+    "AveragePool": {"spatial", "channels_first", "windowed", "downsampling"},
     # No rules; listed so that the model checks know their windows.
-    "LpPool": {"windowed"},
+    "LpPool": {"channels_first", "windowed"},
+    "GlobalAveragePool": {"channels_first"},
+    "GlobalMaxPool": {"channels_first"},
     "MaxUnpool": {"windowed"},
 }
 

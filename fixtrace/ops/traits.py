@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 #: Every trait an op module may declare, with its meaning.
 TRAIT_NAMES: dict[str, str] = {
     "spatial": "keeps an NCHW map's layout, so that its output is a feature map a layer method may read",
+    "channels_first": "ONNX defines its output as (N, C, ...) whatever the graph does around it (Conv, pools, BatchNorm)",
     "reindex": "only re-indexes its first input, row-major order kept (reshapes, identities)",
     "permute": "moves its first input's elements to other positions, values unchanged (Transpose)",
     "windowed": "slides a window: its strides, dilations and kernel_shape must be positive",
