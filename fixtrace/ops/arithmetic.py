@@ -24,8 +24,7 @@ class AddWinner(OneComputedOperand):
     def __init__(self, node, graph, options):
         super().__init__(node, graph, options)
         if len(self.computed) > 1:
-            order = {t: (graph.producer[t].order if t in graph.producer else -1) for t in self.computed}
-            self.computed.sort(key=order.__getitem__)
+            self.computed = _earliest_first(graph, self.computed)
             self.needs = tuple(self.computed)
 
     def backtrack(self, fixations, tensors):
@@ -48,12 +47,40 @@ class AddWinner(OneComputedOperand):
 
 @fixation_rule("Mul", "Sub", "Div")
 class ScaleShift(OneComputedOperand):
-    """x * s, x - s, x / s with s constant (BatchNorm lowered by tf2onnx): pass-through."""
+    """x * s, x - s, x / s with s constant (BatchNorm lowered by tf2onnx): pass-through.
+
+    A Mul of two computed tensors is a gate: a squeeze-and-excitation block's per-channel weights
+    (MobileNetV3, EfficientNet) or Swish's sigmoid(x). The paper has no rule for it; the fixation
+    follows the feature map, the operand of the output's full shape, and treats the gate as a
+    weight: the gate was computed from that same map (pooled, or point by point), so the map
+    holds the evidence and where it is, while a pooled gate has no location to give. When both
+    operands have the full shape (Swish), the one computed earliest is the map.
+    """
 
     def __init__(self, node, graph, options):
         super().__init__(node, graph, options)
-        if len(self.computed) != 1:
+        if len(self.computed) != 1 and (node.op_type != "Mul" or len(self.computed) != 2):
             raise self.unsupported(f"{node.op_type} of {len(self.computed)} computed tensors; one operand must be a constant")
+        self.computed = _earliest_first(graph, self.computed)
+
+    def check(self, tensors):
+        if len(self.computed) == 2 and self._feature_map(tensors) is None:
+            raise self.unsupported("a product of two computed tensors neither of which has the output's shape")
+
+    def backtrack(self, fixations, tensors):
+        if len(self.computed) == 1:
+            return super().backtrack(fixations, tensors)
+        return [(self._feature_map(tensors), fixations)]
+
+    def _feature_map(self, tensors) -> str | None:
+        """The first computed operand with the output's shape (None: neither has it)."""
+        out_shape = tensors.shape(self.node.outputs[0])
+        return next((t for t in self.computed if tensors.shape(t) == out_shape), None)
+
+
+def _earliest_first(graph, names: list[str]) -> list[str]:
+    """Computed tensors ordered by their producers' topological order (graph inputs first)."""
+    return sorted(names, key=lambda t: graph.producer[t].order if t in graph.producer else -1)
 
 
 def _value(rule: VjpRule, tensors, k: int) -> np.ndarray:
