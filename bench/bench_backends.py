@@ -48,7 +48,6 @@ def main() -> None:
     from fixtrace.backends import cuda_status
     from fixtrace.backends.cpu import CpuBackend
     from fixtrace.images.preprocess import preprocess
-    from fixtrace.runtime.tensors import Tensors
 
     status = cuda_status()
     backends = [CpuBackend()]
@@ -71,13 +70,7 @@ def main() -> None:
 
             def backtrack():
                 # Fresh Tensors: the intermediates' copy to the device is part of the cost.
-                tensors = Tensors(
-                    values | {explainer.graph.image_input.name: batch},
-                    explainer.graph.shapes(batch.shape),
-                    explainer.graph.constants,
-                    explainer.plan.recipes,
-                    backend,
-                )
+                tensors = explainer.runner.tensors(values, batch, backend)
                 walk = explainer.plan.run(backend.start([b * n_classes + int(t) for b, t in enumerate(targets)]), tensors)
                 walk.input.host()
 

@@ -46,7 +46,6 @@ def main() -> int:
     from fixtrace.backends.cpu import CpuBackend
     from fixtrace.backends.cuda import CudaBackend
     from fixtrace.images.preprocess import preprocess
-    from fixtrace.runtime.tensors import Tensors
 
     status = cuda_status()
     if not status["available"]:
@@ -78,13 +77,7 @@ def main() -> int:
                 start = [b * logits.shape[1] + int(t) for b, t in enumerate(logits.argmax(axis=1))]
                 walks = []
                 for backend in backends:
-                    tensors = Tensors(
-                        values | {explainer.graph.image_input.name: part},
-                        explainer.graph.shapes(part.shape),
-                        explainer.graph.constants,
-                        explainer.plan.recipes,
-                        backend,
-                    )
+                    tensors = explainer.runner.tensors(values, part, backend)
                     walks.append(explainer.plan.run(backend.start(start), tensors))
                 cpu, gpu = walks
                 for tensor in cpu.per_tensor:

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from fixtrace.backends import cuda_status, get_backend
+from fixtrace.backends import Backend, cuda_status, get_backend
 from fixtrace.images.preprocess import Preset, input_size
 from fixtrace.methods.base import Method
 from fixtrace.model.checks import check_image_channels, check_tensor_sizes
@@ -117,14 +117,15 @@ class Runner:
         blank = self.blank()
         method.check(self.tensors(self.session.run(blank), blank))
 
-    def tensors(self, values: dict[str, np.ndarray], batch: np.ndarray) -> Tensors:
-        """The values of one run, with the input, shapes, constants and recompute recipes."""
+    def tensors(self, values: dict[str, np.ndarray], batch: np.ndarray, backend: Backend | None = None) -> Tensors:
+        """The values of one run, with the input, shapes, constants and recompute recipes, handed
+        to ``backend`` (default: the runner's; benchmarks compare backends on one run)."""
         return Tensors(
             values | {self.graph.image_input.name: batch},
             self.graph.shapes(batch.shape),
             self.graph.constants,
             self.recipes,
-            self.backend,
+            backend or self.backend,
         )
 
     def run(self, batch: np.ndarray) -> Run:

@@ -14,9 +14,18 @@ FASHION = MODELS / "fashion"
 CHELSEA = MODELS / "images" / "chelsea.jpg"
 COFFEE = MODELS / "images" / "coffee.jpg"
 CAMERA = MODELS / "images" / "camera.jpg"
+#: The trained Fashion ResNet and its sample dataset (images with boxes.csv).
+RESNET = str(FASHION / "resnet.onnx")
+SAMPLES = FASHION / "samples"
 
 #: One module per group, in the order the report lists them.
 GROUPS = ("model_files", "graphs", "external_data", "images", "file_names", "arguments", "datasets", "batches", "api")
+
+
+def evaluate_args(dataset: str, *extra: str, perturbation: int = 1) -> tuple[str, ...]:
+    """``fixtrace evaluate`` of the Fashion ResNet on ``dataset``, kept small (Grad-CAM, short curves)."""
+    quick = ("--preset", "raw", "--methods", "gradcam", "--perturbation", str(perturbation), "--steps", "4")
+    return ("evaluate", RESNET, dataset, "--out", "{out}", *quick, *extra)
 
 
 def group_module(name: str):

@@ -8,11 +8,9 @@ import numpy as np
 
 from hostile import onnx_models as m
 from hostile.case import BAD_INPUT, Case, fails, ok
-from hostile.corpus import CHELSEA, FASHION, MOBILENET
+from hostile.corpus import CHELSEA, MOBILENET, SAMPLES, evaluate_args
 
 TINY = "{in}/arguments/tiny.onnx"
-SAMPLES = str(FASHION / "samples")
-RESNET = str(FASHION / "resnet.onnx")
 
 
 def build(folder: Path) -> None:
@@ -32,22 +30,7 @@ def _explain(*extra: str, model: str = TINY) -> tuple[str, ...]:
 
 
 def _evaluate(*extra: str) -> tuple[str, ...]:
-    return (
-        "evaluate",
-        RESNET,
-        SAMPLES,
-        "--out",
-        "{out}",
-        "--preset",
-        "raw",
-        "--methods",
-        "gradcam",
-        "--perturbation",
-        "2",
-        "--steps",
-        "4",
-        *extra,
-    )
+    return evaluate_args(str(SAMPLES), *extra, perturbation=2)
 
 
 USAGE = fails(BAD_INPUT, lines=1)  # argparse: its usage block and one "fixtrace explain: error:" line

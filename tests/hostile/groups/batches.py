@@ -111,21 +111,16 @@ def cases() -> list[Case]:
             _explain("{in}/batches/crowd", extra=("--batch-size", "8"), model=str(MOBILENET)),
             timeout=300,
         ),
-        Case(
-            "batches/output_folder_taken_by_a_file",
-            fails(ITEM_FAILED, "chelsea", files=("coffee/overlay.png",)),
-            _explain(str(CHELSEA), str(COFFEE)),
-            prepare=_plant("chelsea", "file"),
-            verify=_summary_says({"chelsea.jpg": "error", "coffee.jpg": "ok"}),
-            fast=True,
-        ),
-        Case(
-            "batches/output_folder_is_a_symlink",
-            fails(ITEM_FAILED, "chelsea", files=("coffee/overlay.png",)),
-            _explain(str(CHELSEA), str(COFFEE)),
-            prepare=_plant("chelsea", "symlink"),
-            verify=_summary_says({"chelsea.jpg": "error", "coffee.jpg": "ok"}),
-            fast=True,
+        *(
+            Case(
+                f"batches/output_folder_{name}",
+                fails(ITEM_FAILED, "chelsea", files=("coffee/overlay.png",)),
+                _explain(str(CHELSEA), str(COFFEE)),
+                prepare=_plant("chelsea", thing),
+                verify=_summary_says({"chelsea.jpg": "error", "coffee.jpg": "ok"}),
+                fast=True,
+            )
+            for name, thing in (("taken_by_a_file", "file"), ("is_a_symlink", "symlink"))
         ),
         Case(
             "batches/stale_output_folder_replaced",

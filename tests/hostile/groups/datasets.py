@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from hostile.case import BAD_INPUT, ITEM_FAILED, Case, fails, ok
-from hostile.corpus import FASHION
+from hostile.corpus import SAMPLES, evaluate_args
 
-SAMPLES = FASHION / "samples"
-RESNET = str(FASHION / "resnet.onnx")
 HEADER = "image,label,x0,y0,x1,y1"
 GOOD = ["00000.png,1,83,11,95,45", "00001.png,2,24,68,47,103", "00002.png,1,47,10,77,49"]
 
@@ -90,22 +88,7 @@ def build(folder: Path) -> None:
 
 
 def _evaluate(name: str, *extra: str) -> tuple[str, ...]:
-    return (
-        "evaluate",
-        RESNET,
-        f"{{in}}/datasets/{name}",
-        "--out",
-        "{out}",
-        "--preset",
-        "raw",
-        "--methods",
-        "gradcam",
-        "--perturbation",
-        "1",
-        "--steps",
-        "4",
-        *extra,
-    )
+    return evaluate_args(f"{{in}}/datasets/{name}", *extra)
 
 
 def cases() -> list[Case]:
