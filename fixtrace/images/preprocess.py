@@ -2,68 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from PIL import Image
 
 from fixtrace.errors import ImageError
 from fixtrace.images.geometry import Geometry
+from fixtrace.images.presets import PRESETS, Preset, get_preset
 from fixtrace.model.layer_graph import ImageInput
-from fixtrace.validate import choice
 
-
-@dataclass(frozen=True)
-class Preset:
-    """How a model family expects its input.
-
-    Attributes:
-        name: preset name.
-        resize: ``"short"`` resizes the short side to ``input * resize_ratio`` then centre-crops;
-            ``"exact"`` resizes straight to the input size.
-        resize_ratio: short side / crop side for ``"short"`` (256 / 224 for ImageNet).
-        bgr: feed channels in BGR order.
-        scale: multiply 0..255 pixel values by this first.
-        mean, std: per-channel (in the fed order), applied after ``scale``: (x - mean) / std.
-        default_size: input side used when the model's spatial size is symbolic.
-    """
-
-    name: str
-    resize: str
-    resize_ratio: float
-    bgr: bool
-    scale: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    default_size: int = 224
-    description: str = ""
-
-
-#: name, resize, resize ratio, BGR, scale, mean, std (see Preset).
-_PRESET_TABLE = (
-    ("imagenet", "short", 256 / 224, False, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    ("caffe", "short", 256 / 224, True, 1.0, (104.0, 117.0, 123.0), (1.0, 1.0, 1.0)),
-    ("tf", "exact", 1.0, False, 1 / 127.5, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0)),
-    ("raw", "exact", 1.0, False, 1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-)
-_DESCRIPTIONS = {
-    "imagenet": "torchvision: resize 256, centre crop 224, RGB in [0, 1], ImageNet mean/std",
-    "caffe": "Caffe: resize 256, centre crop 224, BGR 0..255 minus the mean pixel",
-    "tf": "Keras/TF: resize to the input size, RGB scaled to [-1, 1]",
-    "raw": "resize to the input size, RGB in [0, 1], nothing else",
-}
-PRESETS: dict[str, Preset] = {row[0]: Preset(*row, description=_DESCRIPTIONS[row[0]]) for row in _PRESET_TABLE}
-
-
-def get_preset(name: str | Preset) -> Preset:
-    """Look a preset up by name, in any case (a Preset passes through).
-
-    Raises:
-        OptionError: not a preset name (also a ValueError).
-    """
-    if isinstance(name, Preset):
-        return name
-    return PRESETS[choice("preprocessing preset", name, PRESETS, "--preset")]
+__all__ = ["PRESETS", "Preset", "get_preset", "input_size", "preprocess"]
 
 
 def input_size(spec: ImageInput, preset: Preset) -> tuple[int, int]:
@@ -94,9 +41,11 @@ def preprocess(
     original = size or photo.size
     if preset.resize == "short":
         resized = _short_side_size(original, round(min(width, height) * preset.resize_ratio), (width, height))
+    elif preset.resize == "letterbox":
+        resized = _fit_inside(original, (width, height))
     else:
         resized = (width, height)
-    # torchvision's CenterCrop offsets.
+    # torchvision's CenterCrop offsets; negative for a letterbox, whose crop box pads with black.
     crop = (int(round((resized[0] - width) / 2.0)), int(round((resized[1] - height) / 2.0)))
     image = photo.resize(resized, Image.Resampling.BILINEAR) if resized != photo.size else photo
     pixels = np.asarray(image.crop((crop[0], crop[1], crop[0] + width, crop[1] + height)), dtype=np.float32)
@@ -116,6 +65,12 @@ def preprocess(
 
 #: Refuse photos whose resized copy would exceed this many times the model input's area.
 MAX_RESIZED_AREA_RATIO = 64
+
+
+def _fit_inside(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """The largest size of ``size``'s aspect ratio inside ``box`` (one side equal to the box's)."""
+    scale = min(box[0] / size[0], box[1] / size[1])
+    return (max(1, min(box[0], round(size[0] * scale))), max(1, min(box[1], round(size[1] * scale))))
 
 
 def _short_side_size(size: tuple[int, int], short: int, crop: tuple[int, int]) -> tuple[int, int]:
