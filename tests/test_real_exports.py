@@ -27,7 +27,7 @@ for _path in (str(ROOT), str(MODELS)):  # exporters/ and models/real/ (they impo
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from real import compare, efficientnet_lite, fer, flax_cnn  # noqa: E402
+from real import compare, efficientnet_lite, fer, flax_cnn, nsfwjs  # noqa: E402
 from real.common import MissingPackage, RealModel  # noqa: E402
 
 from fixtrace import Explainer  # noqa: E402
@@ -41,6 +41,7 @@ BUILDS = {
     "efficientnet-lite0-legacy": lambda cache: efficientnet_lite.build(cache, dynamo=False),
     "efficientnet-lite0-dynamo": lambda cache: efficientnet_lite.build(cache, dynamo=True),
     "flax-shapes": flax_cnn.build,
+    "nsfwjs-mobilenetv2": nsfwjs.build,
 }
 #: Ops each export spells its head with (the spellings fixtrace must read).
 SPELLINGS = {
@@ -48,9 +49,10 @@ SPELLINGS = {
     "efficientnet-lite0-legacy": {"Conv", "Clip", "Pad", "GlobalAveragePool", "Gemm"},
     "efficientnet-lite0-dynamo": {"Conv", "Clip", "ReduceMean", "Gemm"},
     "flax-shapes": {"Conv", "Relu", "Transpose", "ReduceMean", "Gemm"},
+    "nsfwjs-mobilenetv2": {"Conv", "Clip", "Add", "AveragePool", "MatMul", "Softmax"},
 }
 #: The slow perturbation methods with fewer forwards (the same code paths).
-LIGHT = {"occlusion": "occlusion:patch=32:stride=16", "rise": "rise:masks=200"}
+LIGHT = {"occlusion": "occlusion:stride=16", "rise": "rise:masks=200"}
 METHODS = [*method_names(), "gradcam:ge"]
 #: fixtrace limits these graphs meet, for fixtrace's graph and shape work to lift: (model, method) -> why.
 GRADCAM_LEGACY = (
