@@ -51,7 +51,7 @@ def report(model: RealModel) -> list[str]:
     try:
         found = compare.gradcam_agreement(model, explainer, model.photo)
         lines.append(
-            f"  Grad-CAM r = {found.r:.7f} (classes {found.targets}) on {found.layer} = framework {found.framework_layer} "
+            f"  Grad-CAM r = {found.r:.9f}, 1 - r = {1 - found.r:.1e} (classes {found.targets}) on {found.layer} = framework {found.framework_layer} "
             f"(layer max diff {found.layer_diff:.1e})"
         )
     except FixtraceError as exc:

@@ -148,7 +148,7 @@ def test_gradcam_equals_the_frameworks_on_the_same_layer(request, case, record_p
     found = compare.gradcam_agreement(case.model, case.explainer, case.model.photo)
     record_property("gradcam_r", found.r)
     record_property("gradcam_layers", f"{found.layer} = {found.framework_layer}")
-    print(f"{case.model.name}: Grad-CAM r = {found.r:.7f} on {found.layer} = {found.framework_layer}")
+    print(f"{case.model.name}: Grad-CAM r = {found.r:.9f} on {found.layer} = {found.framework_layer}")
     assert found.layer_diff <= 1e-3 * float(np.abs(found.theirs).max() + 1), found.layer_diff
     assert found.r >= 0.999
     np.testing.assert_allclose(found.ours, found.theirs, atol=1e-3 * float(found.theirs.max()))
