@@ -66,6 +66,10 @@ KNOWN = {
         "Gradual Extrapolation turns fer's Grad-CAM (4 x 4 on conv2d_7's BiasAdd, 7 class channels, "
         "residual adds and max pools below) into an all-zero 64 x 64 map"
     ),
+    ("nsfwjs-mobilenetv2", "gradcam:ge"): (
+        "Gradual Extrapolation turns nsfwjs's non-zero 7 x 7 Grad-CAM (on out_relu, a Relu6 below an "
+        "AveragePool and three Dense layers) into an all-zero 224 x 224 map"
+    ),
     ("efficientnet-lite0-legacy", "gradcam"): GRADCAM_LEGACY,
     ("efficientnet-lite0-legacy", "gradcam:ge"): GRADCAM_LEGACY,
     ("efficientnet-lite0-legacy", "guided-gradcam"): GRADCAM_LEGACY,

@@ -11,8 +11,10 @@ from real.common import gradcam_from
 
 
 def import_tensorflow() -> Any:
-    """tensorflow, imported with oneDNN's custom ops off (set before the first import; see the README
-    of models/real for why) and its C++ logging quiet."""
+    """tensorflow, imported with oneDNN's custom ops off and its C++ logging quiet (both only when
+    not set already, and only effective before TensorFlow's first import). oneDNN's ops have crashed
+    GradientTape on some builds; with TF 2.21 both real Keras models here gave the same Grad-CAM
+    with TF_ENABLE_ONEDNN_OPTS=1 too, so this is a guard, not a fix."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
