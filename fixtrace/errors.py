@@ -41,6 +41,7 @@ class UnsupportedOpError(ModelError):
         self.op_type = op_type
         self.node_name = node_name
         self.supported = sorted(supported)
+        self.detail = detail
         why = f" ({detail})" if detail else ""
         where = f" of domain {domain!r}" if domain not in ("", "ai.onnx") else ""
         super().__init__(

@@ -92,6 +92,13 @@ CASES: dict[str, OpCase] = {
     "GlobalMaxPool": _moving("GlobalMaxPool"),
     "ReduceMean": OpCase("ReduceMean", {"axes": [2, 3]}),
     "ReduceMax": _moving("ReduceMax", {"axes": [2, 3], "keepdims": 0}),
+    # Opset 13: ReduceSum's axes are an input; 18: every reduction's are (jax2onnx writes 23).
+    "ReduceSum": OpCase("ReduceSum", {"keepdims": 0}, {"a": np.array([2, 3], np.int64)}),
+    "ReduceL2": OpCase("ReduceL2", {}, {"a": np.array([-2, -1], np.int64)}, opset=18),
+    "Max": OpCase("Max", {}, {"c": _f(3, 1, 1)}, same_index=True),
+    "Min": OpCase("Min", {}, {"c": _f(5)}, opset=23, same_index=True),
+    "Erf": _elementwise("Erf"),
+    "Pow": OpCase("Pow", {}, {"p": np.array(3.0, np.float32)}, same_index=True),
     "Relu": _elementwise("Relu"),
     "Clip": OpCase("Clip", {}, {"lo": np.array(-0.5, np.float32), "hi": np.array(1.0, np.float32)}, same_index=True),
     "LeakyRelu": _elementwise("LeakyRelu", alpha=0.2),

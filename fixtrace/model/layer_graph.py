@@ -14,6 +14,8 @@ from onnx import helper, numpy_helper
 from fixtrace.errors import ModelError
 from fixtrace.model.checks import check_weights, check_windows
 
+#: The default-domain opsets read (23: jax2onnx's default).
+MIN_OPSET, MAX_OPSET = 7, 23
 # Ops whose value is not a pure function of constant inputs; never folded.
 _UNFOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
@@ -114,8 +116,8 @@ class LayerGraph:
             ModelError: no image input, or a constant subgraph cannot be evaluated.
         """
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if not 7 <= opset <= 22:
-            raise ModelError(f"opset {opset} is outside the supported range 7..22")
+        if not MIN_OPSET <= opset <= MAX_OPSET:
+            raise ModelError(f"opset {opset} is outside the supported range {MIN_OPSET}..{MAX_OPSET}")
         constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         nodes: list[Node] = []
         names: set[str] = set()
