@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from fixtrace.api import BatchItem, Explainer, explain
 from fixtrace.errors import (
+    EmptyMapWarning,
     FixtraceError,
     ImageError,
     InputShapeError,
@@ -18,6 +19,7 @@ from fixtrace.explanation import ClassScore, Explanation, LayerFixations
 __all__ = [
     "BatchItem",
     "ClassScore",
+    "EmptyMapWarning",
     "Explainer",
     "Explanation",
     "FixtraceError",

@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import os
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from PIL import Image
 
 from fixtrace import validate
 from fixtrace.backends import DEVICES
-from fixtrace.errors import FixtraceError, ModelError, OptionError
+from fixtrace.errors import EmptyMapWarning, FixtraceError, ModelError, OptionError
 from fixtrace.explanation import Explanation
 from fixtrace.fixations.options import CONV_LOCATIONS
 from fixtrace.images.geometry import Geometry
@@ -523,6 +524,8 @@ class Explainer:
                         info=self._info(n, timings),
                     )
                     timings["render_ms"] = (time.perf_counter() - t3) * 1e3
+                    if e.empty:
+                        warnings.warn(e.empty_message(), EmptyMapWarning, stacklevel=3)
                     results[b][label].append(e)
         return results
 

@@ -6,10 +6,11 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from fixtrace.errors import FixtraceError, OptionError, OutputError, one_line
+from fixtrace.errors import EmptyMapWarning, FixtraceError, OptionError, OutputError, one_line
 
 EXIT_OK, EXIT_ITEM_FAILED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 IMAGE_SUFFIXES = {
@@ -224,6 +225,7 @@ def _explain(args: argparse.Namespace) -> int:
     if summary_path.is_symlink() or (summary_path.exists() and not summary_path.is_file()):
         raise OutputError(f"cannot write {summary_path}: something that is not a file is in the way")
     images = _collect_images(args.images)
+    warnings.simplefilter("ignore", EmptyMapWarning)  # reported below, one line per photo
     given = ("conv_location", "labels", "threads", "device", "method", "layer", "ge", "output", "any_output")
     explainer = Explainer(args.model, preset=preset, **{name: getattr(args, name) for name in given})
     explainer.check_targets(args.target, args.top_k)
@@ -254,6 +256,9 @@ def _explain(args: argparse.Namespace) -> int:
         try:
             if item.error is not None:
                 raise item.error
+            empty = [e for found in item.by_method.values() for e in found if e.empty]
+            if empty:
+                raise FixtraceError(f"{empty[0].empty_message()}; nothing written")
             written = _save(item.by_method, out / folder, args.layers)
             if not args.quiet:
                 if not described:

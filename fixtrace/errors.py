@@ -82,3 +82,7 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when the message is empty)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class EmptyMapWarning(UserWarning):
+    """A method's map came out all zero or not finite: it shows nothing (warned, never raised)."""
