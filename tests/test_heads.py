@@ -298,39 +298,43 @@ def test_a_torch_legacy_export_with_same_padding_explains(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def negative_shortcut_model() -> onnx.ModelProto:
-    """A residual stage whose strided shortcut conv (BatchNorm folded, no ReLU: Keras
-    mini-Xception) is negative everywhere, so its channel sums are all negative."""
+def negative_shortcut_model(stages: int = 4) -> onnx.ModelProto:
+    """Residual stages whose strided shortcut convs (BatchNorm folded, no ReLU, as in Keras'
+    mini-Xception) are negative everywhere, so that their channel sums are all negative."""
     rng = np.random.default_rng(13)
-    nodes = [
-        _n("Conv", ["x", "w1", "b1"], "main", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
-        _n("Relu", ["main"], "r"),
-        _n("Conv", ["x", "ws", "bs"], "short", kernel_shape=[1, 1], strides=[2, 2]),
-        _n("Add", ["r", "short"], "sum"),
-        _n("Relu", ["sum"], "out"),
-        _n("GlobalAveragePool", ["out"], "g"),
-        _n("Flatten", ["g"], "f"),
-        _n("Gemm", ["f", "fc"], "y", transB=1),
-    ]
-    inits = {
-        "w1": _w(rng, 4, 3, 3, 3),
-        "b1": np.full(4, 3.0, np.float32),
-        "ws": 0.01 * _w(rng, 4, 3, 1, 1),
-        "bs": np.full(4, -1.0, np.float32),
-        "fc": np.abs(_w(rng, CLASSES, 4)),
-    }
-    return build(nodes, ["N", 3, 16, 16], ["y"], inits)
+    nodes, inits, x, channels = [], {}, "x", 3
+    for k in range(stages):
+        p = f"s{k}/"
+        nodes += [
+            _n("Conv", [x, f"{p}w", f"{p}b"], f"{p}main", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+            _n("Relu", [f"{p}main"], f"{p}r"),
+            _n("Conv", [x, f"{p}ws", f"{p}bs"], f"{p}short", kernel_shape=[1, 1], strides=[2, 2]),
+            _n("Add", [f"{p}r", f"{p}short"], f"{p}sum"),
+            _n("Relu", [f"{p}sum"], f"{p}out"),
+        ]
+        inits |= {
+            f"{p}w": 0.3 * _w(rng, 4, channels, 3, 3),
+            f"{p}b": np.full(4, 12.0, np.float32),
+            f"{p}ws": 0.01 * _w(rng, 4, channels, 1, 1),
+            f"{p}bs": np.full(4, -10.0, np.float32),
+        }
+        x, channels = f"{p}out", 4
+    nodes += [_n("GlobalAveragePool", [x], "g"), _n("Flatten", ["g"], "f"), _n("Gemm", ["f", "fc"], "y", transB=1)]
+    return build(nodes, ["N", 3, 64, 64], ["y"], {**inits, "fc": np.abs(_w(rng, CLASSES, 4))})
 
 
 def test_gradual_extrapolation_skips_an_all_negative_layer_instead_of_zeroing_the_map():
     model = negative_shortcut_model()
-    photo = np.random.default_rng(8).uniform(0, 1, (16, 16, 3)).astype(np.float32)
+    photo = np.random.default_rng(8).uniform(0, 1, (64, 64, 3)).astype(np.float32)
     explainer = Explainer(model, method="gradcam:ge", preset="raw", device="cpu")
-    assert "short" in explainer.map_method.extrapolation.layers
+    assert {"s0/short", "s1/short"} <= set(explainer.map_method.extrapolation.layers)
     with warnings.catch_warnings():
         warnings.simplefilter("error", EmptyMapWarning)
         sharp = explainer.explain((photo * 255).astype(np.uint8), target=0).input_map
     assert np.isfinite(sharp).all() and sharp.max() > 0
+    # Sharpened, not inverted: it still follows Grad-CAM's map.
+    coarse = Explainer(model, method="gradcam", preset="raw", device="cpu").explain((photo * 255).astype(np.uint8), target=0)
+    assert np.corrcoef(sharp.ravel(), coarse.input_map.ravel())[0, 1] > 0.5
     # A single all-negative E_j leaves the coarse map as it is (resized), never zero.
     extrapolation = GradualExtrapolation.__new__(GradualExtrapolation)
     extrapolation.layers, extrapolation.layouts = ["e"], {"e": "NCHW"}
