@@ -29,9 +29,15 @@ def _activated(graph: LayerGraph, tensor: str) -> str:
 
 
 def _source(graph: LayerGraph, tensor: str) -> str:
-    """``tensor`` followed back through Transposes (the image input however it is laid out)."""
-    while tensor in graph.producer and ops.has_trait(graph.producer[tensor], "permute"):
-        tensor = graph.producer[tensor].inputs[0]
+    """``tensor`` followed back through Transposes and element-wise ops of one computed input
+    (the image input however it is laid out or normalised inside the graph)."""
+    while tensor in graph.producer:
+        node = graph.producer[tensor]
+        computed = [t for t in node.inputs if not graph.is_constant(t)]
+        elementwise = ops.has_trait(node, "spatial") and not ops.has_trait(node, "channels_first")
+        if len(computed) != 1 or not (ops.has_trait(node, "permute") or elementwise):
+            return tensor
+        tensor = computed[0]
     return tensor
 
 

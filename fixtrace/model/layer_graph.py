@@ -193,10 +193,11 @@ class LayerGraph:
         """
         key = tuple(int(d) for d in input_shape)
         if key not in self._shape_cache:
-            known = dict(self.constants)
-            if self.shape_only:
-                known |= shape_values(self.model, self.image_input.name, key, self.shape_only)
-            self._shape_cache[key] = _infer_shapes(self.model, self.image_input.name, key, known)
+            shapes = _infer_shapes(self.model, self.image_input.name, key, self.constants)
+            if self.shape_only and any(t and t not in shapes for n in self.nodes for t in n.outputs):
+                known = self.constants | shape_values(self.model, self.image_input.name, key, self.shape_only)
+                shapes = _infer_shapes(self.model, self.image_input.name, key, known)
+            self._shape_cache[key] = shapes
         return self._shape_cache[key]
 
     @cached_property
