@@ -136,7 +136,7 @@ def test_a_head_without_a_pool_is_refused_in_one_line():
         [*body, _n("Gemm", ["f", "big"], "y", transB=1)], ["N", 3, SIDE, SIDE], ["y"], {**_BODY, "big": _w(_RNG, 5, 256)}
     )
     with pytest.raises(
-        Exception, match=r"CAM needs a global average pool before a fully connected layer; found Conv: use --method gradcam"
+        Exception, match=r"CAM needs a global average pool before the fully connected layer; found Conv: use --method gradcam"
     ):
         Explainer(model, method="cam", preset="raw", device="cpu")
 

@@ -58,7 +58,7 @@ def cam_head(graph: LayerGraph, logits: str, shapes: dict[str, tuple[int, ...]])
     tensor, scale = _scaled(graph, tensor)
     pool = graph.producer.get(tensor)
     if pool is None or pool.op_type not in _POOLS:
-        what = "a fully connected layer" if weights is not None else "the logits"
+        what = "the fully connected layer" if weights is not None else "the logits"
         raise ModelError(f"CAM needs a global average pool before {what}; found {pool.op_type if pool else 'the input'}: {_FIX}")
     layout = _pooled_layout(graph, pool)
     layer = pool.inputs[0]
