@@ -213,6 +213,12 @@ def _runtime_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
 
 #: The flags that override one field of the preset (besides --bgr/--rgb).
 _FIELD_FLAGS = ("mean", "std", "scale", "resize", "crop")
+#: Where the preset came from, as the printed preprocessing line says it (a file: its flag and path).
+_SOURCE_NOTES = {
+    "given": "--preset",
+    "metadata": "from the model's metadata",
+    "default": "default: the model carries no preprocessing metadata",
+}
 
 
 def _preprocessing_options(parser: argparse.ArgumentParser, purpose: str = "") -> None:
@@ -269,12 +275,7 @@ def _preset_choice(args: argparse.Namespace):
 
 def _preprocessing_line(args: argparse.Namespace, preset, source: str) -> str:
     """``preprocessing: <what is done> (<where it came from>)``."""
-    where = {
-        "given": "--preset",
-        "file": f"--preset-file {args.preset_file}",
-        "metadata": "from the model's metadata",
-        "default": "default: the model carries no preprocessing metadata",
-    }[source]
+    where = f"--preset-file {args.preset_file}" if source == "file" else _SOURCE_NOTES[source]
     changed = [f"--{key}" for key in _FIELD_FLAGS if getattr(args, key, None) is not None]
     changed += [] if getattr(args, "bgr", None) is None else ["--bgr" if args.bgr else "--rgb"]
     if changed:
