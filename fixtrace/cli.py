@@ -8,9 +8,13 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fixtrace.errors import FixtraceError, OptionError, OutputError, one_line
+
+if TYPE_CHECKING:  # the CLI imports the heavy modules only when a verb needs them
+    from fixtrace.images.preset_choice import PresetChoice
+    from fixtrace.images.presets import Preset
 
 EXIT_OK, EXIT_ITEM_FAILED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 IMAGE_SUFFIXES = {
@@ -179,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
 
     layers = sub.add_parser("layers", help="list the model's feature maps (names for --layer) with op and shape")
     layers.add_argument("model", help="the .onnx model")
-    _preprocessing_options(layers, " (here: the input size of a model whose size is symbolic)")
+    _preprocessing_options(layers, "; here they only set the input size of a model whose size is symbolic")
     layers.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     layers.set_defaults(run=_layers)
     return parser
@@ -252,34 +256,36 @@ def _preprocessing_options(parser: argparse.ArgumentParser, purpose: str = "") -
     order.add_argument("--rgb", dest="bgr", action="store_const", const=False, help="feed channels in RGB order")
 
 
-def _preset_choice(args: argparse.Namespace):
-    """The preset the preprocessing flags ask for (a PresetChoice), each bad value a one-line
-    OptionError naming its flag."""
+def _preset_choice(args: argparse.Namespace) -> PresetChoice:
+    """The preset the preprocessing flags ask for, each bad value a one-line OptionError naming its flag."""
     from fixtrace.images.preset_choice import choose_preset, parse_number, parse_numbers
     from fixtrace.images.presets import get_preset
 
     parsers = {"mean": parse_numbers, "std": parse_numbers, "scale": parse_number, "crop": parse_number}
-    fields: dict[str, Any] = {}
-    for key in _FIELD_FLAGS:
-        text = getattr(args, key)
-        if text is not None:
-            fields[key] = parsers[key](text, f"--{key}") if key in parsers else text
-    if args.bgr is not None:
-        fields["bgr"] = args.bgr
-    flags = {key: f"--{key}" for key in fields} | {"bgr": "--bgr" if args.bgr else "--rgb"}
+    flags = _changed_fields(args)
+    fields = {
+        key: parsers[key](getattr(args, key), flag) if key in parsers else getattr(args, key) for key, flag in flags.items()
+    }
     base = (
         get_preset(args.preset) if args.preset is not None else Path(args.preset_file) if args.preset_file is not None else None
     )
     return choose_preset(base, fields, flags)
 
 
-def _preprocessing_line(args: argparse.Namespace, preset, source: str) -> str:
+def _changed_fields(args: argparse.Namespace) -> dict[str, str]:
+    """The preset fields the flags change, each with its flag (none for verbs without the flags)."""
+    flags = {key: f"--{key}" for key in _FIELD_FLAGS if getattr(args, key, None) is not None}
+    if getattr(args, "bgr", None) is not None:
+        flags["bgr"] = "--bgr" if args.bgr else "--rgb"
+    return flags
+
+
+def _preprocessing_line(args: argparse.Namespace, preset: Preset, source: str) -> str:
     """``preprocessing: <what is done> (<where it came from>)``."""
     where = f"--preset-file {args.preset_file}" if source == "file" else _SOURCE_NOTES[source]
-    changed = [f"--{key}" for key in _FIELD_FLAGS if getattr(args, key, None) is not None]
-    changed += [] if getattr(args, "bgr", None) is None else ["--bgr" if args.bgr else "--rgb"]
+    changed = _changed_fields(args)
     if changed:
-        where += f"; changed by {', '.join(changed)}"
+        where += f"; changed by {', '.join(changed.values())}"
     return one_line(f"preprocessing: {preset.describe()} ({where})")
 
 

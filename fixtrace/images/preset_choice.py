@@ -73,8 +73,9 @@ def choose_preset(
     """What to preprocess with; a name or a file is checked (and the file read) now.
 
     Args:
-        preset: a preset name (any case), a Preset, a JSON file (a path, or a string ending in
-            ``.json``), a PresetChoice, or None: the model's metadata preset, else ``imagenet``.
+        preset: a preset name (any case), a Preset, a JSON file (a path, a string ending in
+            ``.json`` or naming a file), a PresetChoice, or None: the model's metadata preset,
+            else ``imagenet``.
         fields: Preset fields to set on top (``resize``, ``resize_ratio``, ``bgr``, ``scale``,
             ``mean``, ``std``, ``default_size``), and ``crop``: the crop fraction of timm's
             ``crop_pct`` in (0, 1], which means ``resize="short"``, ``resize_ratio=1/crop``.
