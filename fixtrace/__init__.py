@@ -15,8 +15,11 @@ from fixtrace.errors import (
     UnsupportedOpError,
 )
 from fixtrace.explanation import ClassScore, Explanation, LayerFixations
+from fixtrace.images.preset_choice import PresetChoice, choose_preset
+from fixtrace.images.presets import PRESETS, Preset
 
 __all__ = [
+    "PRESETS",
     "BatchItem",
     "ClassScore",
     "EmptyMapWarning",
@@ -29,8 +32,11 @@ __all__ = [
     "ModelError",
     "OptionError",
     "OutputError",
+    "Preset",
+    "PresetChoice",
     "TargetError",
     "UnsupportedOpError",
     "__version__",
+    "choose_preset",
     "explain",
 ]
