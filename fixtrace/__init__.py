@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from fixtrace.api import BatchItem, Explainer, explain
 from fixtrace.errors import (
+    EmptyMapWarning,
     FixtraceError,
     ImageError,
     InputShapeError,
@@ -14,10 +15,14 @@ from fixtrace.errors import (
     UnsupportedOpError,
 )
 from fixtrace.explanation import ClassScore, Explanation, LayerFixations
+from fixtrace.images.preset_choice import PresetChoice, choose_preset
+from fixtrace.images.presets import PRESETS, Preset
 
 __all__ = [
+    "PRESETS",
     "BatchItem",
     "ClassScore",
+    "EmptyMapWarning",
     "Explainer",
     "Explanation",
     "FixtraceError",
@@ -27,8 +32,11 @@ __all__ = [
     "ModelError",
     "OptionError",
     "OutputError",
+    "Preset",
+    "PresetChoice",
     "TargetError",
     "UnsupportedOpError",
     "__version__",
+    "choose_preset",
     "explain",
 ]

@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import os
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +23,13 @@ from PIL import Image
 
 from fixtrace import validate
 from fixtrace.backends import DEVICES
-from fixtrace.errors import FixtraceError, ModelError, OptionError
+from fixtrace.errors import EmptyMapWarning, FixtraceError, ModelError, OptionError
 from fixtrace.explanation import Explanation
 from fixtrace.fixations.options import CONV_LOCATIONS
 from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import ImageSource, load_photo
-from fixtrace.images.preprocess import Preset, get_preset, preprocess
+from fixtrace.images.preprocess import preprocess
+from fixtrace.images.preset_choice import PresetArg, choose_preset
 from fixtrace.labels import class_names
 from fixtrace.methods import METHODS, Method, method_names
 from fixtrace.methods.spec import MethodSpec, build, parse_specs
@@ -92,10 +94,15 @@ class Explainer:
 
     Args:
         model: path, bytes or ``onnx.ModelProto``.
-        preset: preprocessing preset name (``imagenet``, ``caffe``, ``tf``, ``raw``) or a Preset.
+        preset: the preprocessing: a preset name (``imagenet``, ``caffe``, ``tf``, ``raw``,
+            ``efficientnet-lite``, ``letterbox``), a ``Preset``, a JSON file of one, or a
+            ``PresetChoice`` (``choose_preset``: a base with fields overridden). Default (None):
+            the preset the model carries in its metadata (``fixtrace.preprocessing``), else
+            ``imagenet``; ``preset_source`` says which.
         conv_location: fixations' ``"argmax"`` or ``"centre"`` (see FixationOptions).
         output: graph output to explain (default: the first).
-        labels: a labels file (one class name per line).
+        labels: a labels file (one class name per line); without one, the names the model
+            carries in its metadata (``fixtrace.labels``), else ImageNet's for 1000 classes.
         threads: threads for onnxruntime, numba and BLAS together (0: the libraries' choice).
         device: where the kernels run: ``"auto"`` (CUDA when a GPU is present), ``"cpu"`` or
             ``"cuda"``. On a GPU the forward asks for onnxruntime's CUDA provider too;
@@ -112,7 +119,8 @@ class Explainer:
     Raises:
         ModelError: the model cannot be read, is not a 1- or 3-channel image classifier, its
             output is not a finite class-score vector, or onnxruntime cannot run it (all checked
-            here, on a blank image, before any photo); a method cannot run on it.
+            here, on a blank image, before any photo); a method cannot run on it; its metadata
+            preset or labels are invalid; the preset declares another input layout.
         UnsupportedOpError: a node between the input and the logits has no rule.
         OptionError: an option of the wrong type or value, an unknown keyword, a bad layer.
         FixtraceError: ``device="cuda"`` where CUDA cannot run.
@@ -122,7 +130,7 @@ class Explainer:
         self,
         model: ModelSource,
         *,
-        preset: str | Preset = "imagenet",
+        preset: PresetArg = None,
         conv_location: str = "argmax",
         output: str | None = None,
         labels: str | Path | None = None,
@@ -167,7 +175,7 @@ class Explainer:
             takers = ", ".join(name for name, cls in METHODS.items() if "layer" in cls.parameters)
             raise OptionError(f"--layer picks the layer of the layer methods ({takers}), not of {self.method}")
         self.labels_file = options["labels"]
-        self._names: list[str] = class_names(self.num_classes, self.labels_file)
+        self._names: list[str] = class_names(self.num_classes, self.labels_file, self.graph.model)
 
     # -- what the model and its methods are -----------------------------------------------------
     graph = _from_runner("graph", "The layer graph (``LayerGraph``).")
@@ -175,7 +183,11 @@ class Explainer:
     output = _from_runner("output", "The explained output (``ClassOutput``): its kind of scores and why it was chosen.")
     session = _from_runner("session", "The onnxruntime session of the explaining forward.")
     backend = _from_runner("backend", "Where the kernels run.")
-    preset = _from_runner("preset", "The preprocessing preset.")
+    preset = _from_runner("preset", "The preprocessing preset (a ``Preset``).")
+    preset_source = _from_runner(
+        "preset_source",
+        "Where the preset came from: ``given`` (a name or Preset), ``file``, ``metadata`` (the model's) or ``default``.",
+    )
     source = _from_runner("source", "The model as given (a path, or the type of what was passed).")
 
     @property
@@ -494,6 +506,8 @@ class Explainer:
                 "method": spec.name,
                 "spec": label,
                 "preset": self.preset.name,
+                "preprocessing": self.preset.to_dict(),
+                "preprocessing_source": self.preset_source,
                 "box_threshold": box_threshold,
                 "gradual_extrapolation": spec.ge,
                 **method.settings(),
@@ -523,6 +537,8 @@ class Explainer:
                         info=self._info(n, timings),
                     )
                     timings["render_ms"] = (time.perf_counter() - t3) * 1e3
+                    if e.empty:
+                        warnings.warn(e.empty_message(), EmptyMapWarning, stacklevel=3)
                     results[b][label].append(e)
         return results
 
@@ -575,7 +591,7 @@ def explain(
     target: int | Sequence[int] | None = None,
     top_k: int | None = None,
     *,
-    preset: str | Preset = "imagenet",
+    preset: PresetArg = None,
     conv_location: str = "argmax",
     labels: str | Path | None = None,
     device: str = "auto",
@@ -591,7 +607,7 @@ def explain(
         image: path, bytes, PIL image or array.
         target: class index or indices (default: the predicted class).
         top_k: explain the k best classes (one map each).
-        preset: preprocessing preset.
+        preset: preprocessing (see Explainer; default: the model's metadata preset, else imagenet).
         conv_location: ``"argmax"`` or ``"centre"``.
         labels: labels file.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see Explainer).
@@ -611,7 +627,7 @@ def explain(
     init |= {"preset": preset, "conv_location": conv_location, "labels": labels, "device": device, "method": method}
     init |= {"layer": layer, "ge": ge}
     # The options as given key the cache; Explainer() checks them when it is first made.
-    key = (_model_key(model), *((k, v.name if isinstance(v, Preset) else repr(v)) for k, v in sorted(init.items())))
+    key = (_model_key(model), *((k, repr(v)) for k, v in sorted(init.items())))
     explainer = _CACHE.get(key)
     if explainer is None:
         explainer = Explainer(model, **init)
@@ -643,7 +659,7 @@ def explainer_options(
     if labels is not None and not isinstance(labels, (str, os.PathLike)):
         raise OptionError(f"labels (--labels) must be the path of a labels file, not {type(labels).__name__}")
     return {
-        "preset": get_preset(preset),
+        "preset": choose_preset(preset),
         "conv_location": validate.choice("conv_location", conv_location, CONV_LOCATIONS, "--conv-location"),
         "method": parse_specs(method),
         "output": validate.text("output", output, "--output"),

@@ -6,10 +6,16 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fixtrace.errors import FixtraceError, OptionError, OutputError, one_line
+from fixtrace.errors import EmptyMapWarning, FixtraceError, OptionError, OutputError, one_line
+
+if TYPE_CHECKING:  # the CLI imports the heavy modules only when a verb needs them
+    from fixtrace.images.preset_choice import PresetChoice
+    from fixtrace.images.presets import Preset
 
 EXIT_OK, EXIT_ITEM_FAILED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 IMAGE_SUFFIXES = {
@@ -67,10 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     from fixtrace.backends import DEVICES
     from fixtrace.fixations.options import CONV_LOCATIONS
-    from fixtrace.images.preprocess import PRESETS
     from fixtrace.methods import METHODS, method_names
-
-    presets = f"preprocessing: {', '.join(PRESETS)} (default: imagenet)"
 
     parser = argparse.ArgumentParser(prog="fixtrace", description="Explain CNN image classifiers through their ONNX graph.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,7 +98,6 @@ def _parser() -> argparse.ArgumentParser:
         help="class index to explain (repeatable); default: the predicted class",
     )
     which.add_argument("--top-k", type=int, metavar="K", help="explain the K best classes, one map each")
-    ex.add_argument("--preset", default="imagenet", help=presets)
     ex.add_argument(
         "--method",
         default="fixations",
@@ -119,8 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")
     _rendering_options(ex, "the method's, chosen on bench/localization.py")
     ex.add_argument("--layers", action="store_true", help="also write per-layer fixation counts and points")
-    ex.add_argument("--labels", help="class names file, one per line (default: ImageNet names for 1000 classes)")
+    ex.add_argument(
+        "--labels",
+        help="class names file, one per line (default: the model's own names in its metadata, else ImageNet's for 1000 classes)",
+    )
     _runtime_options(ex, batch_size=8)
+    _preprocessing_options(ex)
     ex.add_argument("--quiet", action="store_true", help="print only errors")
     ex.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ex.set_defaults(run=_explain)
@@ -151,7 +157,6 @@ def _parser() -> argparse.ArgumentParser:
         help=f"comma-separated methods, each name[:flag...], flags {', '.join(FLAGS)} (default: %(default)s)",
     )
     ev.add_argument("--out", default="evaluation", help="folder for evaluation.md/.csv/.json (default: evaluation)")
-    ev.add_argument("--preset", default="imagenet", help=presets)
     _rendering_options(ev, "each method's; box=F in a spec overrides")
     ev.add_argument("--iou", type=float, default=0.5, help="IoU a box needs to count as found (default: 0.5)")
     ev.add_argument("--tolerance", type=float, default=0.0, help="pointing-game tolerance in pixels (default: 0)")
@@ -172,13 +177,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--limit", type=int, metavar="N", help="only the first N images")
     _runtime_options(ev, batch_size=16)
+    _preprocessing_options(ev)
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ev.set_defaults(run=_evaluate)
 
     layers = sub.add_parser("layers", help="list the model's feature maps (names for --layer) with op and shape")
     layers.add_argument("model", help="the .onnx model")
-    layers.add_argument("--preset", default="imagenet", help=f"{presets}, for the input size")
+    _preprocessing_options(layers, "; here they only set the input size of a model whose size is symbolic")
     layers.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     layers.set_defaults(run=_layers)
     return parser
@@ -210,13 +216,87 @@ def _runtime_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--threads", type=int, default=0, help="threads for onnxruntime, numba and BLAS (default: 0, all cores)")
 
 
+#: The flags that override one field of the preset (besides --bgr/--rgb).
+_FIELD_FLAGS = ("mean", "std", "scale", "resize", "crop")
+#: Where the preset came from, as the printed preprocessing line says it (a file: its flag and path).
+_SOURCE_NOTES = {
+    "given": "--preset",
+    "metadata": "from the model's metadata",
+    "default": "default: the model carries no preprocessing metadata",
+}
+
+
+def _preprocessing_options(parser: argparse.ArgumentParser, purpose: str = "") -> None:
+    """--preset or --preset-file, and the flags overriding fields of the preset."""
+    from fixtrace.images.presets import PRESETS, RESIZE_POLICIES
+
+    group = parser.add_argument_group(
+        "preprocessing",
+        f"the preset in the model's metadata, else imagenet, unless --preset or --preset-file says otherwise; "
+        f"the other flags change fields of it{purpose}",
+    )
+    base = group.add_mutually_exclusive_group()
+    base.add_argument("--preset", metavar="NAME", help=f"a named preset: {', '.join(PRESETS)}")
+    base.add_argument("--preset-file", metavar="JSON", help="a preset as a JSON object of Preset fields (see README)")
+    group.add_argument("--mean", metavar="A,B,C", help="subtract this mean per channel (one number: all three)")
+    group.add_argument("--std", metavar="A,B,C", help="then divide by this std per channel (one number: all three)")
+    group.add_argument("--scale", metavar="F", help="first multiply the 0..255 pixel values by F (1/255 works)")
+    group.add_argument(
+        "--resize",
+        metavar="|".join(RESIZE_POLICIES),
+        help="resize policy: short side + centre crop, exact input size, or letterbox (fit inside, pad with black)",
+    )
+    group.add_argument(
+        "--crop",
+        metavar="F",
+        help="centre-crop fraction as timm's crop_pct, in (0, 1], e.g. 0.875: "
+        "resize the short side to input/F (implies --resize short)",
+    )
+    order = group.add_mutually_exclusive_group()
+    order.add_argument("--bgr", dest="bgr", action="store_const", const=True, help="feed channels in BGR order")
+    order.add_argument("--rgb", dest="bgr", action="store_const", const=False, help="feed channels in RGB order")
+
+
+def _preset_choice(args: argparse.Namespace) -> PresetChoice:
+    """The preset the preprocessing flags ask for, each bad value a one-line OptionError naming its flag."""
+    from fixtrace.images.preset_choice import choose_preset, parse_number, parse_numbers
+    from fixtrace.images.presets import get_preset
+
+    parsers = {"mean": parse_numbers, "std": parse_numbers, "scale": parse_number, "crop": parse_number}
+    flags = _changed_fields(args)
+    fields = {
+        key: parsers[key](getattr(args, key), flag) if key in parsers else getattr(args, key) for key, flag in flags.items()
+    }
+    base = (
+        get_preset(args.preset) if args.preset is not None else Path(args.preset_file) if args.preset_file is not None else None
+    )
+    return choose_preset(base, fields, flags)
+
+
+def _changed_fields(args: argparse.Namespace) -> dict[str, str]:
+    """The preset fields the flags change, each with its flag (none for verbs without the flags)."""
+    flags = {key: f"--{key}" for key in _FIELD_FLAGS if getattr(args, key, None) is not None}
+    if getattr(args, "bgr", None) is not None:
+        flags["bgr"] = "--bgr" if args.bgr else "--rgb"
+    return flags
+
+
+def _preprocessing_line(args: argparse.Namespace, preset: Preset, source: str) -> str:
+    """``preprocessing: <what is done> (<where it came from>)``."""
+    where = f"--preset-file {args.preset_file}" if source == "file" else _SOURCE_NOTES[source]
+    changed = _changed_fields(args)
+    if changed:
+        where += f"; changed by {', '.join(changed.values())}"
+    return one_line(f"preprocessing: {preset.describe()} ({where})")
+
+
 def _explain(args: argparse.Namespace) -> int:
     from fixtrace import validate
     from fixtrace.api import Explainer, check_render_options
     from fixtrace.files import UniqueNames, write_json_atomic
     from fixtrace.progress import Progress
 
-    preset = _preset(args.preset)
+    preset = _preset_choice(args)
     check_render_options(args.sigma, args.box_threshold)
     validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
     out = _output_folder(args.out)
@@ -224,9 +304,12 @@ def _explain(args: argparse.Namespace) -> int:
     if summary_path.is_symlink() or (summary_path.exists() and not summary_path.is_file()):
         raise OutputError(f"cannot write {summary_path}: something that is not a file is in the way")
     images = _collect_images(args.images)
+    warnings.simplefilter("ignore", EmptyMapWarning)  # reported below, one line per photo
     given = ("conv_location", "labels", "threads", "device", "method", "layer", "ge", "output", "any_output")
     explainer = Explainer(args.model, preset=preset, **{name: getattr(args, name) for name in given})
     explainer.check_targets(args.target, args.top_k)
+    if not args.quiet:
+        print(_preprocessing_line(args, explainer.preset, explainer.preset_source), file=sys.stderr)
     if explainer.session.fallback and not args.quiet:
         print(f"fixtrace: note: forward on the CPU: {explainer.session.fallback}", file=sys.stderr)
     if explainer.output.forced:
@@ -254,6 +337,9 @@ def _explain(args: argparse.Namespace) -> int:
         try:
             if item.error is not None:
                 raise item.error
+            empty = [e for found in item.by_method.values() for e in found if e.empty]
+            if empty:
+                raise FixtraceError(f"{empty[0].empty_message()}; nothing written")
             written = _save(item.by_method, out / folder, args.layers)
             if not args.quiet:
                 if not described:
@@ -428,6 +514,7 @@ def _info(args: argparse.Namespace) -> int:
             f"{_backward_path(explainer)}backend {explainer.backend.name}, "
             f"providers in use: {', '.join(explainer.session.providers_in_use)}"
         )
+        print(_preprocessing_line(args, explainer.preset, explainer.preset_source))
         if explainer.session.fallback:
             print(f"forward fallback: {explainer.session.fallback}")
         for name in method_names():
@@ -453,7 +540,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from fixtrace.evaluate import evaluate, parse_method, read_dataset, save, to_markdown
     from fixtrace.progress import Progress
 
-    preset = _preset(args.preset)
+    preset = _preset_choice(args)
     specs = [parse_method(m) for m in args.methods.split(",") if m.strip()]
     if not specs:
         raise OptionError(f"--methods names no method (got {args.methods!r})")
@@ -477,6 +564,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         on_step=progress.step,
+        on_preset=None
+        if args.quiet
+        else lambda chosen, source: print(_preprocessing_line(args, chosen, source), file=sys.stderr),
         name=str(args.model),
         dataset=str(args.dataset),
         explain=args.explain,
@@ -494,8 +584,9 @@ def _layers(args: argparse.Namespace) -> int:
     from fixtrace.model.layer_graph import LayerGraph
     from fixtrace.model.load import load_model
 
-    preset = _preset(args.preset)
+    choice = _preset_choice(args)
     graph = LayerGraph.from_model(load_model(args.model))
+    preset, _ = choice.resolve(graph)
     spec = graph.image_input
     width, height = input_size(spec, preset)
     channels = spec.channels or 3
@@ -507,13 +598,6 @@ def _layers(args: argparse.Namespace) -> int:
                 shape = "x".join(str(d) for d in shapes.get(tensor, ())) or "?"
                 print(f"{tensor:<60s} {node.op_type:<20s} {shape}")
     return EXIT_OK
-
-
-def _preset(name: str):
-    """The preprocessing preset called ``name`` (any case), or a one-line error."""
-    from fixtrace.images.preprocess import get_preset
-
-    return get_preset(name)
 
 
 def _error(message: str) -> None:

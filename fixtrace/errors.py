@@ -41,6 +41,7 @@ class UnsupportedOpError(ModelError):
         self.op_type = op_type
         self.node_name = node_name
         self.supported = sorted(supported)
+        self.detail = detail
         why = f" ({detail})" if detail else ""
         where = f" of domain {domain!r}" if domain not in ("", "ai.onnx") else ""
         super().__init__(
@@ -81,3 +82,7 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when the message is empty)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class EmptyMapWarning(UserWarning):
+    """A method's map came out all zero or not finite: it shows nothing (warned, never raised)."""

@@ -125,6 +125,19 @@ class Explanation:
         """The method (with its options) that made this explanation."""
         return str(self.settings.get("spec", self.settings.get("method", "fixations")))
 
+    @property
+    def empty(self) -> bool:
+        """The map shows nothing: its heat map is all zero, or a map is not finite."""
+        maps = [self.heatmap] if self.input_map is None else [self.heatmap, self.input_map]
+        return not all(np.isfinite(m).all() for m in maps) or not np.any(self.heatmap)
+
+    def empty_message(self) -> str:
+        """Why an ``empty`` explanation is not worth keeping, in one line."""
+        return (
+            f"the {self.method} map of class {self.target.index} ({self.target.name}) is empty (all zero or not finite): "
+            "the method found no evidence for it on this photo; try another method, class or --layer NAME"
+        )
+
     @cached_property
     def box(self) -> tuple[int, int, int, int] | None:
         """(x0, y0, x1, y1) around the largest region over ``box_threshold`` x max; x1, y1 exclusive."""

@@ -73,7 +73,11 @@ def default_run(tmp_path_factory):
 def test_explain_prints_top5_with_imagenet_names(default_run):
     proc, _ = default_run
     assert_ok(proc)
-    assert proc.stderr == ""  # one image: no progress line
+    # one image: no progress line, only the preprocessing used
+    assert proc.stderr.splitlines() == [
+        "preprocessing: imagenet: resize the short side to 1.143 x the input side, centre crop, RGB, x * 0.00392157, "
+        "- mean (0.485, 0.456, 0.406), / std (0.229, 0.224, 0.225) (default: the model carries no preprocessing metadata)"
+    ]
     ranked = re.findall(r"^\s+([1-5])\.\s+(\d+) (.+?)\s+\d+\.\d\d%$", proc.stdout, flags=re.M)
     assert [r[0] for r in ranked] == ["1", "2", "3", "4", "5"]
     assert ranked[0][1:] == ("285", "Egyptian cat")

@@ -53,9 +53,10 @@ def assert_clean(proc: subprocess.CompletedProcess) -> None:
 
 
 def assert_one_error(proc: subprocess.CompletedProcess, *fragments: str, code: int | None = None) -> str:
-    """Exactly one non-empty stderr line, ``fixtrace: error: ...``, containing every fragment."""
+    """Exactly one non-empty stderr line, ``fixtrace: error: ...``, containing every fragment
+    (besides the preprocessing line a run prints once the model is read)."""
     assert_clean(proc)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("preprocessing: ")]
     assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{proc.stderr}"
     line = lines[0]
     assert line.startswith("fixtrace: error: "), line

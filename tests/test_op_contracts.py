@@ -92,6 +92,13 @@ CASES: dict[str, OpCase] = {
     "GlobalMaxPool": _moving("GlobalMaxPool"),
     "ReduceMean": OpCase("ReduceMean", {"axes": [2, 3]}),
     "ReduceMax": _moving("ReduceMax", {"axes": [2, 3], "keepdims": 0}),
+    # Opset 13: ReduceSum's axes are an input; 18: every reduction's are (jax2onnx writes 23).
+    "ReduceSum": OpCase("ReduceSum", {"keepdims": 0}, {"a": np.array([2, 3], np.int64)}),
+    "ReduceL2": OpCase("ReduceL2", {}, {"a": np.array([-2, -1], np.int64)}, opset=18),
+    "Max": OpCase("Max", {}, {"c": _f(3, 1, 1)}, same_index=True),
+    "Min": OpCase("Min", {}, {"c": _f(5)}, opset=23, same_index=True),
+    "Erf": _elementwise("Erf"),
+    "Pow": OpCase("Pow", {}, {"p": np.array(3.0, np.float32)}, same_index=True),
     "Relu": _elementwise("Relu"),
     "Clip": OpCase("Clip", {}, {"lo": np.array(-0.5, np.float32), "hi": np.array(1.0, np.float32)}, same_index=True),
     "LeakyRelu": _elementwise("LeakyRelu", alpha=0.2),
@@ -207,3 +214,18 @@ def assert_vjp_matches_finite_differences(spec: OpCase) -> None:
 @pytest.mark.parametrize("op", GRADIENT_OPS)
 def test_gradient_rule_agrees_with_finite_differences(op):
     assert_vjp_matches_finite_differences(CASES[op])
+
+
+@pytest.mark.parametrize("opset", [18, 23])
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceMax", "ReduceSum", "ReduceL2"])
+def test_reductions_take_their_axes_as_an_input(op, opset):
+    spec = OpCase(op, {"keepdims": 0}, {"a": np.array([-2, -1], np.int64)}, opset=opset)
+    case = spec.case()
+    ((name, fixations),) = case.backtrack("y", every(case.values, "y"))
+    assert name == "x" and fixations.index.size == case.values["y"].size
+    x = case.values["x"].reshape(-1)[fixations.index]
+    if op == "ReduceMax":
+        np.testing.assert_array_equal(x, case.values["y"].reshape(-1))
+    if op == "ReduceL2":  # the largest magnitude of each channel
+        np.testing.assert_array_equal(np.abs(x), np.abs(case.values["x"]).max(axis=(2, 3)).reshape(-1))
+    assert_vjp_matches_finite_differences(spec)

@@ -18,6 +18,7 @@ from fixtrace.evaluate.methods import MethodSpec
 from fixtrace.explanation import Explanation
 from fixtrace.images.load import load_image
 from fixtrace.images.preprocess import Preset
+from fixtrace.images.preset_choice import PresetArg
 from fixtrace.metrics.classifier import Classifier
 from fixtrace.metrics.localization import box_found, centre_gaussian, energy_in_box, pointing_hit
 from fixtrace.metrics.perturbation import perturbation_curves
@@ -147,7 +148,7 @@ def make_maps(
     items: Sequence[Item],
     spec: MethodSpec,
     *,
-    preset: str | Preset = "imagenet",
+    preset: PresetArg = None,
     sigma: float = DEFAULT_SIGMA,
     batch_size: int = 16,
     device: str = "cpu",
@@ -161,7 +162,8 @@ def make_maps(
         model: the ONNX model.
         items: the dataset.
         spec: the method.
-        preset: preprocessing.
+        preset: the preprocessing asked for (see ``choose_preset``; None: the model's metadata
+            preset, else imagenet).
         sigma: fixations' blur, as a fraction of the short side (unless the spec sets it).
         batch_size: images per forward and backward walk.
         device: where the backward rules run.
@@ -224,7 +226,7 @@ def make_maps(
                 yield MapResult(items[k], result.image, result.top_classes[0].index, result.heatmap, result, seconds)
 
 
-def _classifier(model: ModelSource, preset: str | Preset, threads: int) -> Classifier:
+def _classifier(model: ModelSource, preset: PresetArg, threads: int) -> Classifier:
     return Classifier(LayerGraph.from_model(load_model(model)), None, preset, threads=threads)
 
 
@@ -272,7 +274,7 @@ def evaluate(
     items: Sequence[Item],
     specs: Sequence[MethodSpec],
     *,
-    preset: str | Preset = "imagenet",
+    preset: PresetArg = None,
     box_threshold: float | None = None,
     sigma: float = DEFAULT_SIGMA,
     iou_threshold: float = 0.5,
@@ -283,6 +285,7 @@ def evaluate(
     device: str = "cpu",
     threads: int = 0,
     on_step: Callable[[str], None] | None = None,
+    on_preset: Callable[[Preset, str], None] | None = None,
     name: str = "",
     dataset: str = "",
     explain: str = "predicted",
@@ -293,7 +296,8 @@ def evaluate(
         model: the ONNX model.
         items: the dataset (``read_dataset``).
         specs: the methods (``parse_method``).
-        preset: preprocessing.
+        preset: the preprocessing asked for (see ``choose_preset``; None: the model's metadata
+            preset, else imagenet).
         box_threshold: fraction of the map's max that cuts out the box (unless a spec sets it;
             default: each method's own, ``fixtrace.render.box.BOX_THRESHOLDS``).
         sigma: fixations' blur, fraction of the short side (unless a spec sets it).
@@ -303,6 +307,8 @@ def evaluate(
         steps: points per perturbation curve.
         batch_size, device, threads: as in ``Explainer``.
         on_step: called with a label after each map (a progress bar).
+        on_preset: called with the preset and its source (``preset_choice.SOURCES``) once the
+            model is read, before any image.
         name, dataset: what the table says it measured.
         explain: the class the maps explain, ``"predicted"`` or ``"label"`` (see ``make_maps``).
 
@@ -326,6 +332,8 @@ def evaluate(
     threads = validate.integer("threads", threads, 0, MAX_THREADS, "--threads")
     device = validate.choice("device", device, DEVICES, "--device")
     classifier = _classifier(model, preset, threads)
+    if on_preset:
+        on_preset(classifier.preset, classifier.preset_source)
     _check_labels(items, classifier.output.classes)
     rows: list[MethodScores] = []
     for spec in specs:
@@ -337,7 +345,7 @@ def evaluate(
                 model,
                 items,
                 spec,
-                preset=preset,
+                preset=classifier.preset,
                 sigma=sigma,
                 batch_size=batch_size,
                 device=device,
@@ -372,7 +380,9 @@ def evaluate(
         rows[-1].unavailable = unavailable
     settings = {
         "explained_class": explain,
-        "preset": getattr(preset, "name", preset),
+        "preset": classifier.preset.name,
+        "preprocessing": classifier.preset.to_dict(),
+        "preprocessing_source": classifier.preset_source,
         "box_threshold": box_threshold,
         "sigma": sigma,
         "iou_threshold": iou_threshold,

@@ -11,7 +11,8 @@ from typing import Any
 
 import onnx
 
-from fixtrace.errors import OptionError
+from fixtrace.errors import ModelError, OptionError
+from fixtrace.model.metadata import metadata_json
 from fixtrace.validate import choice
 
 #: The ONNX ``metadata_props`` key holding a preset as JSON (the same JSON as ``--preset-file``).
@@ -102,7 +103,7 @@ class Preset:
         base = PRESETS["raw"]
         fields: dict[str, Any] = {"name": "custom", "description": ""}
         for key, value in values.items():
-            fields[key] = _field(key, value, where)
+            fields[key] = check_field(key, value, where)
         return replace(base, **fields)
 
     @classmethod
@@ -124,25 +125,33 @@ def preset_from_model(model: onnx.ModelProto) -> Preset | None:
     """The preset the model's exporter wrote into its metadata, or None.
 
     Raises:
-        OptionError: the metadata holds a preset that is not valid JSON or not a valid preset.
+        ModelError: the metadata holds a preset that is not valid JSON or not a valid preset.
     """
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            try:
-                values = json.loads(prop.value)
-            except json.JSONDecodeError as exc:
-                raise OptionError(f"the model's metadata {METADATA_KEY!r} is not JSON: {exc}") from None
-            preset = Preset.from_dict(values, f"the model's metadata {METADATA_KEY!r}")
-            return preset if "name" in values else replace(preset, name="model metadata")
-    return None
+    values = metadata_json(model, METADATA_KEY)
+    if values is None:
+        return None
+    try:
+        preset = Preset.from_dict(values, f"the model's metadata {METADATA_KEY!r}")
+    except OptionError as exc:
+        raise ModelError(str(exc)) from None
+    return preset if "name" in values else replace(preset, name="model metadata")
 
 
 def _numbers(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
 
 
-def _field(key: str, value: Any, where: str) -> Any:
-    """One preset field checked and converted."""
+def check_field(key: str, value: Any, where: str) -> Any:
+    """One preset field checked and converted (lists of 1 or 3 numbers to a 3-tuple).
+
+    Args:
+        key: the field's name.
+        value: its JSON value.
+        where: what the value came from, for error messages (a file, a flag).
+
+    Raises:
+        OptionError: a value of the wrong kind or range.
+    """
 
     def bad(what: str) -> OptionError:
         return OptionError(f"{where}: preprocessing field {key!r} must be {what}, not {value!r}")
@@ -152,7 +161,9 @@ def _field(key: str, value: Any, where: str) -> Any:
             raise bad("a string")
         return value
     if key == "resize":
-        return choice("resize policy", value, RESIZE_POLICIES)
+        if not isinstance(value, str) or value.strip().lower() not in RESIZE_POLICIES:
+            raise bad(f"one of {', '.join(RESIZE_POLICIES)}")
+        return value.strip().lower()
     if key == "layout":
         if value is None:
             return None
@@ -166,7 +177,7 @@ def _field(key: str, value: Any, where: str) -> Any:
             raise bad("an integer from 1 to 8192")
         return value
     if key in ("mean", "std"):
-        numbers = [value] * 3 if _is_number(value) else value
+        numbers = [value] * 3 if _is_number(value) else list(value) if isinstance(value, tuple) else value
         if not isinstance(numbers, list) or len(numbers) not in (1, 3) or not all(_is_number(v) for v in numbers):
             raise bad("a number or a list of 1 or 3 numbers")
         numbers = numbers * 3 if len(numbers) == 1 else numbers

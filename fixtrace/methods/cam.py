@@ -6,58 +6,58 @@ from typing import Any
 
 import numpy as np
 
-from fixtrace import ops
 from fixtrace.errors import FixtraceError, ModelError, UnsupportedOpError
 from fixtrace.methods.base import Method, Parameter, register
 from fixtrace.methods.gradient import GuidedBackprop, gradient_plan
+from fixtrace.methods.heads import cam_head
 from fixtrace.methods.resize import spatial_axes, upsample
-from fixtrace.model.layer_graph import LayerGraph, Node
-from fixtrace.model.layout import feature_layouts
+from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.layout import feature_layouts, grid, to_nchw
 from fixtrace.runtime.tensors import Tensors
 
 #: The ``layer`` option of the methods that read one layer.
-LAYER = Parameter(None, "the (N, C, H, W) tensor read (default: the last spatial map; see `fixtrace layers`)")
+LAYER = Parameter(None, "the feature map read (default: the last spatial map; see `fixtrace layers`)")
 
 
 def last_spatial_layer(graph: LayerGraph, shapes: dict[str, tuple[int, ...]]) -> str:
-    """The last map the graph establishes as NCHW (see ``model.layout``) with rows and columns > 1
-    (Grad-CAM's default layer). Channels-last maps between layers (jax2onnx graphs) are never
-    taken: the conv outputs around them are.
+    """The last map the graph establishes as NCHW or NHWC (see ``model.layout``) with rows and
+    columns > 1 (Grad-CAM's default layer): the same semantic layer whichever layout the
+    exporter kept between layers (jax2onnx's channels-last ReLU outputs included).
 
     Raises:
         ModelError: there is none.
     """
     layouts = feature_layouts(graph)
-    order = {n.outputs[0]: n.order for n in graph.nodes if n.outputs and layouts.get(n.outputs[0]) == "NCHW"}
-    spatial = [t for t in order if len(shapes.get(t, ())) == 4 and shapes[t][2] > 1 and shapes[t][3] > 1]
+    order = {n.outputs[0]: n.order for n in graph.nodes if n.outputs and n.outputs[0] in layouts}
+    spatial = [t for t in order if len(shapes.get(t, ())) == 4 and min(grid(shapes[t], layouts[t])) > 1]
     if not spatial:
-        raise ModelError("no NCHW feature map with rows and columns > 1 in the model: Grad-CAM has no layer to read")
+        raise ModelError("no NCHW or NHWC feature map with rows and columns > 1 in the model: Grad-CAM has no layer to read")
     return max(spatial, key=order.__getitem__)
 
 
-def layer_on_path(method: Method, layer: str) -> None:
-    """Refuse a layer that is not a computed (N, C, H, W) tensor, saying where to look.
+def layer_on_path(method: Method, layer: str) -> str:
+    """The layout of ``layer``, a computed rank-4 map the graph establishes as NCHW or NHWC.
 
     Raises:
-        FixtraceError: naming the layer.
+        FixtraceError: naming the layer and where to look.
     """
     if layer not in method.graph.producer:
         raise FixtraceError(
             f"layer {layer!r} is not on the way from the input to the logits; `fixtrace layers MODEL` lists the layers"
         )
     if layer in method.shapes and len(method.shapes[layer]) != 4:
-        raise FixtraceError(f"layer {layer!r} has shape {method.shapes[layer]}; {method.name} reads an (N, C, H, W) map")
+        raise FixtraceError(f"layer {layer!r} has shape {method.shapes[layer]}; {method.name} reads a rank-4 feature map")
     layout = feature_layouts(method.graph).get(layer)
-    if layout != "NCHW":
-        found = f"is {layout} (channels last)" if layout else "has a layout the graph does not establish"
+    if layout is None:
         raise FixtraceError(
-            f"layer {layer!r} {found}: {method.name} reads (N, C, H, W) maps; pick a conv's or pool's output "
-            "(`fixtrace layers MODEL` lists the layers)"
+            f"layer {layer!r} has a layout the graph does not establish (neither NCHW nor NHWC): {method.name} reads "
+            "feature maps; pick a conv's, pool's or activation's output (`fixtrace layers MODEL` lists the layers)"
         )
+    return layout
 
 
 class LayerMethod(Method):
-    """A method that reads one (N, C, H, W) layer and upsamples its (N, h, w) map to the input."""
+    """A method that reads one layer (NCHW or NHWC) and upsamples its (N, h, w) map to the input."""
 
     coarse_maps = True
     parameters = {"layer": LAYER}
@@ -81,7 +81,7 @@ class GradCAM(LayerMethod):
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
         self.layer: str = self.params["layer"] or last_spatial_layer(graph, self.shapes)
-        layer_on_path(self, self.layer)
+        self.layout = layer_on_path(self, self.layer)
         try:
             self.plan = gradient_plan(self, "plain", bottom=self.layer)
         except UnsupportedOpError:
@@ -95,8 +95,8 @@ class GradCAM(LayerMethod):
 
     def attributions(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         """(N, h, w) maps on the layer's grid, ReLU applied."""
-        grads = self.plan.run(self.seed(tensors, targets), tensors)[self.layer]
-        activations = tensors.value(self.layer)
+        grads = to_nchw(self.plan.run(self.seed(tensors, targets), tensors)[self.layer], self.layout)
+        activations = to_nchw(tensors.value(self.layer), self.layout)
         alpha = grads.mean(axis=(2, 3), keepdims=True)
         return np.maximum((alpha * activations).sum(axis=1), 0).astype(np.float32)
 
@@ -110,10 +110,11 @@ class GradCAM(LayerMethod):
 @register
 class CAM(LayerMethod):
     """Zhou et al. 2016, for conv -> global average pool -> fully connected heads:
-    sum_k w_ck A_k with A the pooled map and w the classifier's weights.
+    sum_k w_ck A_k with A the pooled map and w the classifier's weights (see ``methods.heads``
+    for the heads recognised).
 
     Raises:
-        ModelError: the logits are not a fully connected layer over a global average pool.
+        ModelError: the logits are not a linear read of a global average pool.
     """
 
     name = "cam"
@@ -123,36 +124,17 @@ class CAM(LayerMethod):
 
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
-        node = graph.producer.get(logits)
-        if node is None or node.op_type not in ("Gemm", "MatMul") or not graph.is_constant(node.inputs[1]):
-            raise ModelError(
-                f"CAM needs the logits to be a fully connected layer; they come from "
-                f"{node.op_type if node else 'nothing'}: use --method gradcam"
-            )
-        w = graph.constants[node.inputs[1]].astype(np.float32)
-        self.weights = w.T if node.attr("transB", 0) else w  # (K, classes)
-        tensor = node.inputs[0]
-        while tensor in graph.producer and ops.has_trait(graph.producer[tensor], "reindex"):
-            tensor = graph.producer[tensor].inputs[0]
-        pool = graph.producer.get(tensor)
-        if pool is None or pool.op_type not in ("GlobalAveragePool", "ReduceMean"):
-            raise ModelError(
-                f"CAM needs a global average pool before the fully connected layer; found "
-                f"{pool.op_type if pool else 'the input'}: use --method gradcam"
-            )
-        if pool.op_type == "ReduceMean" and _reduced_axes(graph, pool) not in ((2, 3), (-2, -1)):
-            raise ModelError(
-                f"CAM reads an (N, C, H, W) map pooled over its rows and columns; this model's ReduceMean {pool.name!r} "
-                f"pools axes {_reduced_axes(graph, pool)}: use --method gradcam"
-            )
-        self.layer = pool.inputs[0]
+        self.head = cam_head(graph, logits, self.shapes)
+        self.layer = self.head.layer
         self.needs = {self.layer}
         self.touched = {self.layer}
 
     def attributions(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         """(N, h, w) class activation maps on the pooled layer's grid."""
-        a = tensors.value(self.layer)
-        w = self.weights[:, targets].T  # (N, K)
+        a = to_nchw(tensors.value(self.layer), self.head.layout)
+        w = self.head.weights[:, targets].T  # (N, K)
+        if self.head.summed:
+            w = w * (a.shape[2] * a.shape[3])
         return np.einsum("nk,nkhw->nhw", w, a).astype(np.float32)
 
     def coarse(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
@@ -190,11 +172,3 @@ class GuidedGradCAM(Method):
 
     def settings(self) -> dict[str, Any]:
         return {"layer": self.layer}
-
-
-def _reduced_axes(graph: LayerGraph, node: Node) -> tuple[int, ...] | None:
-    """A ReduceMean's axes, from its attribute or (opset 18) its constant second input."""
-    axes = node.attr("axes")
-    if axes is None and len(node.inputs) > 1 and graph.is_constant(node.inputs[1]):
-        axes = graph.constants[node.inputs[1]].reshape(-1).tolist()
-    return None if axes is None else tuple(int(a) for a in axes)

@@ -14,6 +14,7 @@ from fixtrace.fixations.walk import BacktrackResult
 from fixtrace.methods.base import Maps, Method, Parameter, register
 from fixtrace.methods.cam import last_spatial_layer
 from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.layout import channel_axis, feature_layouts
 from fixtrace.runtime.run import Run
 from fixtrace.runtime.tensors import Tensors
 
@@ -42,10 +43,12 @@ class Fixations(Method):
         self.recipes = dict(self.plan.recipes)
         #: The tensor whose counts are the coarse map (set by ``prepare_coarse``).
         self.coarse_layer: str | None = None
+        self.coarse_layout = "NCHW"
 
     def prepare_coarse(self) -> None:
         super().prepare_coarse()
         self.coarse_layer = last_spatial_layer(self.graph, self.shapes)
+        self.coarse_layout = feature_layouts(self.graph)[self.coarse_layer]
 
     def check(self, tensors: Tensors) -> None:
         self.plan.check(tensors)
@@ -61,7 +64,7 @@ class Fixations(Method):
         maps = np.zeros((n, *run.grid), dtype=np.float32)
         for b, (rows, cols, counts) in enumerate(points):
             maps[b, rows, cols] = counts
-        coarse = self._counts_on(self.coarse_layer, walk, tensors, n) if self.coarse_layer else None
+        coarse = self._counts_on(self.coarse_layer, self.coarse_layout, walk, tensors, n) if self.coarse_layer else None
         per_layer = [self._layers(walk, tensors, b) for b in range(n)]
         return Maps(maps, coarse, points, per_layer, heat_from_points=True)
 
@@ -78,7 +81,7 @@ class Fixations(Method):
         return unique // width, unique % width, counts
 
     @staticmethod
-    def _counts_on(layer: str, walk: BacktrackResult, tensors: Tensors, n: int) -> np.ndarray:
+    def _counts_on(layer: str, layout: str, walk: BacktrackResult, tensors: Tensors, n: int) -> np.ndarray:
         """(N, h, w): fixation counts on ``layer``, channels summed."""
         shape = tensors.shape(layer)
         counts = np.zeros(int(np.prod(shape)), dtype=np.float32)
@@ -86,7 +89,7 @@ class Fixations(Method):
         if reached is not None:
             own = reached.host()
             counts[own.index] = own.count
-        return counts.reshape(shape).sum(axis=1)[:n]
+        return counts.reshape(shape).sum(axis=channel_axis(layout))[:n]
 
     def _layers(self, walk: BacktrackResult, tensors: Tensors, item: int) -> dict[str, LayerFixations]:
         layers = {}

@@ -13,6 +13,7 @@ from fixtrace.methods.cam import LAYER, last_spatial_layer, layer_on_path
 from fixtrace.methods.perturb import masked, spans, target_scores
 from fixtrace.methods.resize import upsample
 from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.layout import to_nchw
 from fixtrace.runtime.run import Run
 
 
@@ -72,7 +73,7 @@ class ScoreCAM(Method):
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
         self.layer: str = self.params["layer"] or last_spatial_layer(graph, self.shapes)
-        layer_on_path(self, self.layer)
+        self.layout = layer_on_path(self, self.layer)
         if self.layer not in upstream(graph, logits):
             raise FixtraceError(
                 f"layer {self.layer!r} is not on the way from the input to the logits; `fixtrace layers MODEL` lists the layers"
@@ -100,7 +101,7 @@ class ScoreCAM(Method):
         return weights / weights.sum(axis=1, keepdims=True)
 
     def explain(self, run: Run, targets: list[int]) -> Maps:
-        activations = run.tensors.value(self.layer).astype(np.float32)
+        activations = to_nchw(run.tensors.value(self.layer), self.layout).astype(np.float32)
         weights = self.weights(run, targets, activations)
         cam = np.maximum(np.einsum("nk,nkhw->nhw", weights, activations), 0).astype(np.float32)
         return Maps(upsample(cam, run.grid, self.upsample_mode), cam if self.wants_coarse else None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.images.preprocess import Preset, get_preset, input_size, preprocess
+from fixtrace.images.preprocess import input_size, preprocess
+from fixtrace.images.preset_choice import PresetArg, choose_preset
 from fixtrace.model.checks import check_image_channels
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.outputs import ClassOutput, choose_output, find_logits
@@ -18,25 +19,30 @@ class Classifier:
         graph: the parsed model.
         output: the graph output holding the class scores (default: the first); it is checked
             on a blank image as ``Explainer`` checks it.
-        preset: preprocessing preset (name or Preset).
+        preset: the preprocessing asked for (see ``choose_preset``; None: the model's metadata
+            preset, else imagenet).
         threads: onnxruntime intra-op threads (0: onnxruntime's choice).
         batch_size: photos per forward (capped by a fixed batch dim of the model).
 
     Raises:
-        ModelError: onnxruntime cannot run the model, or its output is not class scores.
+        ModelError: onnxruntime cannot run the model, or its output is not class scores; the
+            preset does not fit it (see ``PresetChoice.resolve``).
+
+    Attributes:
+        preset, preset_source: the preset used and where it came from (``preset_choice.SOURCES``).
     """
 
     def __init__(
         self,
         graph: LayerGraph,
         output: str | None = None,
-        preset: str | Preset = "imagenet",
+        preset: PresetArg = None,
         threads: int = 0,
         batch_size: int = 32,
     ) -> None:
         check_image_channels(graph)
         self.graph = graph
-        self.preset = get_preset(preset)
+        self.preset, self.preset_source = choose_preset(preset).resolve(graph)
         logits = find_logits(graph, output)
         self.session = Session(graph, {logits}, threads=threads)
         fixed = graph.image_input.fixed_batch

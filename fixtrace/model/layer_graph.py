@@ -13,7 +13,10 @@ from onnx import helper, numpy_helper
 
 from fixtrace.errors import ModelError
 from fixtrace.model.checks import check_weights, check_windows
+from fixtrace.model.shape_values import shape_only, shape_values
 
+#: The default-domain opsets read (23: jax2onnx's default).
+MIN_OPSET, MAX_OPSET = 7, 23
 # Ops whose value is not a pure function of constant inputs; never folded.
 _UNFOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
@@ -114,8 +117,8 @@ class LayerGraph:
             ModelError: no image input, or a constant subgraph cannot be evaluated.
         """
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if not 7 <= opset <= 22:
-            raise ModelError(f"opset {opset} is outside the supported range 7..22")
+        if not MIN_OPSET <= opset <= MAX_OPSET:
+            raise ModelError(f"opset {opset} is outside the supported range {MIN_OPSET}..{MAX_OPSET}")
         constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         nodes: list[Node] = []
         names: set[str] = set()
@@ -183,12 +186,24 @@ class LayerGraph:
             input_shape: the exact shape of the image input tensor.
 
         Returns:
-            Tensor name -> shape, for every tensor whose shape inference could resolve.
+            Tensor name -> shape, for every tensor whose shape inference could resolve. It runs
+            on the graph with its constants folded and the tensors computed from shapes alone
+            evaluated at ``input_shape`` (pads computed from Shape nodes, as torch's legacy
+            exporter writes them).
         """
         key = tuple(int(d) for d in input_shape)
         if key not in self._shape_cache:
-            self._shape_cache[key] = _infer_shapes(self.model, self.image_input.name, key)
+            shapes = _infer_shapes(self.model, self.image_input.name, key, self.constants)
+            if self.shape_only and any(t and t not in shapes for n in self.nodes for t in n.outputs):
+                known = self.constants | shape_values(self.model, self.image_input.name, key, self.shape_only)
+                shapes = _infer_shapes(self.model, self.image_input.name, key, known)
+            self._shape_cache[key] = shapes
         return self._shape_cache[key]
+
+    @cached_property
+    def shape_only(self) -> list[str]:
+        """Computed tensors that depend on the input's shape only (see ``model.shape_values``)."""
+        return shape_only(self.nodes, self.is_constant)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -327,7 +342,11 @@ def _layout(name: str, dims: tuple[int | None, ...], nodes: list[Node]) -> str:
     return "NCHW"
 
 
-def _infer_shapes(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+def _infer_shapes(
+    model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...], known: dict[str, np.ndarray]
+) -> dict[str, tuple[int, ...]]:
+    """Shapes by onnx's inference on ``model`` at ``input_shape``, with every node whose outputs
+    are all in ``known`` (folded constants, values computed from shapes) replaced by those values."""
     concrete = onnx.ModelProto()
     concrete.CopyFrom(model)
     for spec in concrete.graph.input:
@@ -336,6 +355,20 @@ def _infer_shapes(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
                 dim.Clear()
                 dim.dim_value = value
     del concrete.graph.value_info[:]
+    for spec in concrete.graph.output:  # declared output shapes may hold -1 for a dynamic batch: infer them
+        spec.type.tensor_type.ClearField("shape")
+    initializers = {i.name for i in concrete.graph.initializer}
+    kept = []
+    for node in concrete.graph.node:
+        outputs = [o for o in node.output if o]
+        if outputs and all(o in known for o in outputs):
+            concrete.graph.initializer.extend(
+                numpy_helper.from_array(np.asarray(known[o]), o) for o in outputs if o not in initializers
+            )
+        else:
+            kept.append(node)
+    del concrete.graph.node[:]
+    concrete.graph.node.extend(kept)
     try:
         inferred = onnx.shape_inference.infer_shapes(concrete, data_prop=True)
     except Exception:  # shape inference is best effort: unresolved shapes are read from a run instead
@@ -343,6 +376,7 @@ def _infer_shapes(model: onnx.ModelProto, input_name: str, input_shape: tuple[in
     shapes: dict[str, tuple[int, ...]] = {input_name: input_shape}
     for info in list(inferred.graph.value_info) + list(inferred.graph.output):
         dims = info.type.tensor_type.shape.dim
-        if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+        if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") and d.dim_value >= 0 for d in dims):
             shapes[info.name] = tuple(int(d.dim_value) for d in dims)
+    shapes.update((name, tuple(np.shape(known[name]))) for name in known if name not in initializers)
     return shapes

@@ -16,14 +16,24 @@ from fixtrace.model.layer_graph import LayerGraph, Node
 from fixtrace.ops.attributes import attribute
 from fixtrace.ops.base import ElementwiseVjp, PassThrough, fixation_rule, vjp_rule
 
-_RECTIFIER = {"spatial", "activation"}
+_ELEMENTWISE = (
+    "Elu",
+    "Selu",
+    "Celu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Softplus",
+    "Mish",
+    "Gelu",
+    "Erf",
+    "Pow",
+)
 TRAITS = {
-    "Relu": _RECTIFIER,
-    "Clip": _RECTIFIER,
-    "LeakyRelu": _RECTIFIER,
-    "Sigmoid": {"spatial"},
-    "HardSwish": {"spatial"},
-    "PRelu": {"weighted"},
+    **{op: {"spatial", "activation"} for op in ("Relu", "Clip", "LeakyRelu")},
+    **{op: {"spatial"} for op in _ELEMENTWISE},
+    "PRelu": {"spatial", "weighted"},
 }
 
 _MODES = {"plain": MODE_PLAIN, "guided": MODE_GUIDED, "deconvnet": MODE_DECONVNET}
@@ -47,24 +57,18 @@ def clip_bounds(graph: LayerGraph, node: Node) -> tuple[float, float] | None:
     return bounds[0], bounds[1]
 
 
-@fixation_rule(
-    "Relu",
-    "Clip",
-    "LeakyRelu",
-    "PRelu",
-    "Elu",
-    "Selu",
-    "Celu",
-    "Sigmoid",
-    "HardSigmoid",
-    "HardSwish",
-    "Tanh",
-    "Softplus",
-    "Mish",
-    "Gelu",
-)
+@fixation_rule("Relu", "Clip", "LeakyRelu", "PRelu", *_ELEMENTWISE)
 class ActivationPassThrough(PassThrough):
-    """An activation keeps every index: fixations on its output are fixations on its input."""
+    """An activation keeps every index: fixations on its output are fixations on its input.
+
+    Erf and Pow come from activations written out: torch's GELU before opset 20
+    (x * 0.5 * (1 + erf(x / sqrt 2))), the tanh GELU's x^3.
+    """
+
+    def __init__(self, node, graph, options):
+        super().__init__(node, graph, options)
+        if node.op_type == "Pow" and not graph.is_constant(node.inputs[1]):
+            raise self.unsupported("a computed exponent; only a constant exponent is handled")
 
 
 @vjp_rule("Relu", "Clip")
@@ -174,3 +178,25 @@ class HardSwishVjp(ElementwiseVjp):
 
     def derivative(self, x):
         return np.where(x < -3, 0.0, np.where(x <= 3, x / 3.0 + 0.5, 1.0)).astype(np.float32)
+
+
+@vjp_rule("Erf")
+class ErfVjp(ElementwiseVjp):
+    """d erf(x) = 2 / sqrt(pi) e^(-x^2)."""
+
+    def derivative(self, x):
+        x = x.astype(np.float64)
+        return (2.0 / np.sqrt(np.pi) * np.exp(-x * x)).astype(np.float32)
+
+
+@vjp_rule("Pow")
+class PowVjp(ElementwiseVjp):
+    """d x^p = p x^(p - 1), the exponent p a constant."""
+
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        self.exponent = np.asarray(self.constant(1), dtype=np.float64)
+
+    def derivative(self, x):
+        p = self.exponent
+        return (p * np.power(x.astype(np.float64), p - 1)).astype(np.float32)

@@ -1,5 +1,6 @@
-"""Add, Sum, Sub, Mul, Div with numpy broadcasting: residual sums follow the larger summand
-(winner takes all); a constant scale or shift passes fixations through."""
+"""Add, Sum, Sub, Mul, Div, Max, Min with numpy broadcasting: residual sums follow the larger
+summand (winner takes all), as Max follows the operand it took; a constant scale, shift or bound
+passes fixations through."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from fixtrace.ops.base import OneComputedOperand, VjpRule, fixation_rule, vjp_ru
 from fixtrace.ops.geometry import broadcast_table, unbroadcast
 
 _MERGE = {"spatial"}
-TRAITS = {"Add": _MERGE, "Sum": _MERGE, "Mul": _MERGE}
+TRAITS = {op: _MERGE for op in ("Add", "Sum", "Sub", "Mul", "Div", "Max", "Min")}
 
 
-@fixation_rule("Add", "Sum")
+@fixation_rule("Add", "Sum", "Max")
 class AddWinner(OneComputedOperand):
-    """Follow the summand with the larger value at each fixation.
+    """Follow the summand with the larger value at each fixation (Max: the operand it took).
 
-    With one computed operand (a bias add) the fixation passes through. Ties go to the
-    shortcut: the operand computed earliest in the graph.
+    With one computed operand (a bias add, a lower bound: jax's hard_swish writes
+    Max(x + 3, 0)) the fixation passes through. Ties go to the shortcut: the operand computed
+    earliest in the graph.
     """
 
     def __init__(self, node, graph, options):
@@ -78,6 +80,16 @@ class ScaleShift(OneComputedOperand):
         return next((t for t in self.computed if tensors.shape(t) == out_shape), None)
 
 
+@fixation_rule("Min")
+class UpperBound(OneComputedOperand):
+    """Min(x, c) with c constant (an upper bound, as in jax's hard_swish): pass-through."""
+
+    def __init__(self, node, graph, options):
+        super().__init__(node, graph, options)
+        if len(self.computed) != 1:
+            raise self.unsupported(f"Min of {len(self.computed)} computed tensors; only a constant bound is handled")
+
+
 def _earliest_first(graph, names: list[str]) -> list[str]:
     """Computed tensors ordered by their producers' topological order (graph inputs first)."""
     return sorted(names, key=lambda t: graph.producer[t].order if t in graph.producer else -1)
@@ -120,3 +132,25 @@ class ProductVjp(VjpRule):
             for name, part in zip(self.node.inputs, parts)
             if name in self.routes
         ]
+
+
+@vjp_rule("Max", "Min")
+class ExtremeVjp(VjpRule):
+    """The gradient goes to the operand the output took (the first in input order on ties)."""
+
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        self.needs = tuple(t for t in node.inputs if not graph.is_constant(t))
+
+    def vjp(self, grad, tensors):
+        values = [_value(self, tensors, k) for k in range(len(self.node.inputs))]
+        pick = np.maximum if self.node.op_type == "Max" else np.minimum
+        out = np.broadcast_to(pick.reduce(np.broadcast_arrays(*values)), grad.shape)
+        taken = np.zeros(grad.shape, dtype=bool)
+        sent = []
+        for name, value in zip(self.node.inputs, values):
+            mine = (np.broadcast_to(value, grad.shape) == out) & ~taken
+            taken |= mine
+            if name in self.routes:
+                sent.append((name, unbroadcast(np.where(mine, grad, 0), tensors.shape(name)).astype(np.float32)))
+        return sent

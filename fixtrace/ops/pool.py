@@ -68,9 +68,13 @@ class WindowArgmax(FixationRule):
         return [(name, fixations.with_index(tensors.backend.pool_argmax(tensors.flat(name), fixations.index, g)))]
 
 
-@fixation_rule("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax")
+@fixation_rule("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceL2")
 class GlobalArgmax(FixationRule):
-    """Channel k -> (k, the spatial argmax of channel k); any two reduced axes of a rank-4 map."""
+    """Channel k -> (k, the spatial argmax of channel k); any two reduced axes of a rank-4 map.
+
+    A sum pools like a mean (ReduceSum then a scale: global average pooling as some exporters
+    write it); an L2 norm's largest term is the largest magnitude, so ReduceL2 takes the argmax of |x|.
+    """
 
     def __init__(self, node, graph, options):
         super().__init__(node, graph, options)
@@ -105,7 +109,10 @@ class GlobalArgmax(FixationRule):
             strides[axes[0]],
             strides[axes[1]],
         )
-        return [(name, fixations.with_index(tensors.backend.global_argmax(tensors.flat(name), fixations.index, g)))]
+        values = tensors.flat(name)
+        if self.node.op_type == "ReduceL2":
+            values = tensors.backend.asarray(np.abs(np.asarray(tensors.value(name), dtype=np.float32)).reshape(-1))
+        return [(name, fixations.with_index(tensors.backend.global_argmax(values, fixations.index, g)))]
 
 
 class _WindowVjp(DataVjp):
@@ -193,15 +200,31 @@ class _ReductionVjp(DataVjp):
         return axes, [1 if k in axes else n for k, n in enumerate(shape)]
 
 
-@vjp_rule("GlobalAveragePool", "ReduceMean")
+@vjp_rule("GlobalAveragePool", "ReduceMean", "ReduceSum")
 class MeanVjp(_ReductionVjp):
-    """The gradient spread evenly over the reduced axes."""
+    """The gradient copied over the reduced axes (divided by their size for a mean)."""
 
     def vjp(self, grad, tensors):
         shape = tensors.shape(self.node.inputs[0])
         axes, kept = self.kept_shape(shape)
-        size = int(np.prod([shape[a] for a in axes]))
+        size = 1 if self.node.op_type == "ReduceSum" else int(np.prod([shape[a] for a in axes]))
         return [(self.node.inputs[0], np.broadcast_to(grad.reshape(kept) / size, shape).astype(np.float32))]
+
+
+@vjp_rule("ReduceL2")
+class L2Vjp(_ReductionVjp):
+    """d ||x|| = x / ||x|| over each reduced slice (0 where the norm is 0, as torch gives)."""
+
+    def __init__(self, node, graph, mode):
+        super().__init__(node, graph, mode)
+        self.needs = (node.inputs[0],)
+
+    def vjp(self, grad, tensors):
+        x = np.asarray(tensors.value(self.node.inputs[0]), dtype=np.float64)
+        axes, kept = self.kept_shape(x.shape)
+        norm = np.sqrt((x * x).sum(axis=tuple(axes), keepdims=True))
+        share = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        return [(self.node.inputs[0], (grad.reshape(kept) * share).astype(np.float32))]
 
 
 @vjp_rule("GlobalMaxPool", "ReduceMax")

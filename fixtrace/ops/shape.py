@@ -73,44 +73,49 @@ class PadMap:
 
     Attributes:
         mode: an AXIS_* border mode.
-        pads: the leading pads then the trailing ones, per padded axis.
+        pads: the leading pads then the trailing ones, per padded axis (None: read from ``source``).
         axes: the padded axes (None: every axis).
+        source: the computed tensor holding the pads (torch's legacy exporter computes 'same'
+            pads from Shape nodes), read from each run; "" when they are a constant.
     """
 
     mode: int
-    pads: list[int]
+    pads: list[int] | None
     axes: list[int] | None
+    source: str = ""
 
     @classmethod
     def of(cls, rule: NodeRule, graph) -> PadMap:
         """The map of ``rule``'s Pad node.
 
         Raises:
-            UnsupportedOpError: an unknown mode, computed pads or computed axes.
+            UnsupportedOpError: an unknown mode, or computed axes.
         """
         node = rule.node
         mode = rule.attr("mode")
         if mode not in _PAD_MODES:
             raise rule.unsupported(f"pad mode {mode!r}")
-        pads = node.attr("pads")  # an attribute up to opset 10, an input after
+        pads, source = node.attr("pads"), ""  # an attribute up to opset 10, an input after
         if pads is None:
-            if len(node.inputs) < 2 or not graph.is_constant(node.inputs[1]):
-                raise rule.unsupported("the pads are computed, not constant")
-            pads = graph.constants[node.inputs[1]].tolist()
+            if graph.is_constant(node.inputs[1]):
+                pads = [int(p) for p in graph.constants[node.inputs[1]].tolist()]
+            else:
+                source = node.inputs[1]
         axes = None
         if len(node.inputs) > 3 and node.inputs[3]:
             if not graph.is_constant(node.inputs[3]):
                 raise rule.unsupported("the padded axes are computed, not constant")
             axes = [int(a) for a in graph.constants[node.inputs[3]].tolist()]
-        return cls(_PAD_MODES[mode], [int(p) for p in pads], axes)
+        return cls(_PAD_MODES[mode], pads, axes, source)
 
-    def table(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.ndarray:
+    def table(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], tensors) -> np.ndarray:
         """The remap table from output elements to the input elements they copy (-1: constant pad)."""
+        pads = self.pads if self.pads is not None else [int(p) for p in np.asarray(tensors.value(self.source)).reshape(-1)]
         rank = len(in_shape)
         axes = [a % rank for a in self.axes] if self.axes is not None else list(range(rank))
         begin = [0] * rank
         for k, a in enumerate(axes):
-            begin[a] = self.pads[k]
+            begin[a] = pads[k]
         return remap_table(tuple(out_shape), tuple(in_shape), list(range(rank)), begin, [self.mode] * rank)
 
 
@@ -122,9 +127,10 @@ class PadShift(FixationRule):
     def __init__(self, node, graph, options):
         super().__init__(node, graph, options)
         self.map = PadMap.of(self, graph)
+        self.needs = (self.map.source,) if self.map.source else ()
 
     def backtrack(self, fixations, tensors):
-        table = self.map.table(tensors.shape(self.node.inputs[0]), tensors.shape(self.node.outputs[0]))
+        table = self.map.table(tensors.shape(self.node.inputs[0]), tensors.shape(self.node.outputs[0]), tensors)
         index = tensors.backend.remap(fixations.index, table)
         return [(self.node.inputs[0], tensors.backend.compact(FixationSet(index, fixations.count)))]
 
@@ -137,11 +143,12 @@ class PadVjp(DataVjp):
     def __init__(self, node, graph, mode):
         super().__init__(node, graph, mode)
         self.map = PadMap.of(self, graph)
+        self.needs = (self.map.source,) if self.map.source else ()
 
     def vjp(self, grad, tensors):
         name = self.node.inputs[0]
         shape = tensors.shape(name)
-        source = remap(np.arange(grad.size, dtype=np.int64), self.map.table(shape, grad.shape))
+        source = remap(np.arange(grad.size, dtype=np.int64), self.map.table(shape, grad.shape, tensors))
         valid = source >= 0
         dx = np.zeros(int(np.prod(shape)), dtype=np.float32)
         np.add.at(dx, source[valid], grad.ravel()[valid])

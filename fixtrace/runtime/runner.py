@@ -8,7 +8,8 @@ import os
 import numpy as np
 
 from fixtrace.backends import Backend, cuda_status, get_backend
-from fixtrace.images.preprocess import Preset, input_size
+from fixtrace.images.preprocess import input_size
+from fixtrace.images.preset_choice import PresetArg, choose_preset
 from fixtrace.methods.base import Method
 from fixtrace.model.checks import check_image_channels, check_tensor_sizes
 from fixtrace.model.layer_graph import LayerGraph
@@ -29,7 +30,8 @@ class Runner:
 
     Args:
         model: path, bytes or ``onnx.ModelProto``.
-        preset: the preprocessing preset (for the input size).
+        preset: the preprocessing asked for (see ``choose_preset``; None: the model's metadata
+            preset, else imagenet); it sets the input size of a model whose size is symbolic.
         output: the graph output to explain (None: the first).
         threads: onnxruntime intra-op threads (0: onnxruntime's choice).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``: where the kernels run.
@@ -37,21 +39,23 @@ class Runner:
 
     Raises:
         ModelError: the model cannot be read, is not a 1- or 3-channel image classifier, its
-            output is not a finite class-score vector, or onnxruntime cannot run it.
+            output is not a finite class-score vector, or onnxruntime cannot run it; its metadata
+            preset is invalid, or the preset declares another input layout than the graph's.
         FixtraceError: ``device="cuda"`` where CUDA cannot run.
 
     Attributes:
-        graph, logits, shapes (at the model's input size), backend, output, forward.
+        graph, logits, shapes (at the model's input size), backend, output, forward; preset and
+        preset_source (one of ``fixtrace.images.preset_choice.SOURCES``).
     """
 
     def __init__(
-        self, model: ModelSource, preset: Preset, output: str | None, threads: int, device: str, any_output: bool
+        self, model: ModelSource, preset: PresetArg, output: str | None, threads: int, device: str, any_output: bool
     ) -> None:
         self.source = str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
         self.graph = LayerGraph.from_model(load_model(model))
         check_image_channels(self.graph)
-        self.preset = preset
-        self.size = input_size(self.graph.image_input, preset)
+        self.preset, self.preset_source = choose_preset(preset).resolve(self.graph)
+        self.size = input_size(self.graph.image_input, self.preset)
         self.shapes = self.graph.shapes(self.batch_shape(1))
         check_tensor_sizes(self.shapes, self.graph.producer)
         self.logits = find_logits(self.graph, output)

@@ -25,8 +25,8 @@ LEAKS = (
 )
 ERROR_LINE = re.compile(r"^fixtrace( [a-z-]+)?: error: ")
 #: stderr lines other than errors that fixtrace may print: its notes and warnings, the progress
-#: line, and argparse's usage block.
-OTHER_LINE = re.compile(r"^(fixtrace: (note|warning): |\[[#-]+\] |usage: fixtrace|\s)")
+#: line, the preprocessing used, and argparse's usage block.
+OTHER_LINE = re.compile(r"^(fixtrace: (note|warning): |\[[#-]+\] |preprocessing: |usage: fixtrace|\s)")
 
 
 def snapshot(root: Path, context: Context) -> dict[str, tuple]:
