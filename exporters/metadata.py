@@ -46,7 +46,7 @@ def finish(
     Raises:
         ValueError: the model has not exactly one input and one output, the input is not rank 4,
             its shape contradicts ``layout``, or there are not as many labels as scores.
-        onnx.checker.ValidationError: the model is not valid ONNX.
+        onnx.checker.ValidationError: the saved model is not valid ONNX.
     """
     import onnx
 
@@ -71,13 +71,13 @@ def finish(
             raise ValueError(f"{len(names)} labels for a model with {classes} class scores")
         props[LABELS_KEY] = json.dumps(names)
     _set_metadata(model, props)
-    onnx.checker.check_model(model, full_check=True)
     if model.ByteSize() < SINGLE_FILE_LIMIT:
         onnx.save(model, str(path))
         for stale in side_files - {path}:
             stale.unlink(missing_ok=True)
     else:
         onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=EXTERNAL_THRESHOLD)
+    onnx.checker.check_model(str(path), full_check=True)  # by path: a model over 2 GB cannot be checked in memory
     return path
 
 
