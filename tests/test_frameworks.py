@@ -190,15 +190,17 @@ def flax_model(weights):
 
 # --------------------------------------------------------------------------- exporting
 def export(case: str, weights, path):
-    """Build the network in the case's framework and export it; returns (path, framework forward on NCHW)."""
+    """Build the network in the case's framework and export it to ``path``; returns the framework's own
+    forward (an NCHW batch -> logits)."""
     from exporters import export_jax, export_keras, export_torch
 
     common = {"preset": PRESET, "labels": LABELS}
     if case.startswith("torch"):
-        torch = pytest.importorskip("torch")
+        net = torch_model(weights)  # skips without torch
+        import torch
+
         if case == "torch-dynamo":
             pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript")
-        net = torch_model(weights)
         export_torch(net, torch.zeros(1, 3, SIDE, SIDE), path, dynamo=case == "torch-dynamo", **common)
         return lambda x: net(torch.from_numpy(x)).detach().numpy()
     if case.startswith("keras"):
