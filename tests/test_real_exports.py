@@ -54,37 +54,8 @@ SPELLINGS = {
 #: The slow perturbation methods with fewer forwards (the same code paths).
 LIGHT = {"occlusion": "occlusion:stride=16", "rise": "rise:masks=200"}
 METHODS = [*method_names(), "gradcam:ge"]
-#: fixtrace limits these graphs meet, for fixtrace's graph and shape work to lift: (model, method) -> why.
-GRADCAM_LEGACY = (
-    "torch's TorchScript exporter writes each TF-'same' ZeroPad2d as a Pad whose pads come from "
-    "ConstantOfShape/Concat/Reshape/Slice/Transpose/Cast; onnx shape inference (data_prop) leaves every "
-    "tensor after the first such Pad unshaped, so the layer methods find no layer: 'no NCHW feature map "
-    "with rows and columns > 1 in the model: Grad-CAM has no layer to read'"
-)
-KNOWN = {
-    ("fer", "gradcam:ge"): (
-        "Gradual Extrapolation turns fer's Grad-CAM (4 x 4 on conv2d_7's BiasAdd, 7 class channels, "
-        "residual adds and max pools below) into an all-zero 64 x 64 map"
-    ),
-    ("nsfwjs-mobilenetv2", "gradcam:ge"): (
-        "Gradual Extrapolation turns nsfwjs's non-zero 7 x 7 Grad-CAM (on out_relu, a Relu6 below an "
-        "AveragePool and three Dense layers) into an all-zero 224 x 224 map"
-    ),
-    ("efficientnet-lite0-legacy", "gradcam"): GRADCAM_LEGACY,
-    ("efficientnet-lite0-legacy", "gradcam:ge"): GRADCAM_LEGACY,
-    ("efficientnet-lite0-legacy", "guided-gradcam"): GRADCAM_LEGACY,
-    ("efficientnet-lite0-legacy", "scorecam"): GRADCAM_LEGACY,
-    ("efficientnet-lite0-dynamo", "cam"): (
-        "the dynamo exporter's global pool is ReduceMean 'node_mean' over axes (-1, -2); CAM refuses it: "
-        "\"CAM reads an (N, C, H, W) map pooled over its rows and columns; this model's ReduceMean "
-        "'node_mean' pools axes (-1, -2)\" (negative axes not normalised)"
-    ),
-    ("flax-shapes", "cam"): (
-        "jax2onnx transposes the last conv's NCHW output back to NHWC and pools with ReduceMean over "
-        'axes (1, 2); CAM refuses it: "CAM reads an (N, C, H, W) map pooled over its rows and columns; '
-        "this model's ReduceMean 'ReduceMean_0' pools axes (1, 2)\""
-    ),
-}
+#: fixtrace limits these graphs meet: (model, method) -> why (none left; kept for the next export that finds one).
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 @dataclass

@@ -61,13 +61,16 @@ class GradCAMAgreement:
 
 def gradcam_agreement(model: RealModel, explainer, pixels: np.ndarray) -> GradCAMAgreement:
     """Grad-CAM of the top-1 and the runner-up class, as a batch of two copies of the photo, by
-    fixtrace on its default layer and by the framework's autodiff on the layer with the same values."""
+    fixtrace on its default layer (read NCHW, whatever layout the graph keeps it in) and by the framework's autodiff on the layer with the same values."""
     method = explainer.prepared("gradcam")
     one = sample(explainer, pixels)
     batch = np.concatenate([one, one])
     run = explainer.runner.run(batch)
     targets = [int(k) for k in np.argsort(-run.scores[0])[:2]]
-    name, diff = same_layer(model.activations(batch), run.tensors.value(method.layer))
+    from fixtrace.model.layout import feature_layouts, to_nchw
+
+    layout = feature_layouts(explainer.graph)[method.layer]
+    name, diff = same_layer(model.activations(batch), to_nchw(run.tensors.value(method.layer), layout))
     ours = method.attributions(run.tensors, targets)
     theirs = model.gradcam(batch, name, targets)
     return GradCAMAgreement(method.layer, name, diff, targets, ours, theirs)
