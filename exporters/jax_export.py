@@ -9,8 +9,8 @@ from typing import Any
 
 from exporters.metadata import finish
 
-#: The newest opset fixtrace reads (jax2onnx defaults to 23).
-DEFAULT_OPSET = 21
+#: jax2onnx's own default, the newest opset fixtrace reads.
+DEFAULT_OPSET = 23
 
 
 def export_jax(
@@ -32,7 +32,7 @@ def export_jax(
         path: the ``.onnx`` file to write.
         preset: fixtrace preprocessing (a Preset or a preset name) written into the file.
         labels: class names written into the file.
-        opset: ONNX opset (default 21).
+        opset: ONNX opset (default 23).
         input_name: the graph's input name.
 
     Returns:

@@ -11,9 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from fixtrace.images.presets import Preset, get_preset
+from fixtrace.labels import METADATA_KEY as LABELS_KEY
 
-#: The ``metadata_props`` key holding the class names, a JSON list of strings.
-LABELS_KEY = "fixtrace.labels"
 #: protobuf cannot serialise a message of 2 GB or more: bigger models keep their weights beside.
 SINGLE_FILE_LIMIT = 2**31 - 2**20
 #: Initializers at least this large go to the side file when the model must be split.
