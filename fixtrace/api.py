@@ -550,7 +550,7 @@ class Explainer:
             **self.backend.describe(),
             "batch_size": n,
             "timings_ms": timings,
-            "versions": _versions(),
+            "versions": versions(),
         }
         if self.session.fallback:
             info["forward_fallback"] = self.session.fallback
@@ -709,7 +709,8 @@ def _model_key(model: ModelSource) -> tuple:
     raise ModelError(f"a model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}")
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """The versions of fixtrace and of the libraries it runs on."""
     import numba
     import onnxruntime
 

@@ -182,6 +182,27 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ev.set_defaults(run=_evaluate)
 
+    au = sub.add_parser(
+        "audit",
+        help="explain a whole image set into a resumable audit folder: ledger, pictures, manifest, report",
+        description="Explain every image (folders, glob patterns, .txt or .csv lists of paths) with one or several "
+        "methods. Each finished image is one line of AUDIT/results.jsonl; rerunning the same command resumes.",
+    )
+    au.add_argument("model", help="the .onnx model")
+    au.add_argument("images", nargs="+", help="image files, folders, glob patterns ('photos/**/*.jpg'), .txt or .csv lists")
+    au.add_argument("--out", required=True, metavar="AUDIT", help="the audit folder (resumed when it holds this audit)")
+    au.add_argument("--method", default="fixations", metavar="NAME[,NAME...]", help="the methods (default: %(default)s)")
+    au.add_argument("--boxes", metavar="CSV", help="ground-truth boxes, boxes.csv format (image,label,x0,y0,x1,y1)")
+    au.add_argument("--labels-csv", metavar="CSV", help="true classes: columns image,label (a class index or name)")
+    au.add_argument("--workers", type=int, default=2, help="threads decoding photos ahead (default: %(default)s)")
+    au.add_argument("--force", action="store_true", help="start a fresh audit in --out, removing the one there")
+    _rendering_options(au, "each method's")
+    _runtime_options(au, batch_size=8)
+    _preprocessing_options(au)
+    au.add_argument("--quiet", action="store_true", help="print only errors and the summary")
+    au.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    au.set_defaults(run=_audit)
+
     layers = sub.add_parser("layers", help="list the model's feature maps (names for --layer) with op and shape")
     layers.add_argument("model", help="the .onnx model")
     _preprocessing_options(layers, "; here they only set the input size of a model whose size is symbolic")
@@ -371,6 +392,12 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_ITEM_FAILED if failed else EXIT_OK
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from fixtrace.audit.command import run
+
+    return run(args)
+
+
 def _output_folder(text: str) -> Path:
     """The --out folder, created; refused when empty or not creatable."""
     if not text.strip():
@@ -395,7 +422,7 @@ def _save(by_method: dict[str, list], folder: Path, layers: bool) -> list[Path]:
     Raises:
         OutputError: a write failed (``fatal`` when the disk is full).
     """
-    from fixtrace.files import replace_folder, safe_name
+    from fixtrace.files import method_folder, replace_folder, safe_name
     from fixtrace.render.grid import comparison_grid
 
     first = next(iter(by_method.values()))
@@ -409,7 +436,7 @@ def _save(by_method: dict[str, list], folder: Path, layers: bool) -> list[Path]:
     def fill(new: Path) -> list[Path]:
         written: list[Path] = []
         for label, explanations in by_method.items():
-            method = [safe_name(label.replace(":", "_"), "method")] if len(by_method) > 1 else []
+            method = [method_folder(label)] if len(by_method) > 1 else []
             for e in explanations:
                 parts = [*method, *class_folder(e)]
                 e.save(new.joinpath(*parts), layers=layers)

@@ -250,6 +250,11 @@ def safe_name(text: str, fallback: str = "image") -> str:
     return kept.strip("_.-")[:MAX_NAME].strip("_.-") or fallback
 
 
+def method_folder(label: str) -> str:
+    """The folder name of a method's label (``occlusion:patch=32`` -> ``occlusion_patch_32``)."""
+    return safe_name(label.replace(":", "_"), "method")
+
+
 class UniqueNames:
     """Hands out folder names that differ from each other and from RESERVED, ignoring case (as a
     case-insensitive file system would): ``cat``, ``cat_2``, ``cat_3`` ..."""

@@ -65,6 +65,21 @@ def read_dataset(folder: str | Path) -> list[Item]:
         raise DatasetError(f"{folder} is not a folder (expected images plus {BOXES_FILE})")
     if not path.exists() and not path.is_symlink():
         raise DatasetError(f"{path} is missing; columns: {','.join(COLUMNS)} (see `fixtrace evaluate --help`)")
+    return read_boxes(path, folder)
+
+
+def read_boxes(path: str | Path, folder: str | Path | None = None) -> list[Item]:
+    """Read a boxes file in the ``boxes.csv`` format; images keep the order of their first row.
+
+    Args:
+        path: the CSV file (any name).
+        folder: the folder its image paths are relative to (default: the file's own).
+
+    Raises:
+        DatasetError: as ``read_dataset``, for the file.
+    """
+    path = Path(path)
+    folder = path.parent if folder is None else Path(folder)
     check_input_file(path, "boxes file", DatasetError)
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:

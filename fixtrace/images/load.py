@@ -15,8 +15,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fixtrace.errors import ImageError, first_line
 from fixtrace.files import check_input_file
 
-ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
-
 #: Largest image accepted, in pixels (a 100-megapixel photo); larger ones are refused before decoding.
 MAX_PIXELS = 100_000_000
 #: Photos with more pixels are decoded reduced by a whole factor (JPEGs by the decoder itself), so
@@ -44,6 +42,10 @@ class Photo:
         return cls(pixels, (int(pixels.shape[1]), int(pixels.shape[0])))
 
 
+#: What the loaders take: a path, encoded bytes, a PIL image, an array, or a ``Photo`` already decoded.
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray | Photo
+
+
 def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image as an RGB uint8 array (H, W, 3), at full size.
 
@@ -68,7 +70,7 @@ def load_photo(source: ImageSource, max_pixels: int = MAX_PIXELS, max_decoded: i
     """Read an image as ``load_image`` does, decoding a very large one reduced.
 
     Args:
-        source: as ``load_image``.
+        source: as ``load_image``, or a ``Photo`` (returned as it is).
         max_pixels: refuse larger images (checked from the header, before decoding).
         max_decoded: decode photos with more pixels than this reduced by the smallest whole
             factor that brings them under it (None: never; arrays are never reduced).
@@ -79,6 +81,8 @@ def load_photo(source: ImageSource, max_pixels: int = MAX_PIXELS, max_decoded: i
     Raises:
         ImageError: as ``load_image``.
     """
+    if isinstance(source, Photo):  # decoded ahead (a prefetching reader)
+        return source
     if isinstance(source, np.ndarray):
         return Photo.of(_from_array(source))
     if isinstance(source, Image.Image):

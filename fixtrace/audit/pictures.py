@@ -1,0 +1,61 @@
+"""The pictures of one audited image: per method, ``overlay.png`` (as ``fixtrace explain``
+writes it) and a small ``thumb.jpg`` for the report, under ``items/<id>/<method>/``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from fixtrace.explanation import Explanation
+from fixtrace.files import method_folder, replace_folder
+
+ITEMS = "items"
+#: Longest side of a thumbnail, in pixels.
+THUMB_SIZE = 160
+#: Photos over this many pixels are written with fast PNG compression (as ``Explanation.save``).
+FAST_PNG_PIXELS = 4_000_000
+
+
+def item_folder(item_id: str) -> Path:
+    """``items/<id>``, relative to the audit folder."""
+    return Path(ITEMS, *item_id.split("/"))
+
+
+def write_pictures(audit: Path, item_id: str, by_method: dict[str, Explanation]) -> dict[str, dict[str, object]]:
+    """Write every method's overlay and thumbnail of one image, replacing an earlier try's folder
+    whole (a crash leaves the old folder or the new one, never a mix).
+
+    Args:
+        audit: the audit folder.
+        item_id: the image's id.
+        by_method: its explanation per method label.
+
+    Returns:
+        Per method label: ``overlay`` and ``thumb`` paths (relative to the audit folder) and the
+        milliseconds spent (``write_ms``).
+
+    Raises:
+        OutputError: a write failed (``fatal`` when the disk is full).
+    """
+    relative = item_folder(item_id)
+
+    def fill(folder: Path) -> dict[str, dict[str, object]]:
+        written: dict[str, dict[str, object]] = {}
+        for label, e in by_method.items():
+            t0 = time.perf_counter()
+            name = method_folder(label)
+            (folder / name).mkdir()
+            picture = e.overlay()
+            fast: dict[str, Any] = {"compress_level": 1} if e.heatmap.size > FAST_PNG_PIXELS else {}
+            picture.save(folder / name / "overlay.png", **fast)
+            picture.thumbnail((THUMB_SIZE, THUMB_SIZE))
+            picture.save(folder / name / "thumb.jpg", quality=85)
+            written[label] = {
+                "overlay": (relative / name / "overlay.png").as_posix(),
+                "thumb": (relative / name / "thumb.jpg").as_posix(),
+                "write_ms": (time.perf_counter() - t0) * 1e3,
+            }
+        return written
+
+    return replace_folder(audit / relative, fill)
