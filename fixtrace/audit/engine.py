@@ -1,12 +1,14 @@
 """The local audit engine: photos decoded ahead on a few threads, explained in batches by one
-``Explainer`` (one forward per batch for every method), each finished image written to disk
-(pictures, then its ledger line) before the next batch, and nothing kept in memory after."""
+``Explainer`` (one forward per batch for every method), each finished image written to disk on a
+writer thread (pictures, then its ledger line) while the next batch runs; memory holds at most
+the photos read ahead, one batch being explained and one batch being written."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,13 +92,28 @@ def run_audit(
         sigma=settings.sigma,
         box_threshold=settings.box_threshold,
     )
+
+    def finish(item: BatchItem, entry: Loaded[AuditInput, Photo]) -> None:
+        record = _record(item, entry, audit, truth, names)
+        ledger.append(record)
+        on_record(record)
+
+    # One writer thread draws, encodes and records each image while the next batch runs; at
+    # most a batch of images waits for it. Lines stay in order: pictures first, then the line.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixtrace-write")
+    pending: deque[Future[None]] = deque()
     try:
         for item in items:
-            entry = waiting.popleft()
-            record = _record(item, entry, audit, truth, names)
-            ledger.append(record)
-            on_record(record)
+            pending.append(writer.submit(finish, item, waiting.popleft()))
+            while len(pending) > settings.batch_size:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
+    except BaseException:
+        writer.shutdown(wait=True, cancel_futures=True)  # what is being written is finished
+        raise
     finally:
+        writer.shutdown(wait=True)
         loaded.close()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from fixtrace.explanation import Explanation
 from fixtrace.files import method_folder, replace_folder
@@ -13,8 +12,8 @@ from fixtrace.files import method_folder, replace_folder
 ITEMS = "items"
 #: Longest side of a thumbnail, in pixels.
 THUMB_SIZE = 160
-#: Photos over this many pixels are written with fast PNG compression (as ``Explanation.save``).
-FAST_PNG_PIXELS = 4_000_000
+#: zlib level of overlay.png: the same picture as ``Explanation.save`` writes, 3x faster to write, about as small (photos).
+PNG_LEVEL = 1
 
 
 def item_folder(item_id: str) -> Path:
@@ -47,8 +46,7 @@ def write_pictures(audit: Path, item_id: str, by_method: dict[str, Explanation])
             name = method_folder(label)
             (folder / name).mkdir()
             picture = e.overlay()
-            fast: dict[str, Any] = {"compress_level": 1} if e.heatmap.size > FAST_PNG_PIXELS else {}
-            picture.save(folder / name / "overlay.png", **fast)
+            picture.save(folder / name / "overlay.png", compress_level=PNG_LEVEL)
             picture.thumbnail((THUMB_SIZE, THUMB_SIZE))
             picture.save(folder / name / "thumb.jpg", quality=85)
             written[label] = {
