@@ -8,7 +8,8 @@ Memory: each size is audited (both methods) in a fresh process, whose peak RSS i
 resource.getrusage; flat means the 2,000-image run peaks where the 200-image one does.
 Throughput: in one run, plain onnxruntime (the same decode and preprocessing as fixtrace, batches
 of 8, CPU provider) on N photos, then `fixtrace audit` of the same photos with each method alone
-(its rate from the audit's summary line: images over the run's time, start-up excluded).
+(its rate from the audit's summary line: images over the run's time, start-up excluded), and
+``Explainer.explain_many`` alone on them (the method's own cost, without pictures or ledger).
 """
 
 from __future__ import annotations
@@ -89,6 +90,18 @@ def plain_rate(folder: Path, n: int, batch_size: int = 8) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
+def explain_rate(folder: Path, n: int, method: str, batch_size: int = 8) -> float:
+    """Images per second of ``Explainer.explain_many`` alone (no pictures, no ledger) on ``n`` photos."""
+    from fixtrace.api import Explainer
+
+    explainer = Explainer(MODEL, method=method)
+    paths = sorted(folder.glob("*.jpg"))[:n]
+    start = time.perf_counter()
+    for _ in explainer.explain_many(paths, batch_size=batch_size):
+        pass
+    return len(paths) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="200,2000", help="image counts of the memory runs (default: %(default)s)")
@@ -121,6 +134,8 @@ def main() -> None:
         for method in ("fixations", "gradcam"):
             _, _, rate = audit(subset, root / f"audit_{method}", method)
             print(f"| fixtrace audit --method {method} | {rate:.2f} | {rate / plain:.2f} |", flush=True)
+            alone = explain_rate(subset, n, method)
+            print(f"| Explainer.explain_many, {method}, no pictures or ledger | {alone:.2f} | {alone / plain:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
