@@ -1,0 +1,1 @@
+"""Deployment audits: ledger, manifest, report."""
