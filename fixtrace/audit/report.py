@@ -340,6 +340,7 @@ def _script_hash(script: str) -> str:
 
 
 def _time(text: Any) -> datetime | None:
+    """An ISO time (naive ones read as UTC), or None."""
     try:
         moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
@@ -371,7 +372,6 @@ def page_context(audit_dir: Path, title: str | None, collector: Collector, ledge
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "c": collector,
         "unreadable": ledger.unreadable,
-        "manifest": manifest,
         "model": model,
         "preprocessing": _mapping(manifest.get("preprocessing")),
         "options": _mapping(manifest.get("options")),
