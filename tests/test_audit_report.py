@@ -19,7 +19,8 @@ from PIL import Image
 
 from conftest import IMAGES, MODELS
 from fixtrace import Explainer
-from fixtrace.audit.report import Ledger, Lowest, item_url, render_report
+from fixtrace.audit.ledger import LatestRecords
+from fixtrace.audit.report import Lowest, item_url, render_report
 from fixtrace.errors import FixtraceError
 from fixtrace.metrics.localization import energy_in_box, pointing_hit
 
@@ -201,7 +202,7 @@ def test_torn_last_line_and_unreadable_lines(full_audit, tmp_path):
     with ledger.open("a", encoding="utf-8") as f:
         f.write("not json\n")
         f.write(json.dumps({"id": "torn-photo", "image": "torn-photo.jpg", "status": "ok"})[:30])
-    records = list(Ledger(ledger))
+    records = list(LatestRecords(ledger))
     assert len(records) == 5 and "torn-photo" not in {r["id"] for r in records}
     page = render_report(audit).read_text(encoding="utf-8")
     assert "torn-photo" not in page and re.search(r"<b>5</b><span>images</span>", page)
@@ -212,7 +213,7 @@ def test_a_retried_image_counts_once_with_its_last_record(tmp_path):
     ledger = tmp_path / "results.jsonl"
     lines = [{"id": "a", "status": "error", "error": "first try"}, {"id": "b", "status": "ok"}, {"id": "a", "status": "ok"}]
     ledger.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
-    assert [(r["id"], r["status"]) for r in Ledger(ledger)] == [("b", "ok"), ("a", "ok")]
+    assert [(r["id"], r["status"]) for r in LatestRecords(ledger)] == [("b", "ok"), ("a", "ok")]
     page = render_report(tmp_path).read_text(encoding="utf-8")  # no manifest, no items: still a page
     assert "first try" not in page and 'id="failures"' not in page and "no thumbnail" in page
 

@@ -81,15 +81,9 @@ class Ledger:
             OutputError: the rewrite failed.
         """
         self._file.flush()
-        last: dict[str, int] = {}
-        lines = 0
-        for n, (_, record) in enumerate(_lines(self.path, whole=True)):
-            lines = n + 1
-            if record is not None:
-                last[str(record["id"])] = n
-        if len(last) == lines:
+        keep, lines = _last_lines(self.path)
+        if len(keep) == lines:
             return
-        keep = set(last.values())
 
         def write(temporary: Path) -> None:
             with temporary.open("w", encoding="utf-8", errors="surrogateescape", newline="\n") as out:
@@ -107,6 +101,38 @@ class Ledger:
         self._file.close()
 
 
+class LatestRecords:
+    """A ledger as people read it: the last record of each id (a retried image counts once), in
+    the order those lines were written, streamed in two passes over the file.
+
+    Args:
+        path: the ``results.jsonl`` file (no records when it is missing).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        #: Lines skipped on the last pass: not a record, or a torn last line.
+        self.unreadable = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        keep, lines = _last_lines(self.path)
+        self.unreadable = sum(record is None for _, record in _lines(self.path, whole=True))
+        for n, (_, record) in enumerate(_lines(self.path, whole=True)):
+            if n in keep and record is not None:
+                yield record
+
+
+def _last_lines(path: Path) -> tuple[set[int], int]:
+    """(the numbers of the lines that are the last record of their id, how many lines in all)."""
+    last: dict[str, int] = {}
+    lines = 0
+    for n, (_, record) in enumerate(_lines(path, whole=True)):
+        lines = n + 1
+        if record is not None:
+            last[str(record["id"])] = n
+    return set(last.values()), lines
+
+
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
     """The records of a ledger file, torn or unparsable lines skipped (none when it is missing)."""
     return (record for _, record in _lines(path) if record is not None)
@@ -114,14 +140,17 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
 
 def _lines(path: Path, whole: bool = False) -> Iterator[tuple[str, dict[str, Any] | None]]:
     """(line, record) for every line ending in a newline; the record is None for a line that is
-    not a record with an id and a status, and such lines are skipped unless ``whole``."""
+    not a record with an id and a status, and such lines (and a torn last line) are skipped unless
+    ``whole``."""
     if not path.exists():
         return
     try:
         with path.open(encoding="utf-8", errors="surrogateescape", newline="\n") as f:
             for line in f:
-                if not line.endswith("\n"):
-                    return  # torn by a crash mid-write
+                if not line.endswith("\n"):  # torn by a crash mid-write
+                    if whole:
+                        yield line, None
+                    return
                 try:
                     record = json.loads(line)
                 except ValueError:

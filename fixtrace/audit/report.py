@@ -16,7 +16,7 @@ import heapq
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -25,11 +25,12 @@ from urllib.parse import quote
 
 import jinja2
 
+from fixtrace.audit.ledger import LEDGER_FILE, LatestRecords
+from fixtrace.audit.manifest import read_manifest
+from fixtrace.errors import OutputError
 from fixtrace.files import write_text_atomic
 
 #: The files of an audit folder the report reads and writes.
-LEDGER = "results.jsonl"
-MANIFEST = "manifest.json"
 REPORT = "report.html"
 #: Thumbnails per gallery section (the rest are counted), per predicted class, and failures listed.
 SECTION_LIMIT = 60
@@ -41,55 +42,12 @@ MISSING = "\N{EN DASH}"
 T = TypeVar("T")
 
 
-class Ledger:
-    """The ledger's records, streamed: a torn last line (no newline: the audit was killed while
-    writing it) is left out, lines that are not JSON objects with an ``id`` are skipped and
-    counted, and when an id comes back (a resumed audit retried it) its last record wins."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        #: Lines skipped as unreadable (torn, not JSON, or without an id).
-        self.unreadable = 0
-
-    def _lines(self) -> Iterator[tuple[int, dict[str, Any] | None]]:
-        """(line number, record or None when unreadable) for every newline-terminated line."""
-        if not self.path.is_file():
-            return
-        with self.path.open("rb") as lines:
-            for number, raw in enumerate(lines):
-                if not raw.endswith(b"\n"):
-                    yield number, None  # torn: the writer died mid-line
-                    return
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except ValueError:  # also UnicodeDecodeError
-                    record = None
-                ok = isinstance(record, dict) and isinstance(record.get("id"), str)
-                yield number, record if ok else None
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        last: dict[str, int] = {}
-        unreadable = 0
-        for number, record in self._lines():
-            if record is None:
-                unreadable += 1
-            else:
-                last[record["id"]] = number
-        self.unreadable = unreadable
-        for number, record in self._lines():
-            if record is not None and last.get(record["id"]) == number:
-                yield record
-
-
-def read_manifest(audit_dir: Path) -> dict[str, Any]:
-    """The manifest as a dict ({} when it is missing or unreadable)."""
+def _manifest(audit_dir: Path) -> dict[str, Any]:
+    """The manifest as a dict ({} when it is missing or unreadable: the page still renders)."""
     try:
-        manifest = json.loads((audit_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_manifest(audit_dir) or {}
+    except OutputError:
         return {}
-    return manifest if isinstance(manifest, dict) else {}
 
 
 # -- the compact per-image summary ------------------------------------------------------------------
@@ -361,9 +319,62 @@ def time_span(manifest: Mapping[str, Any], collector: Collector) -> dict[str, An
     return {"start": start, "end": end, "runs": len(runs), "seconds": running or None}
 
 
-def page_context(audit_dir: Path, title: str | None, collector: Collector, ledger: Ledger) -> dict[str, Any]:
+#: Options the page leaves out: the command itself, where it wrote, and switches of no interest.
+_HIDDEN_OPTIONS = {"command", "model", "out", "quiet", "debug", "force"}
+#: Items of a list option shown before the rest are counted (a shell-expanded glob can be long).
+_LIST_ITEMS = 5
+
+
+def _model_rows(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's manifest entry with its inputs and output in one readable line each."""
+    rows = dict(model)
+    inputs = model.get("inputs")
+    if isinstance(inputs, list):
+        rows["inputs"] = ", ".join(_input_text(i) for i in inputs if isinstance(i, Mapping)) or MISSING
+    output = model.get("output")
+    if isinstance(output, Mapping):
+        classes = output.get("classes")
+        rows["output"] = f"{output.get('name', '?')} ({output.get('kind', '?')}{f', {classes} classes' if classes else ''})"
+    return rows
+
+
+def _input_text(spec: Mapping[str, Any]) -> str:
+    shape = spec.get("shape")
+    dims = "x".join("?" if d is None else str(d) for d in shape) if isinstance(shape, list) else "?"
+    return f"{spec.get('name', '?')} {dims} {spec.get('layout', '')}".strip()
+
+
+def _preprocessing_rows(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The preset the audit used (``preset``, or ``preprocessing`` in older folders) and where it came from."""
+    rows = dict(_mapping(manifest.get("preset")) or _mapping(manifest.get("preprocessing")))
+    if _text(manifest.get("preset_source")):
+        rows["from"] = manifest["preset_source"]
+    return rows
+
+
+def _option_rows(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options given: unset ones and bookkeeping left out, long lists cut with a count."""
+    rows: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in _HIDDEN_OPTIONS or value is None or value is False:
+            continue
+        if isinstance(value, list) and len(value) > _LIST_ITEMS:
+            value = [*value[:_LIST_ITEMS], f"... and {len(value) - _LIST_ITEMS:,} more"]
+        rows[key] = value
+    return rows
+
+
+def _providers(manifest: Mapping[str, Any]) -> list[str]:
+    """onnxruntime providers and fixtrace's backend (``device``), or the older top-level list."""
+    device = _mapping(manifest.get("device"))
+    found = device.get("providers", manifest.get("providers"))
+    providers = [str(p) for p in found] if isinstance(found, list) else []
+    return providers + ([f"backend {device['backend']}"] if _text(device.get("backend")) else [])
+
+
+def page_context(audit_dir: Path, title: str | None, collector: Collector, ledger: LatestRecords) -> dict[str, Any]:
     """What the template renders."""
-    manifest = read_manifest(audit_dir)
+    manifest = _manifest(audit_dir)
     model = _mapping(manifest.get("model"))
     model_name = PurePosixPath(str(model.get("path", "")).replace("\\", "/")).name
     classes = sorted(collector.classes.items(), key=lambda kv: (-kv[1].seen, kv[0]))
@@ -372,12 +383,12 @@ def page_context(audit_dir: Path, title: str | None, collector: Collector, ledge
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "c": collector,
         "unreadable": ledger.unreadable,
-        "model": model,
-        "preprocessing": _mapping(manifest.get("preprocessing")),
-        "options": _mapping(manifest.get("options")),
+        "model": _model_rows(model),
+        "preprocessing": _preprocessing_rows(manifest),
+        "options": _option_rows(_mapping(manifest.get("options"))),
         "versions": _mapping(manifest.get("versions")),
-        "providers": [str(p) for p in manifest.get("providers", [])] if isinstance(manifest.get("providers"), list) else [],
-        "fixtrace_version": _text(manifest.get("fixtrace")),
+        "providers": _providers(manifest),
+        "fixtrace_version": _text(_mapping(manifest.get("versions")).get("fixtrace")) or _text(manifest.get("fixtrace")),
         "span": time_span(manifest, collector),
         "classes": [(f"class-{k}", name, kept) for k, (name, kept) in enumerate(classes)],
         "mean_ms": collector.total_ms / collector.timed if collector.timed else None,
@@ -407,7 +418,7 @@ def render_report(
         OutputError: the page could not be written.
     """
     audit_dir = Path(audit_dir)
-    ledger = Ledger(audit_dir / LEDGER)
+    ledger = LatestRecords(audit_dir / LEDGER_FILE)
     collector = Collector(section_limit=section_limit, class_limit=class_limit)
     for record in ledger:
         collector.add(summarize(record))
