@@ -194,7 +194,24 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--method", default="fixations", metavar="NAME[,NAME...]", help="the methods (default: %(default)s)")
     au.add_argument("--boxes", metavar="CSV", help="ground-truth boxes, boxes.csv format (image,label,x0,y0,x1,y1)")
     au.add_argument("--labels-csv", metavar="CSV", help="true classes: columns image,label (a class index or name)")
-    au.add_argument("--workers", type=int, default=2, help="threads decoding photos ahead (default: %(default)s)")
+    au.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="local engine: threads decoding photos ahead; ray engine: Ray actors, one CPU each (default: %(default)s)",
+    )
+    au.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: Ray Data actors, on a local Ray or the cluster of --ray-address "
+        "(needs fixtrace[ray]; images and --out on a filesystem every node shares)",
+    )
+    au.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --engine ray: a running Ray cluster (HEAD:6379, from `ray start --head`); else a local one is started",
+    )
     au.add_argument("--force", action="store_true", help="start a fresh audit in --out, removing the one there")
     _rendering_options(au, "each method's")
     _runtime_options(au, batch_size=8)

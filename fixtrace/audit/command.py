@@ -56,6 +56,16 @@ def run(args: argparse.Namespace) -> int:
     check_render_options(args.sigma, args.box_threshold)
     validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
     validate.integer("workers", args.workers, 0, 64, flag="--workers")
+    engine = getattr(args, "engine", "local")
+    ray_address = getattr(args, "ray_address", None)
+    if engine == "ray":
+        from fixtrace.audit.ray_engine import require_ray
+
+        require_ray()  # one line (install fixtrace[ray]) before any image
+        if args.workers < 1:
+            raise OptionError("--engine ray needs --workers 1 or more (the Ray actors)")
+    elif ray_address:
+        raise OptionError("--ray-address is for --engine ray")
     total = count_inputs(args.images)
     explainer = Explainer(args.model, preset=preset, method=args.method, device=args.device, threads=args.threads)
     names = class_names(explainer.num_classes, explainer.labels_file, explainer.graph.model)
@@ -76,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
             for note in _notes(explainer, ledger, skipped):
                 print(f"fixtrace: note: {note}", file=sys.stderr)
         current = start_run(manifest, list(sys.argv))
+        # How this run ran (not the audit's identity: an audit may resume on another engine).
+        current["engine"] = {"name": engine, "workers": args.workers} | (
+            {"ray_address": ray_address} if engine == "ray" and ray_address else {}
+        )
         save_manifest(out, manifest)
         progress = Progress(total, enabled=not args.quiet, done=skipped, interval=PROGRESS_INTERVAL)
         counts = {"images": 0, "ok": 0, "failed": 0}
@@ -91,7 +105,21 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         warnings.simplefilter("ignore", EmptyMapWarning)  # an empty map is recorded in the ledger
         try:
-            run_audit(explainer, iter_inputs(args.images), out, ledger, truth, names, settings, on_record)
+            if engine == "ray":
+                from fixtrace.audit.ray_engine import run_audit_ray
+
+                # Each actor prepares its own Explainer with these options; --threads 0 (all cores) is
+                # one thread per actor there, each actor holding one CPU.
+                options = {
+                    "model": args.model,
+                    "preset": preset,
+                    "method": args.method,
+                    "device": args.device,
+                    "threads": args.threads or 1,
+                }
+                run_audit_ray(options, iter_inputs(args.images), out, ledger, truth, names, settings, on_record, ray_address)
+            else:
+                run_audit(explainer, iter_inputs(args.images), out, ledger, truth, names, settings, on_record)
         finally:  # also when interrupted: the run is closed and the ledger tidied
             ledger.compact()
             ledger.close()

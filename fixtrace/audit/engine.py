@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +78,38 @@ def run_audit(
     """
     todo = (item for item in inputs if not ledger.done(item.id))
     loaded = prefetch(todo, _read, settings.workers, ahead=2 * settings.batch_size)
+    explained = explain_loaded(explainer, loaded, settings)
+
+    def finish(item: BatchItem, entry: Loaded[AuditInput, Photo]) -> None:
+        record = record_of(item, entry, audit, truth, names)
+        ledger.append(record)
+        on_record(record)
+
+    # One writer thread draws, encodes and records each image while the next batch runs; at
+    # most a batch of images waits for it. Lines stay in order: pictures first, then the line.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixtrace-write")
+    pending: deque[Future[None]] = deque()
+    try:
+        for item, entry in explained:
+            pending.append(writer.submit(finish, item, entry))
+            while len(pending) > settings.batch_size:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
+    except BaseException:
+        writer.shutdown(wait=True, cancel_futures=True)  # what is being written is finished
+        raise
+    finally:
+        writer.shutdown(wait=True)
+        explained.close()
+        loaded.close()
+
+
+def explain_loaded(
+    explainer: Explainer, loaded: Iterable[Loaded[AuditInput, Photo]], settings: AuditSettings
+) -> Generator[tuple[BatchItem, Loaded[AuditInput, Photo]], None, None]:
+    """Explain the loaded photos in batches (every method from one forward), in order: each
+    result with its entry (an unreadable photo fails at once, its reading error kept)."""
     waiting: deque[Loaded[AuditInput, Photo]] = deque()
 
     def photos() -> Iterator[Photo | np.ndarray]:
@@ -92,36 +124,20 @@ def run_audit(
         sigma=settings.sigma,
         box_threshold=settings.box_threshold,
     )
+    for item in items:
+        yield item, waiting.popleft()
 
-    def finish(item: BatchItem, entry: Loaded[AuditInput, Photo]) -> None:
-        record = _record(item, entry, audit, truth, names)
-        ledger.append(record)
-        on_record(record)
 
-    # One writer thread draws, encodes and records each image while the next batch runs; at
-    # most a batch of images waits for it. Lines stay in order: pictures first, then the line.
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixtrace-write")
-    pending: deque[Future[None]] = deque()
-    try:
-        for item in items:
-            pending.append(writer.submit(finish, item, waiting.popleft()))
-            while len(pending) > settings.batch_size:
-                pending.popleft().result()
-        while pending:
-            pending.popleft().result()
-    except BaseException:
-        writer.shutdown(wait=True, cancel_futures=True)  # what is being written is finished
-        raise
-    finally:
-        writer.shutdown(wait=True)
-        loaded.close()
+def read_input(item: AuditInput) -> Loaded[AuditInput, Photo]:
+    """Read one input's photo in this thread (a reading error is kept in the entry)."""
+    return next(prefetch([item], _read, 0, ahead=1))
 
 
 def _read(item: AuditInput) -> Photo:
     return load_photo(item.path)
 
 
-def _record(item: BatchItem, entry: Loaded[AuditInput, Photo], audit: Path, truth: Truth, names: list[str]) -> dict[str, Any]:
+def record_of(item: BatchItem, entry: Loaded[AuditInput, Photo], audit: Path, truth: Truth, names: list[str]) -> dict[str, Any]:
     """The ledger record of one image (its pictures written first).
 
     Raises:
