@@ -24,7 +24,7 @@ from fixtrace.audit.engine import AuditSettings, explain_loaded, read_input, rec
 from fixtrace.audit.inputs import AuditInput
 from fixtrace.audit.ledger import Ledger
 from fixtrace.audit.truth import Truth
-from fixtrace.errors import EmptyMapWarning, OptionError
+from fixtrace.errors import EmptyMapWarning, OptionError, one_line
 
 #: Inputs per Ray dataset: the list of ids and paths is handed to Ray a chunk at a time (never the
 #: whole image set in memory); the actors are started again for each chunk.
@@ -110,7 +110,10 @@ def run_audit_ray(
     started = not ray.is_initialized()
     if started:
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise OptionError(f"--ray-address {address}: cannot join a Ray cluster there ({one_line(str(exc))})") from None
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
