@@ -109,9 +109,10 @@ def run(args: argparse.Namespace) -> int:
                 from fixtrace.audit.ray_engine import run_audit_ray
 
                 # Each actor prepares its own Explainer with these options; --threads 0 (all cores) is
-                # one thread per actor there, each actor holding one CPU.
+                # one thread per actor there, each actor holding one CPU. The model by its absolute
+                # path: a worker of an existing cluster runs in another folder.
                 options = {
-                    "model": args.model,
+                    "model": os.path.abspath(args.model),
                     "preset": preset,
                     "method": args.method,
                     "device": args.device,

@@ -113,7 +113,11 @@ def run_audit_ray(
             try:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise OptionError(f"--ray-address {address}: cannot join a Ray cluster there ({one_line(str(exc))})") from None
+                raise OptionError(
+                    f"--ray-address {address}: cannot join a Ray cluster there ({one_line(str(exc))}); a cluster "
+                    "with token authentication (Ray's default) needs RAY_AUTH_MODE=token and its token "
+                    "(~/.ray/auth_token or RAY_AUTH_TOKEN) in this shell"
+                ) from None
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
