@@ -184,37 +184,47 @@ class Lowest(Generic[T]):
 
 
 @dataclass
+class Mean:
+    """A running mean of the values given (None values left out)."""
+
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, value: float | None) -> None:
+        if value is not None:
+            self.total, self.count = self.total + value, self.count + 1
+
+    @property
+    def value(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+@dataclass
 class MethodStats:
     """One method over the audit: its maps, mean entropy, pointing hits and energy in the boxes."""
 
     maps: int = 0
-    entropy: float = 0.0
-    entropies: int = 0
-    hits: int = 0
-    pointed: int = 0
-    energy: float = 0.0
-    energies: int = 0
+    entropies: Mean = field(default_factory=Mean)
+    hits: Mean = field(default_factory=Mean)
+    energies: Mean = field(default_factory=Mean)
 
     def add(self, shot: Shot) -> None:
         self.maps += 1
-        if shot.entropy is not None:
-            self.entropy, self.entropies = self.entropy + shot.entropy, self.entropies + 1
-        if shot.hit is not None:
-            self.hits, self.pointed = self.hits + shot.hit, self.pointed + 1
-        if shot.energy is not None:
-            self.energy, self.energies = self.energy + shot.energy, self.energies + 1
+        self.entropies.add(shot.entropy)
+        self.hits.add(None if shot.hit is None else float(shot.hit))
+        self.energies.add(shot.energy)
 
     @property
     def mean_entropy(self) -> float | None:
-        return self.entropy / self.entropies if self.entropies else None
+        return self.entropies.value
 
     @property
     def pointing(self) -> float | None:
-        return self.hits / self.pointed if self.pointed else None
+        return self.hits.value
 
     @property
     def mean_energy(self) -> float | None:
-        return self.energy / self.energies if self.energies else None
+        return self.energies.value
 
 
 @dataclass
@@ -228,8 +238,7 @@ class Collector:
     ok: int = 0
     judged: int = 0
     right: int = 0
-    total_ms: float = 0.0
-    timed: int = 0
+    milliseconds: Mean = field(default_factory=Mean)
     first: str | None = None
     last: str | None = None
     methods: dict[str, MethodStats] = field(default_factory=dict)
@@ -256,8 +265,7 @@ class Collector:
             self.failures.add(self.images, item)
             return
         self.ok += 1
-        if item.total_ms is not None:
-            self.total_ms, self.timed = self.total_ms + item.total_ms, self.timed + 1
+        self.milliseconds.add(item.total_ms)
         probability = item.probability if item.probability is not None else 0.0
         name = item.prediction if item.prediction is not None else "(no prediction)"
         self.classes.setdefault(name, Lowest(self.class_limit)).add(-probability, item)
@@ -391,7 +399,7 @@ def page_context(audit_dir: Path, title: str | None, collector: Collector, ledge
         "fixtrace_version": _text(_mapping(manifest.get("versions")).get("fixtrace")) or _text(manifest.get("fixtrace")),
         "span": time_span(manifest, collector),
         "classes": [(f"class-{k}", name, kept) for k, (name, kept) in enumerate(classes)],
-        "mean_ms": collector.total_ms / collector.timed if collector.timed else None,
+        "mean_ms": collector.milliseconds.value,
     }
 
 
