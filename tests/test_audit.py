@@ -265,6 +265,25 @@ def test_audit_refuses_another_model_or_settings_unless_forced(tmp_path, capsys)
     assert manifest["methods"] == ["gradcam"] and len(manifest["runs"]) == 1
 
 
+def test_a_rerun_sweeps_what_a_killed_audit_left_half_written(tmp_path):
+    """The hidden temporaries of a picture folder being replaced (at any depth under items/) and of
+    a ledger being rewritten go; the finished pictures and records stay."""
+    photo_folder(tmp_path / "set", 2)
+    out = tmp_path / "audit"
+    assert audit(tmp_path / "set", "--out", out, "--quiet") == 0
+    before = ledger_of(out)
+    nested = out / "items" / "sub" / ".photo01.jpg.k2j4a9.tmp" / "fixations"
+    nested.mkdir(parents=True)
+    (nested / "overlay.png").write_bytes(b"half")
+    old = out / "items" / ".photo00.jpg.x81b.old"
+    old.mkdir()
+    (out / ".results.jsonl.q1w2.tmp").write_text("{", encoding="utf-8")
+    assert audit(tmp_path / "set", "--out", out, "--quiet") == 0
+    assert not nested.parent.exists() and not old.exists() and not (out / ".results.jsonl.q1w2.tmp").exists()
+    assert ledger_of(out) == before
+    assert all((out / r["methods"]["fixations"]["overlay"]).is_file() for r in before)
+
+
 def test_audit_bad_model_or_option_fails_before_any_image(tmp_path, capsys):
     photo_folder(tmp_path / "set", 1)
     bad = tmp_path / "bad.onnx"

@@ -29,7 +29,7 @@ from fixtrace.audit.manifest import (
     sha256_of,
     start_run,
 )
-from fixtrace.audit.pictures import ITEMS
+from fixtrace.audit.pictures import ITEMS, sweep_interrupted
 from fixtrace.audit.truth import read_truth
 from fixtrace.cli import EXIT_ITEM_FAILED, EXIT_OK, _error, _output_folder, _preprocessing_line, _preset_choice
 from fixtrace.errors import EmptyMapWarning, FixtraceError, ModelError, OptionError, OutputError, one_line
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = _open_audit(out, args.force, identity)
         if manifest is None:
             manifest = new_manifest(explainer, args.model, identity, {k: v for k, v in vars(args).items() if k != "run"})
+        sweep_interrupted(out)
         ledger = Ledger(out / LEDGER_FILE)
         skipped = sum(ledger.done(item.id) for item in iter_inputs(args.images))
         if not args.quiet:

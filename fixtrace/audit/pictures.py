@@ -3,6 +3,8 @@ writes it) and a small ``thumb.jpg`` for the report, under ``items/<id>/<method>
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -57,3 +59,29 @@ def write_pictures(audit: Path, item_id: str, by_method: dict[str, Explanation])
         return written
 
     return replace_folder(audit / relative, fill)
+
+
+def sweep_interrupted(audit: Path) -> int:
+    """Remove what a killed audit left half-done: the hidden ``.NAME.XXXX.tmp`` / ``.old`` folders
+    of a picture folder being replaced (anywhere under ``items/``, as ids may hold folders) and the
+    hidden ``.tmp`` files of a ledger or manifest being rewritten. Run under the audit's lock.
+
+    Returns:
+        How many were removed.
+    """
+    removed = 0
+    for entry in os.scandir(audit) if audit.is_dir() else ():
+        if _interrupted(entry.name) and entry.is_file(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+    for root, folders, _ in os.walk(audit / ITEMS):
+        for name in [f for f in folders if _interrupted(f)]:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            folders.remove(name)
+            removed += 1
+    return removed
+
+
+def _interrupted(name: str) -> bool:
+    """A temporary name of ``fixtrace.files`` (``replace_folder``, ``write_atomic``)."""
+    return name.startswith(".") and name.endswith((".tmp", ".old"))
