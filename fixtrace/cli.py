@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -331,7 +332,7 @@ def _preprocessing_line(args: argparse.Namespace, preset: Preset, source: str) -
 def _explain(args: argparse.Namespace) -> int:
     from fixtrace import validate
     from fixtrace.api import Explainer, check_render_options
-    from fixtrace.files import UniqueNames, write_json_atomic
+    from fixtrace.files import Checkpoint, UniqueNames, write_json_atomic
     from fixtrace.progress import Progress
 
     preset = _preset_choice(args)
@@ -358,6 +359,9 @@ def _explain(args: argparse.Namespace) -> int:
     names = UniqueNames()
     folders = [names.take(hint) for _, hint in images]
     summary: list[dict] = []
+    # Rewritten (atomically) as the run goes and at its end, so that an interrupted batch keeps
+    # what it finished (a kill loses at most the last second's lines; the folders stay).
+    checkpoint = Checkpoint(lambda: write_json_atomic(summary_path, summary, indent=1))
     failed = 0
     described = False
     items = explainer.explain_many(
@@ -369,41 +373,46 @@ def _explain(args: argparse.Namespace) -> int:
         sigma=args.sigma,
         box_threshold=args.box_threshold,
     )
-    for item in items:
-        (image, _), folder = images[item.index], folders[item.index]
-        entry: dict = {"image": str(image), "folder": folder}
-        try:
-            if item.error is not None:
-                raise item.error
-            empty = [e for found in item.by_method.values() for e in found if e.empty]
-            if empty:
-                raise FixtraceError(f"{empty[0].empty_message()}; nothing written")
-            written = _save(item.by_method, out / folder, args.layers)
-            if not args.quiet:
-                if not described:
-                    print(f"model {one_line(str(args.model))}: {one_line(explainer.output.describe())}")
-                    described = True
-                _report(image, item.by_method, written)
-            entry |= {
-                "status": "ok",
-                "outputs": [str(t) for t in written if t.suffix != ".png"],
-                "classes": [e.target.index for e in item.explanations or []],
-            }
-            if len(item.by_method) > 1:
-                entry |= {"methods": list(item.by_method), "grids": [str(t) for t in written if t.suffix == ".png"]}
-        except FixtraceError as exc:
-            if isinstance(exc, OutputError) and exc.fatal:
-                done = sum(e["status"] == "ok" for e in summary)
-                raise OutputError(
-                    f"{exc}: stopped after {done} of {len(images)} images (those and summary.json are kept)", fatal=True
-                ) from None
-            failed += 1
-            _error(f"{image}: {exc}")
-            entry |= {"status": "error", "error": str(exc)}
-        summary.append(entry)
-        # Rewritten (atomically) after every image, so that an interrupted batch keeps what it finished.
-        write_json_atomic(summary_path, summary, indent=1)
-        progress.step(one_line(image.name))
+    try:
+        for item in items:
+            (image, _), folder = images[item.index], folders[item.index]
+            entry: dict = {"image": str(image), "folder": folder}
+            try:
+                if item.error is not None:
+                    raise item.error
+                empty = [e for found in item.by_method.values() for e in found if e.empty]
+                if empty:
+                    raise FixtraceError(f"{empty[0].empty_message()}; nothing written")
+                written = _save(item.by_method, out / folder, args.layers)
+                if not args.quiet:
+                    if not described:
+                        print(f"model {one_line(str(args.model))}: {one_line(explainer.output.describe())}")
+                        described = True
+                    _report(image, item.by_method, written)
+                entry |= {
+                    "status": "ok",
+                    "outputs": [str(t) for t in written if t.suffix != ".png"],
+                    "classes": [e.target.index for e in item.explanations or []],
+                }
+                if len(item.by_method) > 1:
+                    entry |= {"methods": list(item.by_method), "grids": [str(t) for t in written if t.suffix == ".png"]}
+            except FixtraceError as exc:
+                if isinstance(exc, OutputError) and exc.fatal:
+                    done = sum(e["status"] == "ok" for e in summary)
+                    raise OutputError(
+                        f"{exc}: stopped after {done} of {len(images)} images (those and summary.json are kept)", fatal=True
+                    ) from None
+                failed += 1
+                _error(f"{image}: {exc}")
+                entry |= {"status": "error", "error": str(exc)}
+            summary.append(entry)
+            checkpoint.changed()
+            progress.step(one_line(image.name))
+    except BaseException:
+        with contextlib.suppress(OutputError):  # the error under way is the one to tell
+            checkpoint.flush()
+        raise
+    checkpoint.flush()
     if len(images) > 1 and not args.quiet:
         print(f"{len(images) - failed} of {len(images)} images explained; summary in {one_line(str(summary_path))}")
     return EXIT_ITEM_FAILED if failed else EXIT_OK

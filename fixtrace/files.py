@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -173,6 +174,50 @@ def write_json_atomic(path: str | os.PathLike, value: Any, **options: Any) -> No
 
 #: Free bytes under which a failed write is put down to a full disk (numpy's short writes carry no errno).
 NEARLY_FULL = 1 << 20
+
+
+class Checkpoint:
+    """A file rewritten whole as a run goes, often enough to keep what was finished and rarely
+    enough that rewriting stays a small share of the run: after each rewrite the next waits at
+    least ``interval_s`` and ``1 / share`` times what the rewrite took, so a growing file costs
+    O(n) in total instead of O(n^2) when rewritten after every item.
+
+    Args:
+        write: rewrites the file (atomically).
+        share: the most of the run's time rewriting may take.
+        interval_s: the least time between two rewrites.
+    """
+
+    def __init__(self, write: Callable[[], None], share: float = 0.05, interval_s: float = 1.0) -> None:
+        self._write = write
+        self._share = share
+        self._interval_s = interval_s
+        self._due = 0.0  # the first item is written at once
+        self.pending = False
+
+    def changed(self) -> None:
+        """Note a change; rewrite when one is due.
+
+        Raises:
+            OutputError: the rewrite failed.
+        """
+        self.pending = True
+        if time.monotonic() >= self._due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Rewrite now if anything changed since the last rewrite.
+
+        Raises:
+            OutputError: the rewrite failed.
+        """
+        if not self.pending:
+            return
+        start = time.monotonic()
+        self._write()
+        self.pending = False
+        spent = time.monotonic() - start
+        self._due = start + max(self._interval_s, spent / self._share)
 
 
 def output_error(exc: OSError, path: str | os.PathLike) -> OutputError:

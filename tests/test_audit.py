@@ -204,7 +204,7 @@ def test_audit_writes_ledger_pictures_manifest_and_records_bad_images(tmp_path, 
         assert METHOD_KEYS <= set(m)
         assert 0 <= m["energy_in_boxes"] <= 1 and isinstance(m["pointing_hit"], bool)
         assert 0 < m["entropy"] <= 1 and len(m["box"]) == 4 and len(m["peak"]) == 2
-        assert m["overlay"] == f"items/photo00.jpg/{name}/overlay.png"
+        assert m["overlay"] == f"items/photo00.jpg/{name}/overlay.jpg"
         assert Image.open(out / m["overlay"]).size == (96, 96)
         assert max(Image.open(out / m["thumb"]).size) <= 160
     assert ok["photo02.jpg"]["methods"]["gradcam"]["energy_in_boxes"] is None  # no box for it

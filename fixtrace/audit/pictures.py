@@ -1,5 +1,5 @@
-"""The pictures of one audited image: per method, ``overlay.png`` (as ``fixtrace explain``
-writes it) and a small ``thumb.jpg`` for the report, under ``items/<id>/<method>/``."""
+"""The pictures of one audited image: per method, ``overlay.jpg`` (the overlay ``fixtrace explain``
+draws, as a JPEG) and a small ``thumb.jpg`` for the report, under ``items/<id>/<method>/``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from fixtrace.files import method_folder, replace_folder
 ITEMS = "items"
 #: Longest side of a thumbnail, in pixels.
 THUMB_SIZE = 160
-#: zlib level of overlay.png: the same picture as ``Explanation.save`` writes, 3x faster to write, about as small (photos).
-PNG_LEVEL = 1
+#: JPEG quality of the overlay. A JPEG, not a PNG: on photos PNG took 11.6 ms per 400 px overlay
+#: even at zlib level 1, JPEG 0.8 ms, and the file is a fifth the size (178 KB -> 33 KB).
+OVERLAY_QUALITY = 90
+OVERLAY, THUMB = "overlay.jpg", "thumb.jpg"
 
 
 def item_folder(item_id: str) -> Path:
@@ -48,12 +50,12 @@ def write_pictures(audit: Path, item_id: str, by_method: dict[str, Explanation])
             name = method_folder(label)
             (folder / name).mkdir()
             picture = e.overlay()
-            picture.save(folder / name / "overlay.png", compress_level=PNG_LEVEL)
+            picture.save(folder / name / OVERLAY, quality=OVERLAY_QUALITY)
             picture.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            picture.save(folder / name / "thumb.jpg", quality=85)
+            picture.save(folder / name / THUMB, quality=85)
             written[label] = {
-                "overlay": (relative / name / "overlay.png").as_posix(),
-                "thumb": (relative / name / "thumb.jpg").as_posix(),
+                "overlay": (relative / name / OVERLAY).as_posix(),
+                "thumb": (relative / name / THUMB).as_posix(),
                 "write_ms": (time.perf_counter() - t0) * 1e3,
             }
         return written

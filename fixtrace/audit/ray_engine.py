@@ -2,7 +2,7 @@
 dataset (ids and paths), explained by ``--workers`` actors, each holding one prepared
 ``Explainer``; an actor writes each image's pictures under ``AUDIT/items/<id>/`` and returns its
 ledger record, and this process (the driver) appends the records to the ledger as they come: one
-writer, the same synced append as the local engine, so the ledger, manifest and report are the
+writer, the same flushed append as the local engine, so the ledger, manifest and report are the
 same. The per-image work is the local engine's (``explain_loaded``, ``record_of``).
 
 Workers on other machines read the images and write the pictures by the same paths: the images
