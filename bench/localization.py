@@ -5,7 +5,7 @@ Models: the three Fashion-MNIST canvas CNNs of models/fashion (VGG-, ResNet-, In
 the bundled MobileNetV2 on real photos pasted on real textures (bench/composites.py).
 
 1. Validation (Fashion items 55000..59999 never trained on; composites of another seed): for
-   fixations, every conv location x outlier removal x blur sigma x box threshold; for every other
+   fixations, every conv location x rule x outlier removal x blur sigma x box threshold; for every other
    method, every box threshold. The setting with the lowest top-1 localization error averaged
    over the four models is chosen, per method (so each method gets its best threshold).
 2. Test (Fashion test items; composites): ``fixtrace.evaluate`` with the chosen settings, every
@@ -50,7 +50,7 @@ from fixtrace.metrics import model_randomisation  # noqa: E402
 from fixtrace.metrics.localization import box_found  # noqa: E402
 from fixtrace.model.load import load_model  # noqa: E402
 from fixtrace.progress import Progress  # noqa: E402
-from fixtrace.render.box import box_from_heatmap  # noqa: E402
+from fixtrace.render.box import BOX_REGION, BOX_REGIONS, box_from_heatmap  # noqa: E402
 from fixtrace.render.heatmap import heatmap, inlier_mask  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "localization"
@@ -62,6 +62,9 @@ THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: Methods swept for their box threshold only (fixations are swept apart).
 OTHERS = ("fixations:ge", "cam", "gradcam", "gradcam:ge", "guided-gradcam", "saliency", "guided-backprop", "centre-gaussian")
 SANITY_METHODS = ("fixations", "gradcam", "saliency", "guided-backprop")
+#: The fixations variants swept: conv location x how the dense/pool steps pass counts down.
+LOCATIONS = ("argmax", "centre", "coarse-centre")
+RULES = ("authors", "spread")  # "weighted" lost to "spread" in every location on bench/two_objects.py
 
 
 def datasets(val: int, test: int, composites_count: int) -> dict[str, dict[str, Path]]:
@@ -81,22 +84,30 @@ def datasets(val: int, test: int, composites_count: int) -> dict[str, dict[str, 
     return folders
 
 
-def loc_error(results: list[MapResult], heats: list[np.ndarray], threshold: float) -> float:
-    """Top-1 localization error (%) of these maps at one box threshold."""
+def loc_error(results: list[MapResult], heats: list[np.ndarray], threshold: float, region: str) -> float:
+    """Top-1 localization error (%) of these maps at one box threshold, the box around ``region``."""
     right = [
-        r.predicted == r.item.label and box_found(box_from_heatmap(h, threshold), r.item.boxes) for r, h in zip(results, heats)
+        r.predicted == r.item.label and box_found(box_from_heatmap(h, threshold, region), r.item.boxes)
+        for r, h in zip(results, heats)
     ]
     return 100.0 * (1.0 - float(np.mean(right)))
+
+
+def box_settings():
+    """(label suffix, threshold, region) of every box setting swept."""
+    for threshold, region in itertools.product(THRESHOLDS, BOX_REGIONS):
+        yield f"box={threshold}:region={region}", threshold, region
 
 
 def sweep_model(name: str, items, progress: Progress) -> dict[str, float]:
     """Validation top-1 localization error of every candidate setting on one model: label -> %."""
     path, preset = MODELS[name]
     errors: dict[str, float] = {}
-    for location in ("argmax", "centre"):
-        spec = parse_method(f"fixations:{location}:all-points")
+    for location, rule in itertools.product(LOCATIONS, RULES):
+        variant = f"fixations:{location}" + ("" if rule == "authors" else f":rule={rule}")
+        spec = parse_method(f"{variant}:all-points")
         results = [r for r in make_maps(path, items, spec, preset=preset) if isinstance(r, MapResult)]
-        progress.step(f"{name} fixations:{location}")
+        progress.step(f"{name} {variant}")
         for outliers, sigma in itertools.product((True, False), SIGMAS):
             heats = []
             for r in results:
@@ -104,9 +115,9 @@ def sweep_model(name: str, items, progress: Progress) -> dict[str, float]:
                 size = (r.photo.shape[1], r.photo.shape[0])
                 keep = inlier_mask(e.points, e.counts, size) if outliers else np.ones(len(e.points), bool)
                 heats.append(heatmap(e.points[keep], e.counts[keep], size, sigma))
-            for threshold in THRESHOLDS:
-                flags = f"fixations:{location}" + ("" if outliers else ":all-points")
-                errors[f"{flags}:sigma={sigma:.4g}:box={threshold}"] = loc_error(results, heats, threshold)
+            flags = variant + ("" if outliers else ":all-points")
+            for suffix, threshold, region in box_settings():
+                errors[f"{flags}:sigma={sigma:.4g}:{suffix}"] = loc_error(results, heats, threshold, region)
     for method in OTHERS:
         try:
             results = [r for r in make_maps(path, items, parse_method(method), preset=preset) if isinstance(r, MapResult)]
@@ -114,31 +125,49 @@ def sweep_model(name: str, items, progress: Progress) -> dict[str, float]:
             print(f"{name} {method}: not available: {exc}", flush=True)
             results = []
         progress.step(f"{name} {method}")
-        for threshold in THRESHOLDS:
+        for suffix, threshold, region in box_settings():
             if results:
-                errors[f"{method}:box={threshold}"] = loc_error(results, [r.heatmap for r in results], threshold)
+                errors[f"{method}:{suffix}"] = loc_error(results, [r.heatmap for r in results], threshold, region)
     return errors
 
 
 def base_method(label: str) -> str:
     """The method a swept setting belongs to (its row in the test table)."""
     flags = label.split(":")
-    keep = [f for f in flags if not f.startswith(("box=", "sigma=")) and f not in ("argmax", "centre", "all-points")]
+    keep = [f for f in flags if not f.startswith(("box=", "sigma=", "rule=", "region=")) and f not in (*LOCATIONS, "all-points")]
     return ":".join(keep)
 
 
-def choose(sweeps: dict[str, dict[str, float]]) -> dict[str, str]:
-    """Per method, the setting with the lowest mean validation error over the models it ran on."""
-    settings = sorted({label for errors in sweeps.values() for label in errors})
-    mean = {label: float(np.mean([e[label] for e in sweeps.values() if label in e])) for label in settings}
+def choose(sweeps: dict[str, dict[str, float]], region: str = BOX_REGION) -> tuple[dict[str, str], dict[str, float]]:
+    """Per method, the setting with the lowest mean validation error over the models it ran on,
+    among the settings whose box is drawn around ``region``.
+
+    Returns:
+        (method -> its chosen setting, setting -> its mean validation error), settings without
+        their ``region=`` flag (the library's default region).
+    """
+    suffix = f":region={region}"
+    settings = sorted({label for errors in sweeps.values() for label in errors if label.endswith(suffix)})
+    mean = {label.removesuffix(suffix): float(np.mean([e[label] for e in sweeps.values() if label in e])) for label in settings}
     best: dict[str, str] = {}
-    for label in settings:
+    for label in mean:
         key = base_method(label)
-        if key == "fixations":  # the four fixation variants each keep their best sigma and threshold
+        if key == "fixations":  # the fixation variants each keep their best sigma and threshold
             key = ":".join(f for f in label.split(":") if not f.startswith(("box=", "sigma=")))
         if key not in best or mean[label] < mean[best[key]]:
             best[key] = label
-    return best
+    return best, mean
+
+
+def region_table(sweeps: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown: per method, its best mean validation error with the box around each region."""
+    chosen = {region: choose(sweeps, region) for region in BOX_REGIONS}
+    lines = ["| method | " + " | ".join(f"box around the {r} blob: val. error %" for r in BOX_REGIONS) + " |"]
+    lines.append("|---|" + "---|" * len(BOX_REGIONS))
+    for key in sorted(chosen[BOX_REGIONS[0]][0]):
+        cells = [f"{chosen[r][1][chosen[r][0][key]]:.1f}" if key in chosen[r][0] else "n/a" for r in BOX_REGIONS]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def sanity(name: str, items, images: int) -> dict[str, tuple[float, float]]:
@@ -177,20 +206,19 @@ def main() -> None:
     sweep_file = OUT / "sweep.json"
     sweeps = json.loads(sweep_file.read_text()) if sweep_file.is_file() else {}
     todo = [m for m in args.models if m not in sweeps]
-    progress = Progress(len(todo) * (2 + len(OTHERS)))
+    progress = Progress(len(todo) * (len(LOCATIONS) * len(RULES) + len(OTHERS)))
     for name in todo:
         sweeps[name] = sweep_model(name, read_dataset(folders[name]["val"]), progress)
         sweep_file.write_text(json.dumps(sweeps, indent=1))
+    regions = region_table({m: sweeps[m] for m in args.models})
+    print("\n".join(regions), flush=True)
     if args.sweep_only:
         return
-    chosen = choose({m: sweeps[m] for m in args.models})
+    chosen, mean = choose({m: sweeps[m] for m in args.models})
     print("chosen on validation:", json.dumps(chosen, indent=1), flush=True)
     order = sorted(chosen, key=lambda key: (not key.startswith("fixations"), key == "centre-gaussian", key))
     specs = [parse_method(chosen[key]) for key in order]
-    default = min(
-        (k for k in chosen if k.startswith("fixations:") and k != "fixations:ge"),
-        key=lambda k: np.mean([sweeps[m][chosen[k]] for m in args.models if chosen[k] in sweeps[m]]),
-    )
+    default = min((k for k in chosen if k.startswith("fixations:") and k != "fixations:ge"), key=lambda k: mean[chosen[k]])
     report = [
         f"# Localization benchmark ({date.today()}, {platform.node()}, {platform.processor() or platform.machine()})",
         "",
@@ -199,6 +227,12 @@ def main() -> None:
     ]
     report += [f"- {key}: `{chosen[key]}`" for key in order]
     report += ["", f"fixtrace's default for fixations: `{chosen[default]}`", "", "HEADLINE"]
+    report += [
+        "",
+        f"Boxes around the blob holding the peak or the largest one (validation; the library draws the {BOX_REGION}):",
+        "",
+    ]
+    report += regions
     accuracy = json.loads((ROOT / "models" / "fashion" / "accuracy.json").read_text())
     headline = [
         "| model | fixations top-1 loc err % | Grad-CAM top-1 loc err % | fixations pointing % | Grad-CAM pointing % |",

@@ -27,11 +27,13 @@ def _backends():
     return CpuBackend(), CudaBackend()
 
 
-def on_both(case: Case, output: str, location: str = "argmax", index: np.ndarray | None = None) -> dict[str, FixationSet]:
+def on_both(
+    case: Case, output: str, location: str = "argmax", index: np.ndarray | None = None, rule_name: str = "authors"
+) -> dict[str, FixationSet]:
     """One rule on both backends; asserts the sets are identical and returns the CPU's."""
     index = every(case.values, output) if index is None else index
     counts = np.arange(1, index.size + 1, dtype=np.float64)
-    rule = case.rule(output, location)
+    rule = case.rule(output, location, rule_name)
     results = []
     for backend in _backends():
         tensors = Tensors(case.tensors.values, case.tensors.shapes, case.tensors.constants, backend=backend)
@@ -79,11 +81,15 @@ def test_pools(name, tied):
     on_both(Case(build([helper.make_node(op, ["x"], ["y"], **attrs)], x.shape, ["y"]), x), "y")
 
 
+@pytest.mark.parametrize("rule", ["authors", "spread"])
 @pytest.mark.parametrize("name", list(GLOBAL_CASES))
-def test_global_reductions(name):
+def test_global_reductions(name, rule):
     opset, _, nodes, inits = GLOBAL_CASES[name]
     x = _tied(np.random.default_rng(5), (2, 5, 4, 6))
-    on_both(Case(build(nodes(), x.shape, ["y"], inits, opset), x), "y")
+    if rule == "spread":  # shares of uneven values, and a channel without a positive cell
+        x = x + np.random.default_rng(8).random(x.shape).astype(np.float32)
+        x[0, 1] = -1.0
+    on_both(Case(build(nodes(), x.shape, ["y"], inits, opset), x), "y", rule_name=rule)
 
 
 @pytest.mark.parametrize("name", list(SHAPE_CASES))
@@ -94,8 +100,8 @@ def test_index_maps(name):
     on_both(Case(build([relu, *nodes()], x.shape, ["y"], inits, opset), x), "y")
 
 
-@pytest.mark.parametrize("form", ["positive", "argmax"])
-def test_dense(form):
+@pytest.mark.parametrize(("form", "rule"), [("positive", "authors"), ("positive", "weighted"), ("argmax", "authors")])
+def test_dense(form, rule):
     rng = np.random.default_rng(7)
     x = _w(rng, 2, 4, 3, 3)
     if form == "positive":  # pooled vector: every positive contribution
@@ -106,7 +112,7 @@ def test_dense(form):
         n_in = 36
     nodes.append(helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1))
     inits = {"w": _w(rng, 5, n_in), "b": _w(rng, 5)}
-    on_both(Case(build(nodes, x.shape, ["y"], inits), x), "y")
+    on_both(Case(build(nodes, x.shape, ["y"], inits), x), "y", rule_name=rule)
 
 
 @pytest.mark.parametrize("axis", [1, 2, -1])

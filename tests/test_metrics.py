@@ -59,8 +59,8 @@ def test_pointing_game_by_hand():
     assert not pointing_hit(heat, [(0, 0, 7, 1)], tolerance=2.2)
     assert pointing_hit(heat, [(0, 0, 7, 1)], tolerance=2.25)
     assert not pointing_hit(np.zeros((4, 4)), [(0, 0, 4, 4)])  # an empty map never hits
-    ties = np.ones((4, 4))  # ties: the first maximum in row-major order, (0, 0)
-    assert pointing_hit(ties, [(0, 0, 1, 1)]) and not pointing_hit(ties, [(1, 1, 4, 4)])
+    ties = np.ones((4, 4))  # a flat map: its middle (render.peak), not the first maximum in row-major order
+    assert pointing_hit(ties, [(1, 1, 3, 3)]) and not pointing_hit(ties, [(0, 0, 1, 1)])
 
 
 def test_energy_in_box_by_hand():

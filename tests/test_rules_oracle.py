@@ -56,15 +56,17 @@ class Case:
         kept = {k: v for k, v in self.values.items() if not self.graph.is_constant(k)}
         self.tensors = Tensors(kept, self.graph.shapes(x.shape), self.graph.constants)
 
-    def rule(self, output: str, location: str = "argmax"):
+    def rule(self, output: str, location: str = "argmax", rule: str = "authors"):
         supported_ops()  # registers the rules
         node = self.graph.producer[output]
-        return FIXATIONS.rule_for(node)(node, self.graph, FixationOptions(conv_location=location))
+        return FIXATIONS.rule_for(node)(node, self.graph, FixationOptions(conv_location=location, rule=rule))
 
-    def backtrack(self, output: str, index, count=None, location: str = "argmax") -> list[tuple[str, FixationSet]]:
+    def backtrack(
+        self, output: str, index, count=None, location: str = "argmax", rule: str = "authors"
+    ) -> list[tuple[str, FixationSet]]:
         index = np.asarray(index, dtype=np.int64)
         count = np.ones(index.size) if count is None else np.asarray(count, dtype=np.float64)
-        return list(self.rule(output, location).backtrack(FixationSet(index, count), self.tensors))
+        return list(self.rule(output, location, rule).backtrack(FixationSet(index, count), self.tensors))
 
     def routed(self, output: str, index) -> dict[int, tuple[str, int]]:
         """One-to-one rules: output fixation k (of ``index``) -> (input tensor, input flat index)."""
@@ -457,6 +459,63 @@ def test_fc_selects_every_positive_contribution(form):
     assert name == "a"
     np.testing.assert_array_equal(got.index, expected_index)
     np.testing.assert_array_equal(got.count, expected_count)
+
+
+@pytest.mark.parametrize("rule", ["weighted", "spread"])
+def test_fc_weighted_shares_each_count_by_contribution(rule):
+    """The weighted rules: input j of selected output i gets count * (a_j w_ji) / sum of the
+    positive a_k w_ki, rounded to 2**-20; the same inputs as the authors' rule."""
+    rng = np.random.default_rng(6)
+    n_in, n_out = 5, 7
+    x = _fc_input(rng, n_in)
+    w = _w(rng, n_out, n_in)
+    case = Case(_pooled_fc_model([helper.make_node("Gemm", ["a", "w"], ["y"], transB=1)], {"w": w}), x)
+    index, count = _selected_outputs(2, n_out)
+    a = case.values["a"].astype(np.float64)
+    acc = np.zeros(a.size)
+    for flat, c in zip(index, count):
+        b, i = divmod(int(flat), n_out)
+        contributions = a[b] * w[i].astype(np.float64)
+        positive = contributions > 0
+        acc[b * n_in + np.flatnonzero(positive)] += c * contributions[positive] / contributions[positive].sum()
+    ((name, got),) = case.backtrack("y", index, count, rule=rule)
+    ((_, authors),) = case.backtrack("y", index, count)
+    assert name == "a"
+    np.testing.assert_array_equal(got.index, authors.index)
+    np.testing.assert_array_equal(got.index, np.flatnonzero(acc))
+    np.testing.assert_allclose(got.count, acc[got.index], rtol=0, atol=len(index) * 2.0**-20)
+    assert np.all(got.count * 2**20 == np.rint(got.count * 2**20))  # multiples of 2**-20: sums exact in any order
+
+
+@pytest.mark.parametrize("name", ["GlobalAveragePool", "ReduceMean-23", "NHWC-ReduceMean-12", "GlobalMaxPool"])
+def test_global_spread_shares_each_channel_by_positive_activation(name):
+    """The spread rule: a mean's channel fixation is shared among the channel's cells by their
+    positive values (a channel with none: all to its argmax); a max pool keeps its argmax."""
+    opset, nhwc, nodes, inits = GLOBAL_CASES[name]
+    x = _spatial_input()
+    x[0, 4] = -np.abs(x[0, 4])  # no positive cell
+    case = Case(build(nodes(), x.shape, ["y"], inits, opset=opset), x)
+    n_chan = x.shape[1]
+    index = np.array([0, 3, 4, 5 + 2, 5 + 4], dtype=np.int64)
+    count = np.array([1.0, 2.0, 3.0, 5.0, 8.0])
+    ((source, got),) = case.backtrack("y", index, count, rule="spread")
+    assert source == ("t" if nhwc else "x")
+    expected = np.zeros(case.values[source].shape)
+    for flat, c in zip(index, count):
+        b, k = divmod(int(flat), n_chan)
+        plane = x[b, k].astype(np.float64)
+        cells = np.zeros(plane.shape)
+        if name == "GlobalMaxPool" or not (plane > 0).any():
+            cells[_argmax_centre(plane)] = c
+        else:
+            cells = c * np.maximum(plane, 0) / np.maximum(plane, 0).sum()
+        if nhwc:
+            expected[b, :, :, k] += cells
+        else:
+            expected[b, k] += cells
+    flat_expected = expected.ravel()
+    np.testing.assert_array_equal(got.index, np.flatnonzero(flat_expected))
+    np.testing.assert_allclose(got.count, flat_expected[got.index], rtol=0, atol=2.0**-20)
 
 
 def test_fc_gemm_negative_alpha_flips_the_selection():

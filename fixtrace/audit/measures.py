@@ -11,6 +11,7 @@ import numpy as np
 
 from fixtrace.explanation import Explanation
 from fixtrace.metrics.localization import Box, energy_in_box, pointing_hit
+from fixtrace.render.peak import peak
 from fixtrace.render.resample import bilinear, pixel_centres
 
 
@@ -29,10 +30,11 @@ def map_measures(e: Explanation, boxes: tuple[Box, ...] | None) -> dict[str, Any
     """
     empty = e.empty
     heat = e.heatmap
-    peak = None if empty else [int(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape)[::-1]]
+    at = None if empty else peak(heat)
+    top = None if at is None else [at[1], at[0]]
     return {
         "box": list(e.box) if e.box and not empty else None,
-        "peak": peak,
+        "peak": top,
         "entropy": None if empty else normalised_entropy(on_input_grid(e)),
         "energy_in_boxes": (0.0 if empty else energy_in_box(heat, boxes)) if boxes else None,
         "pointing_hit": (False if empty else pointing_hit(heat, boxes)) if boxes else None,

@@ -98,8 +98,16 @@ class Backend(ABC):
         return self.pool.global_argmax(xf, index, g)
 
     @abstractmethod
-    def dense_positive(self, af: Any, wf: Any, fixations: FixationSet, n_batch: int, n_in: int, n_out: int) -> FixationSet:
-        """Inputs with a positive contribution to a selected output, counts summed over the outputs."""
+    def dense_positive(
+        self, af: Any, wf: Any, fixations: FixationSet, n_batch: int, n_in: int, n_out: int, weighted: bool = False
+    ) -> FixationSet:
+        """Inputs with a positive contribution to a selected output, counts summed over the
+        outputs (each input the whole count, or, ``weighted``, its share by contribution)."""
+
+    @abstractmethod
+    def global_spread(self, xf: Any, fixations: FixationSet, g: tuple[int, ...]) -> FixationSet:
+        """Channel fixations of a global average pool shared among their cells by positive value
+        (see ``kernels.cpu.pool.global_spread``)."""
 
     def dense_argmax(self, af: Any, wf: Any, index: Any, n_in: int, n_out: int) -> Any:
         """See ``kernels.shared.dense.dense_argmax_one``."""

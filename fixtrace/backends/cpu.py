@@ -40,8 +40,14 @@ class CpuBackend(Backend):
         kernel = conv.conv_backtrack_parallel if work > conv.PARALLEL_WORK else conv.conv_backtrack
         return kernel(xf, wf, index, g, location)
 
-    def dense_positive(self, af, wf, fixations, n_batch, n_in, n_out):
-        acc = dense.dense_positive(af, wf, fixations.index, fixations.count, n_batch, n_in, n_out)
+    def dense_positive(self, af, wf, fixations, n_batch, n_in, n_out, weighted=False):
+        return self._nonzero(dense.dense_positive(af, wf, fixations.index, fixations.count, n_batch, n_in, n_out, int(weighted)))
+
+    def global_spread(self, xf, fixations, g):
+        return self._nonzero(pool.global_spread(xf, fixations.index, fixations.count, g))
+
+    @staticmethod
+    def _nonzero(acc: np.ndarray) -> FixationSet:
         chosen = np.flatnonzero(acc).astype(np.int64)
         return FixationSet(chosen, acc[chosen], unique=True)
 

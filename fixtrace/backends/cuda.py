@@ -63,8 +63,12 @@ class CudaBackend(Backend):
     def conv_backtrack(self, xf, wf, flat, g, location):
         return conv.conv_backtrack(xf, wf, flat, g, location)
 
-    def dense_positive(self, af, wf, fixations, n_batch, n_in, n_out):
-        acc = dense.dense_positive(af, wf, fixations.index, fixations.count, n_batch, n_in, n_out)
+    def dense_positive(self, af, wf, fixations, n_batch, n_in, n_out, weighted=False):
+        acc = dense.dense_positive(af, wf, fixations.index, fixations.count, n_batch, n_in, n_out, int(weighted))
+        return self.compact(FixationSet(index.positive_index(acc), acc))
+
+    def global_spread(self, xf, fixations, g):
+        acc = pool.global_spread(xf, fixations.index, fixations.count, g)
         return self.compact(FixationSet(index.positive_index(acc), acc))
 
     def winner(self, candidates):

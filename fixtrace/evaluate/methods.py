@@ -1,6 +1,6 @@
 """Method specs for evaluation: ``name[:flag[:flag]]``, e.g. ``fixations:centre:all-points:sigma=0.06``.
 
-Flags: ``argmax`` / ``centre`` (fixations' conv location), ``all-points`` (fixations without outlier
+Flags: ``argmax`` / ``centre`` / ``coarse-centre`` (fixations' conv location), ``all-points`` (fixations without outlier
 removal), ``ge`` (Gradual Extrapolation), ``box=F`` (box threshold, fraction of the map's max),
 ``sigma=F`` (fixations' blur, fraction of the short side), and the method's own options as
 ``key=value`` (``occlusion:patch=32``, ``rise:masks=500``; see ``fixtrace info``).
@@ -21,6 +21,7 @@ BASELINE = "centre-gaussian"
 FLAGS: dict[str, tuple[str, Any]] = {
     "argmax": ("conv_location", "argmax"),
     "centre": ("conv_location", "centre"),
+    "coarse-centre": ("conv_location", "coarse-centre"),
     "all-points": ("outlier_removal", False),
     "ge": ("ge", True),
 }
@@ -49,7 +50,7 @@ class MethodSpec:
     Attributes:
         label: the spec as written (the table's row name).
         method: ``fixations``, a gradient method of ``fixtrace.methods`` or ``centre-gaussian``.
-        conv_location: fixations' conv location (``argmax`` or ``centre``).
+        conv_location: fixations' conv location (``argmax``, ``centre`` or ``coarse-centre``).
         outlier_removal: fixations' outlier removal.
         ge: sharpen with Gradual Extrapolation.
         box_threshold: this method's box threshold (None: the evaluation's).

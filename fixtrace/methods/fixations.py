@@ -9,7 +9,7 @@ import numpy as np
 
 from fixtrace.explanation import LayerFixations
 from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
-from fixtrace.fixations.options import CONV_LOCATIONS
+from fixtrace.fixations.options import CONV_LOCATIONS, RULES
 from fixtrace.fixations.walk import BacktrackResult
 from fixtrace.methods.base import Maps, Method, Parameter, register
 from fixtrace.methods.cam import last_spatial_layer
@@ -31,12 +31,19 @@ class Fixations(Method):
     name = "fixations"
     summary = "CNN Fixations: the class neuron's discriminative neurons unravelled down to pixels (Mopuri et al. 2019)"
     coarse_maps = True
-    parameters = {"conv_location": Parameter("argmax", "where a conv fixation lands in its window", choices=CONV_LOCATIONS)}
+    parameters = {
+        "conv_location": Parameter("argmax", "where a conv fixation lands in its window", choices=CONV_LOCATIONS),
+        "rule": Parameter(
+            "authors",
+            "how the dense and global-pool steps pass counts down: authors (the paper), weighted or spread (by contribution)",
+            choices=RULES,
+        ),
+    }
     rank = 0
 
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
-        self.options = FixationOptions(conv_location=self.params["conv_location"])
+        self.options = FixationOptions(conv_location=self.params["conv_location"], rule=self.params["rule"])
         self.plan = BacktrackPlan(graph, self.options, logits=logits)
         self.needs = set(self.plan.needs)
         self.touched = set(self.plan.touched)
@@ -69,7 +76,7 @@ class Fixations(Method):
         return Maps(maps, coarse, points, per_layer, heat_from_points=True)
 
     def settings(self) -> dict[str, Any]:
-        return {"conv_location": self.options.conv_location}
+        return {"conv_location": self.options.conv_location, "rule": self.options.rule}
 
     def _input_points(self, fixations: FixationSet, run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One photo's input fixations (host) -> (rows, cols, counts), one entry per input pixel (channels merged)."""

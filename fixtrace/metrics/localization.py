@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fixtrace.errors import OptionError
+from fixtrace.render.peak import peak
 from fixtrace.validate import number
 
 Box = tuple[int, int, int, int]
@@ -99,7 +100,9 @@ def _inside(shape: tuple[int, int], truths: Sequence[Box], margin: float = 0.0) 
 def pointing_hit(heat: np.ndarray, truths: Sequence[Box], tolerance: float = 0.0) -> bool:
     """Pointing game (Zhang et al. 2016): the map's peak lies in a box, or within ``tolerance`` px.
 
-    The peak is the first maximum in row-major order; an all-zero map misses.
+    The peak is ``render.peak.peak``: on a plateau of equal maxima, the tied cell with the most
+    heat around it (then the one nearest the plateau's centroid), never the scan order's first;
+    an all-zero map misses.
 
     Args:
         heat: (H, W) map on the photo.
@@ -113,10 +116,10 @@ def pointing_hit(heat: np.ndarray, truths: Sequence[Box], tolerance: float = 0.0
     heat = check_map(heat)
     tolerance = number("tolerance", tolerance, 0.0, math.inf, "--tolerance", low_open=False, what="a distance in pixels")
     truths = [check_box(t) for t in truths]
-    if heat.size == 0 or not float(heat.max()) > 0:
+    at = peak(heat)
+    if at is None:
         return False
-    row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    return bool(_inside(heat.shape, truths, tolerance)[row, col])
+    return bool(_inside(heat.shape, truths, tolerance)[at])
 
 
 def energy_in_box(heat: np.ndarray, truths: Sequence[Box]) -> float:

@@ -64,6 +64,7 @@ class FixationRule(NodeRule):
 
     def __init__(self, node: Node, graph: LayerGraph, options: FixationOptions) -> None:
         super().__init__(node, graph)
+        self.options = options
         self.needs: tuple[str, ...] = ()
         self.reads: tuple[str, ...] = ()
         self.routes: tuple[str, ...] = (node.inputs[0],)

@@ -19,6 +19,9 @@ TRAITS = {
 }
 
 _LOCATIONS = {"argmax": LOCATION_ARGMAX, "centre": LOCATION_CENTRE}
+#: ``coarse-centre``: a conv whose input cells span at least this many image pixels (rows and
+#: columns) places its fixations at the window centre; finer convs at the argmax.
+COARSE_STRIDE = 8
 
 
 @fixation_rule("Conv")
@@ -35,7 +38,9 @@ class ConvRule(FixationRule):
         self.weights = np.ascontiguousarray(weights, dtype=np.float32)
         self.flat_weights = self.weights.reshape(-1)
         self.groups = int(self.attr("group"))
-        self.location = _LOCATIONS[options.conv_location]
+        self.location = _LOCATIONS.get(options.conv_location, LOCATION_ARGMAX)
+        self.coarse_centre = options.conv_location == "coarse-centre"
+        self.image = graph.image_input
         # A depthwise conv reads only its fixations' windows in one channel: those can be recomputed.
         self.depthwise = self.weights.shape[1] == 1
         if self.depthwise:
@@ -51,12 +56,22 @@ class ConvRule(FixationRule):
         g = conv_geometry(in_shape, self.weights.shape, out_shape[2:], self.groups, win.strides, win.pads, win.dilations)
         backend = tensors.backend
         weights = backend.constant(self.flat_weights)
+        location = self._location(in_shape, tensors)
         if self.depthwise and name not in tensors.values:
             source = tensors.recipes[name].arguments(tensors, in_shape)
-            index = backend.depthwise_backtrack_recomputed(*source, weights, fixations.index, g, self.location)
+            index = backend.depthwise_backtrack_recomputed(*source, weights, fixations.index, g, location)
         else:
-            index = backend.conv_backtrack(tensors.flat(name), weights, fixations.index, g, self.location)
+            index = backend.conv_backtrack(tensors.flat(name), weights, fixations.index, g, location)
         return [(name, fixations.with_index(index))]
+
+    def _location(self, in_shape: tuple[int, ...], tensors) -> int:
+        """The location rule of this run: ``coarse-centre`` compares the conv's input grid with the image's."""
+        if not self.coarse_centre:
+            return self.location
+        image = tensors.shape(self.image.name)
+        image_grid = image[2:4] if self.image.layout == "NCHW" else image[1:3]
+        coarse = all(cells * COARSE_STRIDE <= pixels for cells, pixels in zip(in_shape[2:4], image_grid))
+        return LOCATION_CENTRE if coarse else LOCATION_ARGMAX
 
 
 @vjp_rule("Conv")

@@ -57,7 +57,8 @@ class DenseRule(FixationRule):
         # A feature map has at least two non-batch dims > 1 (channels and space, either layout).
         if sum(d > 1 for d in tensors.shape(self.source)[1:]) >= 2:
             return [(name, fixations.with_index(backend.dense_argmax(a, w, fixations.index, n_in, n_out)))]
-        return [(name, backend.dense_positive(a, w, fixations, shape[0], n_in, n_out))]
+        weighted = self.options.rule != "authors"
+        return [(name, backend.dense_positive(a, w, fixations, shape[0], n_in, n_out, weighted))]
 
 
 @vjp_rule("Gemm", "MatMul")

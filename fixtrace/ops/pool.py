@@ -68,6 +68,10 @@ class WindowArgmax(FixationRule):
         return [(name, fixations.with_index(tensors.backend.pool_argmax(tensors.flat(name), fixations.index, g)))]
 
 
+#: The global pools whose every cell counts in the output (the ``spread`` rule shares among them).
+_AVERAGING = ("GlobalAveragePool", "ReduceMean", "ReduceSum")
+
+
 @fixation_rule("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceL2")
 class GlobalArgmax(FixationRule):
     """Channel k -> (k, the spatial argmax of channel k); any two reduced axes of a rank-4 map.
@@ -110,6 +114,8 @@ class GlobalArgmax(FixationRule):
             strides[axes[1]],
         )
         values = tensors.flat(name)
+        if self.options.rule == "spread" and self.node.op_type in _AVERAGING:
+            return [(name, tensors.backend.global_spread(values, fixations, g))]
         if self.node.op_type == "ReduceL2":
             values = tensors.backend.asarray(np.abs(np.asarray(tensors.value(name), dtype=np.float32)).reshape(-1))
         return [(name, fixations.with_index(tensors.backend.global_argmax(values, fixations.index, g)))]

@@ -17,6 +17,28 @@ def contribution(af, wf, b, j, i, n_in, n_out):  # pragma: no cover - numba
     return np.float64(af[b * n_in + j]) * np.float64(wf[j * n_out + i])
 
 
+#: Shares of a count are rounded to multiples of 1 / SHARE_SCALE, so that sums of them are exact
+#: in any order (counts below 2**33): the CPU and CUDA backends then give identical sets.
+SHARE_SCALE = 1048576.0  # 2**20
+
+
+@register_jitable
+def share(count, part, total):  # pragma: no cover - numba
+    """``count * part / total`` rounded to a multiple of 1 / SHARE_SCALE."""
+    return np.rint(count * (part / total) * SHARE_SCALE) / SHARE_SCALE
+
+
+@register_jitable
+def positive_total(af, wf, b, i, n_in, n_out):  # pragma: no cover - numba
+    """The sum of the positive contributions a[b, j] * w[j, i] over the inputs j, in j order."""
+    total = 0.0
+    for j in range(n_in):
+        c = contribution(af, wf, b, j, i, n_in, n_out)
+        if c > 0.0:
+            total += c
+    return total
+
+
 @register_jitable
 def dense_argmax_one(af, wf, flat, n_in, n_out):  # pragma: no cover - numba
     """The input with the largest contribution to one selected output (first on ties).

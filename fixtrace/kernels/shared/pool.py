@@ -72,3 +72,18 @@ def global_one(xf, channel, g):  # pragma: no cover - numba
                 np.float64(xf[base + i * sy + j * sx]), centre_distance(i, j, height, width), i, j, best_score, best_dist, y, xx
             )
     return base + y * sy + xx * sx
+
+
+@register_jitable
+def global_positive_total(xf, channel, g):  # pragma: no cover - numba
+    """The sum of the positive values of one (batch, channel) of a map, in row-major order
+    (``g`` as in ``global_one``)."""
+    n_chan, height, width, sb, sc, sy, sx = g
+    base = (channel // n_chan) * sb + (channel % n_chan) * sc
+    total = 0.0
+    for i in range(height):
+        for j in range(width):
+            v = np.float64(xf[base + i * sy + j * sx])
+            if v > 0.0:
+                total += v
+    return total

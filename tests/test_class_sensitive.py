@@ -1,0 +1,72 @@
+"""Class-sensitive fixations: the ``spread`` rule's counts on the last feature map are each
+neuron's share of the class score, computed here from onnxruntime's activations and the ONNX
+weights alone; and on two objects, each class's map goes to its own object."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from conftest import ROOT
+from fixtrace import Explainer
+from fixtrace.images.load import load_photo
+from fixtrace.images.preprocess import preprocess
+from fixtrace.images.presets import get_preset
+from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.model.load import load_model
+
+MODEL = ROOT / "models" / "mobilenet_v2.onnx"
+CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
+
+
+def _pooled_map_and_weights(target: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """The GAP input's name, its (C, H, W) activation on chelsea (onnxruntime) and the
+    classifier's weights of ``target`` (C,), read from the ONNX file."""
+    model = onnx.load(str(MODEL))
+    (pool,) = [n for n in model.graph.node if n.op_type == "GlobalAveragePool"]
+    (gemm,) = [n for n in model.graph.node if n.op_type == "Gemm"]
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    w = weights[gemm.input[1]]
+    w = w[target] if any(a.name == "transB" and a.i == 1 for a in gemm.attribute) else w[:, target]
+    model.graph.output.append(onnx.ValueInfoProto(name=pool.input[0]))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    spec = LayerGraph.from_model(load_model(MODEL)).image_input
+    photo = load_photo(CHELSEA)
+    x = preprocess(photo.pixels, spec, get_preset("imagenet"), photo.size)[0][None]
+    (a,) = session.run([pool.input[0]], {spec.name: x})
+    return pool.input[0], a[0].astype(np.float64), w.astype(np.float64)
+
+
+@pytest.mark.parametrize("target", [285, 728])  # Egyptian cat (predicted), plastic bag
+def test_spread_counts_on_the_last_map_are_each_neurons_share_of_the_class_score(target):
+    name, a, w = _pooled_map_and_weights(target)
+    explainer = Explainer(MODEL, method="fixations:rule=spread")
+    (e,) = explainer.explain(CHELSEA, target=[target])
+    layer = e.per_layer[name]
+    got = np.zeros(a.shape)
+    for (c, r, q), count in zip(layer.positions, layer.counts):
+        got[c, r, q] += count
+    # logit = sum_k w_k mean(A_k) + b = sum_{k,r,q} w_k A_krq / HW + b: the neurons whose channel
+    # contributes positively (w_k mean(A_k) > 0) share the count in proportion to w_k A_krq.
+    contribution = w[:, None, None] * a / (a.shape[1] * a.shape[2])
+    positive_channel = (w * a.mean(axis=(1, 2))) > 0
+    expected = np.where(positive_channel[:, None, None] & (a > 0), contribution, 0.0)
+    expected /= expected.sum()
+    assert got.sum() == pytest.approx(1.0, abs=1e-4)
+    assert np.all(expected[got > 0] > 0)
+    assert np.all(got[expected >= 2.0**-20] > 0)  # smaller shares round to 0 (multiples of 2**-20)
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+
+
+def test_the_authors_rule_is_kept_by_name():
+    """``rule=authors``: every positive channel with the whole count (whole numbers), each at its
+    channel's spatial argmax, one per channel."""
+    explainer = Explainer(MODEL, method="fixations:rule=authors")
+    e = explainer.explain(CHELSEA)
+    name = next(t for t, layer in e.per_layer.items() if layer.op_type != "Input" and len(layer.shape) == 2)
+    counts = e.per_layer[name].counts
+    assert np.all(counts == 1.0)
+    assert e.settings["rule"] == "authors"
