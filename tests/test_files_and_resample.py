@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from scipy.ndimage import map_coordinates
 
-from fixtrace.errors import ModelError, OutputError
 from fixtrace import files
+from fixtrace.errors import ModelError, OutputError
 from fixtrace.files import Checkpoint, UniqueNames, inside, replace_folder, safe_name, strict_json
 from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import load_photo
