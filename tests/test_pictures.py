@@ -129,7 +129,7 @@ def test_the_legend_is_drawn_in_its_corner_only(chelsea):
     box = legend[300 - size : 300 - size // 4, : changed[:, 1].max()]
     assert (box.max(axis=2) > 240).sum() > 50  # white text on a shaded box
     # the colour bar holds the map's colours, low to high
-    bar = legend[300 - size // 4 - size // 2 - 1, :: 1]
+    bar = legend[300 - size // 4 - size // 2 - 1, ::1]
     assert any(np.abs(bar.astype(int) - [0, 0, 128]).max(axis=1) < 40)
 
 

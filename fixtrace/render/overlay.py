@@ -111,7 +111,7 @@ def overlay(
         del scaled
         mixed = photo[band].astype(np.uint16)
         if window is not None:
-            _grey_outside(mixed, start, window)
+            _grey_outside(mixed, photo[band], start, window)
         mixed *= keep[level][..., None]
         mixed += colour[level]
         mixed += 1 << (_FRACTION - 1)
@@ -234,19 +234,15 @@ def _stronger(values: np.ndarray, candidate: np.ndarray) -> None:
     np.copyto(values, candidate, where=np.abs(candidate) > np.abs(values))
 
 
-def _grey_outside(mixed: np.ndarray, start: int, window: tuple[int, int, int, int]) -> None:
-    """The photo outside the window turned nearly grey (luminance kept), in place (uint16 band)."""
+def _grey_outside(mixed: np.ndarray, photo: np.ndarray, start: int, window: tuple[int, int, int, int]) -> None:
+    """The band's photo pixels outside the window, nearly grey (luminance kept), into ``mixed``."""
     left, top, right, bottom = window
     end = start + len(mixed)
     first, last = max(start, top), min(end, bottom)
     inside = slice(first - start, max(first, last) - start)  # rows inside: the side columns; else whole rows
-    blocks = [mixed[inside, :left], mixed[inside, right:]]
-    blocks += [mixed[: max(0, min(end, top) - start)], mixed[max(0, bottom - start) :]]
-    for block in blocks:
-        if block.size:
-            lum = block[..., 0] * 77 + block[..., 1] * 150 + block[..., 2] * 29
-            lum >>= 8
-            lum *= 256 - _COLOUR_OUTSIDE
-            block *= _COLOUR_OUTSIDE
-            block += lum[..., None]
-            block >>= 8
+    above, below = slice(0, max(0, min(end, top) - start)), slice(max(0, bottom - start), len(mixed))
+    for rows, cols in ((inside, slice(0, left)), (inside, slice(right, None)), (above, slice(None)), (below, slice(None))):
+        block = photo[rows, cols]
+        if block.size:  # in C through PIL: 3x faster than the same in numpy
+            image = Image.fromarray(np.ascontiguousarray(block))
+            mixed[rows, cols] = np.asarray(Image.blend(image.convert("L").convert("RGB"), image, _COLOUR_OUTSIDE / 256))
