@@ -99,7 +99,8 @@ class Deconvnet(InputGradient):
         if any(rule.needs and rule.node.op_type not in _DECONVNET_BLIND for rule in self.plan.rules):
             return []
         return [
-            "image-blind on this model: no max pool (nor other op whose gradient reads the forward pass) on "
-            "its path, so the map is the same for every photo and barely changes with the class "
-            "(Pearson r 0.99999 between classes on MobileNetV2); it shows the architecture, not the evidence"
+            "image-blind on this model: nothing on its backward path reads the forward pass (no max pool; "
+            "deconvnet passes ReLUs whatever their input), so the map is the same for every photo and changes "
+            "little with the class (r = 0.99999 between two classes on MobileNetV2): it shows the architecture, "
+            "not the evidence"
         ]
