@@ -36,6 +36,7 @@ from fixtrace.methods.spec import MethodSpec, build, parse_specs
 from fixtrace.model.load import ModelSource
 from fixtrace.render.box import method_box_threshold
 from fixtrace.render.build import explanation
+from fixtrace.render.display import STYLE_OPTIONS, Style
 from fixtrace.render.heatmap import DEFAULT_SIGMA
 from fixtrace.runtime.runner import Runner
 from fixtrace.runtime.threads import limit_threads
@@ -46,8 +47,8 @@ METHOD_NAMES = tuple(method_names())
 
 #: onnxruntime threads beyond this are a typo, not a machine.
 MAX_THREADS = 1024
-#: The rendering options of ``explain`` and ``explain_many``.
-RENDER_OPTIONS = ("outlier_removal", "sigma", "box_threshold")
+#: The rendering options of ``explain`` and ``explain_many`` (the pictures' style included).
+RENDER_OPTIONS = ("outlier_removal", "sigma", "box_threshold", *STYLE_OPTIONS)
 T = TypeVar("T")
 #: What selects methods per call.
 METHOD_OPTIONS = ("method", "methods")
@@ -233,6 +234,11 @@ class Explainer:
             self._checked.add(spec.label)
         return method
 
+    def method_notes(self) -> list[str]:
+        """What a user should know about the Explainer's methods on this model (a map blind to
+        the photo, ...), one line each, led by the method (``Method.notes``)."""
+        return [f"{spec.label}: {note}" for spec in self.specs for note in self.prepared(spec).notes()]
+
     def supports(self, spec: MethodSpec | str) -> str:
         """Why a method cannot run on this model ("" when it can)."""
         try:
@@ -324,6 +330,10 @@ class Explainer:
             method: one method for this call (a name or spec; default: the Explainer's).
             methods: several methods for this call (a list, a comma-separated string or ``"all"``):
                 one forward, then each method.
+            **unknown: the pictures' style (``fixtrace.render.display.Style``): ``colormap``
+                (jet, viridis, inferno, gray), ``legend`` (class, probability, method and colour
+                bar on the overlay; default True), ``points`` (draw the fixations), ``view``
+                (auto, abs, signed), ``clip`` (the white point's percentile; default the method's).
 
         Returns:
             One Explanation for a single class; a list, best first, when ``top_k`` or several
@@ -336,7 +346,7 @@ class Explainer:
             OptionError: a bad option or method, an unknown keyword, or both target and top_k.
         """
         validate.keywords(unknown, RENDER_OPTIONS, "Explainer.explain()")
-        render = render_options(outlier_removal, sigma, box_threshold)
+        render = render_options(outlier_removal, sigma, box_threshold, **unknown)
         specs, by_method = self._specs(method, methods)
         self.check_targets(target, top_k)
         t0 = time.perf_counter()
@@ -372,6 +382,7 @@ class Explainer:
             images: paths, bytes, PIL images or arrays (any iterable, not one image).
             target, top_k, outlier_removal, sigma, box_threshold, method, methods: as in ``explain``.
             batch_size: photos per forward (capped by a fixed batch dim of the model).
+            **unknown: the pictures' style, as in ``explain``.
 
         Yields:
             One BatchItem per photo, in order.
@@ -381,7 +392,7 @@ class Explainer:
             OptionError: a bad option, batch size, or a single image instead of several.
         """
         validate.keywords(unknown, (*RENDER_OPTIONS, "batch_size"), "Explainer.explain_many()")
-        render = render_options(outlier_removal, sigma, box_threshold)
+        render = render_options(outlier_removal, sigma, box_threshold, **unknown)
         batch_size = validate.integer("batch_size", batch_size, 1, flag="--batch-size")
         if isinstance(images, (str, bytes, bytearray, os.PathLike, np.ndarray, Image.Image)):
             raise OptionError(
@@ -459,6 +470,7 @@ class Explainer:
         box_threshold: float | None = None,
         load_ms: float = 0.0,
         method: Any = None,
+        **style: Any,
     ) -> list[list[Explanation]]:
         """Explain preprocessed photos with one method: one forward, then the method on the batch.
 
@@ -468,12 +480,14 @@ class Explainer:
             geometries: how each row was cut from its photo.
             target, top_k, outlier_removal, sigma, box_threshold, method: as in ``explain``.
             load_ms: time spent loading one photo, reported in the timings.
+            **style: the pictures' style, as in ``explain``.
 
         Returns:
             Per photo, its explanations (one per class asked for, best first).
         """
+        validate.keywords(style, STYLE_OPTIONS, "Explainer.explain_batch()")
         specs, _ = self._specs(method, None)
-        render = render_options(outlier_removal, sigma, box_threshold)
+        render = render_options(outlier_removal, sigma, box_threshold, **style)
         results = self._explain_batch(photos, batch, geometries, target, top_k, specs[:1], render, load_ms)
         return [next(iter(r.values())) for r in results]
 
@@ -514,6 +528,7 @@ class Explainer:
             }
             if spec.name == "fixations":
                 settings |= {"outlier_removal": render["outlier_removal"], "sigma": render["sigma"]}
+            notes = method.notes()
             for rank in range(len(ranked[0][2])):
                 chosen = [targets[rank] for _, _, targets in ranked]
                 t2 = time.perf_counter()
@@ -535,6 +550,10 @@ class Explainer:
                         box_threshold=box_threshold,
                         settings=settings,
                         info=self._info(n, timings),
+                        display=method.display,
+                        style=render["style"],
+                        notes=notes,
+                        bgr=self.preset.bgr,
                     )
                     timings["render_ms"] = (time.perf_counter() - t3) * 1e3
                     if e.empty:
@@ -612,8 +631,9 @@ def explain(
         labels: labels file.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see Explainer).
         method, layer, ge: the explanation method (see Explainer).
-        **options: ``Explainer.explain``'s (outlier_removal, sigma, box_threshold) and
-            ``Explainer``'s others (output, threads, any_output).
+        **options: ``Explainer.explain``'s (outlier_removal, sigma, box_threshold, and the
+            pictures' colormap, legend, points, view, clip) and ``Explainer``'s others (output,
+            threads, any_output).
 
     Returns:
         An Explanation, or a list of them for several classes; with several methods (``method``
@@ -672,9 +692,9 @@ def explainer_options(
     }
 
 
-def render_options(outlier_removal: Any, sigma: Any, box_threshold: Any) -> dict[str, Any]:
-    """The rendering options checked: a boolean outlier removal, sigma in (0, 1], and a box
-    threshold in (0, 1] or None (the method's default).
+def render_options(outlier_removal: Any, sigma: Any, box_threshold: Any, **style: Any) -> dict[str, Any]:
+    """The rendering options checked: a boolean outlier removal, sigma in (0, 1], a box
+    threshold in (0, 1] or None (the method's default), and the pictures' ``Style`` (``style``).
 
     Raises:
         OptionError: naming the option and its range.
@@ -687,6 +707,7 @@ def render_options(outlier_removal: Any, sigma: Any, box_threshold: Any) -> dict
         else validate.number(
             "box_threshold", box_threshold, 0.0, 1.0, "--box-threshold", what="the box threshold, a fraction of the max,"
         ),
+        "style": Style.checked(**style),
     }
 
 

@@ -121,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")
     _rendering_options(ex, "the method's, chosen on bench/localization.py")
+    _picture_options(ex)
     ex.add_argument("--layers", action="store_true", help="also write per-layer fixation counts and points")
     ex.add_argument(
         "--labels",
@@ -242,6 +243,34 @@ def _rendering_options(parser: argparse.ArgumentParser, box_default: str) -> Non
     parser.add_argument("--box-threshold", type=float, help=f"box cut at this fraction of the map's max (default: {box_default})")
 
 
+def _picture_options(parser: argparse.ArgumentParser) -> None:
+    """--colormap, --no-legend, --points, --view and --clip: how the pictures show the map."""
+    from fixtrace.render.colormaps import COLORMAPS
+    from fixtrace.render.display import VIEWS
+
+    group = parser.add_argument_group("pictures", "how overlay.png and heatmap.png show the map (heatmap.npy is unchanged)")
+    group.add_argument("--colormap", default="jet", metavar="|".join(COLORMAPS), help="the overlay's colour map (default: jet)")
+    group.add_argument(
+        "--no-legend", action="store_true", help="no legend (class, probability, method, colour bar) on the overlay"
+    )
+    group.add_argument(
+        "--points", action="store_true", help="draw the fixation points: inliers white, outliers hollow red (fixations)"
+    )
+    group.add_argument(
+        "--view",
+        default="auto",
+        metavar="|".join(VIEWS),
+        help="signed: the signed gradient, negatives blue, positives red (guided-backprop, deconvnet, "
+        "guided-gradcam); default: the method's own view",
+    )
+    group.add_argument(
+        "--clip",
+        metavar="P",
+        help="top of the colour scale at the P-th percentile of the map inside what the model saw "
+        "(100: the max; default: 99 for pixel-gradient maps, 100 otherwise)",
+    )
+
+
 def _runtime_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     """--batch-size, --device and --threads."""
     from fixtrace.backends import DEVICES
@@ -287,9 +316,10 @@ def _preprocessing_options(parser: argparse.ArgumentParser, purpose: str = "") -
     )
     group.add_argument(
         "--crop",
-        metavar="F",
+        metavar="F|none",
         help="centre-crop fraction as timm's crop_pct, in (0, 1], e.g. 0.875: "
-        "resize the short side to input/F (implies --resize short)",
+        "resize the short side to input/F (implies --resize short); none: no crop, the whole photo "
+        "resized to the input (--resize exact), so the map covers all of it",
     )
     order = group.add_mutually_exclusive_group()
     order.add_argument("--bgr", dest="bgr", action="store_const", const=True, help="feed channels in BGR order")
@@ -298,10 +328,10 @@ def _preprocessing_options(parser: argparse.ArgumentParser, purpose: str = "") -
 
 def _preset_choice(args: argparse.Namespace) -> PresetChoice:
     """The preset the preprocessing flags ask for, each bad value a one-line OptionError naming its flag."""
-    from fixtrace.images.preset_choice import choose_preset, parse_number, parse_numbers
+    from fixtrace.images.preset_choice import choose_preset, parse_crop, parse_number, parse_numbers
     from fixtrace.images.presets import get_preset
 
-    parsers = {"mean": parse_numbers, "std": parse_numbers, "scale": parse_number, "crop": parse_number}
+    parsers = {"mean": parse_numbers, "std": parse_numbers, "scale": parse_number, "crop": parse_crop}
     flags = _changed_fields(args)
     fields = {
         key: parsers[key](getattr(args, key), flag) if key in parsers else getattr(args, key) for key, flag in flags.items()
@@ -337,6 +367,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     preset = _preset_choice(args)
     check_render_options(args.sigma, args.box_threshold)
+    style = _style(args)
     validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
     out = _output_folder(args.out)
     summary_path = out / "summary.json"
@@ -355,6 +386,9 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"fixtrace: warning: {explainer.output.reason}", file=sys.stderr)
     for label, reason in explainer.skipped.items():
         print(f"fixtrace: note: {label} left out: {reason}", file=sys.stderr)
+    if not args.quiet:
+        for note in explainer.method_notes():
+            print(f"fixtrace: note: {one_line(note)}", file=sys.stderr)
     progress = Progress(len(images), enabled=not args.quiet)
     names = UniqueNames()
     folders = [names.take(hint) for _, hint in images]
@@ -372,6 +406,7 @@ def _explain(args: argparse.Namespace) -> int:
         outlier_removal=not args.no_outlier_removal,
         sigma=args.sigma,
         box_threshold=args.box_threshold,
+        **style,
     )
     try:
         for item in items:
@@ -416,6 +451,17 @@ def _explain(args: argparse.Namespace) -> int:
     if len(images) > 1 and not args.quiet:
         print(f"{len(images) - failed} of {len(images)} images explained; summary in {one_line(str(summary_path))}")
     return EXIT_ITEM_FAILED if failed else EXIT_OK
+
+
+def _style(args: argparse.Namespace) -> dict:
+    """The pictures' style from the flags, checked (``--clip`` a number or a fraction)."""
+    from fixtrace.images.preset_choice import parse_number
+    from fixtrace.render.display import Style
+
+    clip = None if args.clip is None else parse_number(args.clip, "--clip")
+    return Style.checked(
+        colormap=args.colormap, legend=not args.no_legend, points=args.points, view=args.view, clip=clip
+    ).to_json()
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,10 @@ from PIL import Image
 
 from fixtrace.files import replace_folder, strict_json
 from fixtrace.fixations.fixation_set import FixationSet
+from fixtrace.images.geometry import Geometry
 from fixtrace.render.box import BOX_THRESHOLDS, box_from_heatmap
+from fixtrace.render.display import Display, Style, gradient_picture, white_point
+from fixtrace.render.legend import Legend
 from fixtrace.render.overlay import overlay
 from fixtrace.render.resample import to_uint8
 
@@ -103,6 +106,12 @@ class Explanation:
             (None: ``image``'s).
         has_points: the method makes points (fixations); else ``points`` is empty and the JSON
             record has none.
+        geometry: how the model input was cut from the photo (what the model saw; None: all of it).
+        display: the method's display defaults (percentile clipping, signed view, gradient picture).
+        style: the pictures' style (colour map, legend, points, view, clip); ``overlay`` takes changes.
+        gradient: pixel-gradient methods with a signed view: the signed input gradient on the
+            model input's grid, (rows, cols, channels), channels in RGB order.
+        notes: what the user should know about this method on this model (e.g. a map blind to the photo).
     """
 
     image: np.ndarray
@@ -119,6 +128,11 @@ class Explanation:
     input_map: np.ndarray | None = None
     photo_size: tuple[int, int] | None = None
     has_points: bool = True
+    geometry: Geometry | None = None
+    display: Display = field(default_factory=Display)
+    style: Style = field(default_factory=Style)
+    gradient: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def method(self) -> str:
@@ -143,11 +157,91 @@ class Explanation:
         """(x0, y0, x1, y1) around the largest region over ``box_threshold`` x max; x1, y1 exclusive."""
         return box_from_heatmap(self.heatmap, self.box_threshold)
 
-    def overlay(self, show_points: bool = False, show_box: bool = True) -> Image.Image:
-        """The heat map blended on the photo, with the box (and optionally the points)."""
+    def picture_style(self, **changes: Any) -> Style:
+        """``style`` with ``changes`` (``Style`` fields), and its view settled: ``signed`` only
+        where the method kept a signed gradient, else ``abs``.
+
+        Raises:
+            OptionError: an unknown field or a bad value.
+        """
+        style = self.style.changed(**changes) if changes else self.style
+        return replace(style, view="signed" if style.view == "signed" and self.gradient is not None else "abs")
+
+    def clip(self, style: Style | None = None) -> float:
+        """The white point's percentile: the style's, else the method's."""
+        style = style or self.style
+        return self.display.clip if style.clip is None else style.clip
+
+    @cached_property
+    def signed_heatmap(self) -> np.ndarray:
+        """The signed input gradient summed over colours, on the photo, scaled to a maximum
+        magnitude of 1 (zeros without a gradient)."""
+        if self.gradient is None or self.geometry is None:
+            return np.zeros_like(self.heatmap)
+        signed = self.geometry.to_photo(self.gradient.sum(axis=-1))
+        top = float(np.abs(signed).max()) if signed.size else 0.0
+        if top > 0:
+            signed /= top
+        return signed
+
+    def white_point(self, style: Style | None = None) -> float:
+        """The map's value shown at the top of the colour scale (1: its max): the clip
+        percentile of its pixels inside what the model saw (of their magnitudes in the signed view)."""
+        style = self.picture_style() if style is None else style
+        key = (style.view, self.clip(style))
+        cached = self._white_points.get(key)
+        if cached is None:
+            heat = self.signed_heatmap if style.view == "signed" else self.heatmap
+            cached = self._white_points[key] = white_point(heat, key[1], self._view_window())
+        return cached
+
+    def _view_window(self) -> tuple[int, int, int, int] | None:
+        """What the model saw, as whole photo pixels (x0, y0, x1, y1)."""
+        if self.geometry is None:
+            return None
+        x0, y0, x1, y1 = self.geometry.view()
+        return round(x0), round(y0), max(round(x0) + 1, round(x1)), max(round(y0) + 1, round(y1))
+
+    @cached_property
+    def _white_points(self) -> dict[tuple[str, float], float]:
+        return {}
+
+    def overlay(self, show_points: bool | None = None, show_box: bool = True, **style: Any) -> Image.Image:
+        """The heat map blended on the photo, as the style says (``style``, with ``style``'s
+        keywords changing it for this picture): its colour map, the white point at the clip
+        percentile, the legend, the points (``show_points`` overrides), the signed view; with the box.
+
+        Raises:
+            OptionError: an unknown style keyword or a bad value.
+        """
+        chosen = self.picture_style(**style)
+        if show_points is not None:
+            chosen = replace(chosen, points=bool(show_points))
+        signed = chosen.view == "signed"
+        clip = self.clip(chosen)
+        legend = None
+        if chosen.legend:
+            text = f"{self.target.name} {self.target.probability:.1%} ({self.method})"
+            legend = Legend(text, chosen.colormap, signed, "max" if clip >= 100 else f"p{clip:g}")
+        dots = chosen.points and self.has_points
         return overlay(
-            self.image, self.heatmap, self.box if show_box else None, self.points[self.inliers] if show_points else None
+            self.image,
+            self.signed_heatmap if signed else self.heatmap,
+            self.box if show_box else None,
+            self.points[self.inliers] if dots else None,
+            outliers=self.points[~self.inliers] if dots else None,
+            colormap=chosen.colormap,
+            gain=1.0 / self.white_point(chosen),
+            signed=signed,
+            view=self.geometry.view() if self.geometry is not None else None,
+            legend=legend,
         )
+
+    def display_record(self) -> dict[str, Any]:
+        """How the pictures show the map (``display`` in explanation.json)."""
+        style = self.picture_style()
+        record = {**style.to_json(), "clip": self.clip(style), "white_point": self.white_point(style)}
+        return record | {"points": style.points and self.has_points}
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the pixels, JSON-ready."""
@@ -160,8 +254,11 @@ class Explanation:
             "box": list(self.box) if self.box else None,
             "box_threshold": self.box_threshold,
             "settings": self.settings,
+            "display": self.display_record(),
             "info": self.info,
         }
+        if self.notes:
+            record["notes"] = list(self.notes)
         if self.has_points:
             record["points"] = [
                 {"x": round(float(x), 2), "y": round(float(y), 2), "count": float(c), "inlier": bool(k)}
@@ -171,7 +268,11 @@ class Explanation:
 
     def save(self, directory: str | Path, layers: bool = False) -> list[Path]:
         """Write overlay.png, heatmap.png, heatmap.npy, explanation.json, input_map.npy (and
-        per_layer.json for fixations when asked).
+        per_layer.json for fixations when asked; gradient.png for the methods whose display
+        has ``gradient_picture``).
+
+        overlay.png and heatmap.png show the map as the style says (heatmap.png: the map over
+        the white point, clipped, in grey); heatmap.npy is the map scaled to a maximum of 1.
 
         The files are written into a temporary folder that then takes ``directory``'s place: a
         failure leaves no half-written folder, and an earlier one of the same name untouched.
@@ -195,12 +296,16 @@ class Explanation:
                 {"compress_level": 1} if self.heatmap.size > 4_000_000 else {}
             )  # big photos: 3-5x faster to write
             self.overlay().save(folder / names[0], **fast)
-            Image.fromarray(to_uint8(self.heatmap)).save(folder / names[1], **fast)
+            abs_view = replace(self.picture_style(), view="abs")
+            Image.fromarray(to_uint8(self.heatmap, 1.0 / self.white_point(abs_view))).save(folder / names[1], **fast)
             np.save(folder / names[2], self.heatmap)
             (folder / names[3]).write_text(strict_json(self.to_json(), indent=1), encoding="utf-8")
             if self.input_map is not None:
                 names.append("input_map.npy")
                 np.save(folder / names[-1], self.input_map)
+            if self.display.gradient_picture and self.gradient is not None:
+                names.append("gradient.png")
+                Image.fromarray(gradient_picture(self.gradient)).save(folder / names[-1])
             if layers and self.per_layer:
                 names.append("per_layer.json")
                 (folder / names[-1]).write_text(

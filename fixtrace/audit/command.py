@@ -200,6 +200,7 @@ def _open_audit(out: Path, force: bool, identity: dict[str, Any]) -> dict[str, A
 
 def _notes(explainer: Explainer, ledger: Ledger, skipped: int) -> list[str]:
     notes = [f"forward on the CPU: {explainer.session.fallback}"] if explainer.session.fallback else []
+    notes += explainer.method_notes()
     if ledger.status:
         failed = ledger.counts()["failed"]
         notes.append(f"resuming: {skipped} images already done are skipped, {failed} failed ones are tried again")

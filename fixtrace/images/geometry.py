@@ -58,6 +58,20 @@ class Geometry:
         cols = _inside_edges((np.arange(width, dtype=np.float64) + 0.5) * sx - 0.5 - self.crop[0], grid.shape[1])
         return bilinear(grid, rows, cols)
 
+    def view(self) -> tuple[float, float, float, float]:
+        """What the model saw of the photo: (x0, y0, x1, y1), the crop's edges in photo pixels
+        (pixel x is inside when x0 <= x + 0.5 <= x1), clipped to the photo (a letterbox's
+        padding lies outside it: the whole photo was seen)."""
+        sx = self.resized[0] / self.original[0]
+        sy = self.resized[1] / self.original[1]
+        width, height = self.original
+        return (
+            min(max(self.crop[0] / sx, 0.0), width),
+            min(max(self.crop[1] / sy, 0.0), height),
+            min(max((self.crop[0] + self.input[0]) / sx, 0.0), width),
+            min(max((self.crop[1] + self.input[1]) / sy, 0.0), height),
+        )
+
 
 def _inside_edges(coords: np.ndarray, n: int) -> np.ndarray:
     """Edge pixels of the crop extend half a pixel outwards; beyond that, nothing was seen."""

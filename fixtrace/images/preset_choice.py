@@ -78,7 +78,8 @@ def choose_preset(
             else ``imagenet``.
         fields: Preset fields to set on top (``resize``, ``resize_ratio``, ``bgr``, ``scale``,
             ``mean``, ``std``, ``default_size``), and ``crop``: the crop fraction of timm's
-            ``crop_pct`` in (0, 1], which means ``resize="short"``, ``resize_ratio=1/crop``.
+            ``crop_pct`` in (0, 1], which means ``resize="short"``, ``resize_ratio=1/crop``, or
+            ``"none"``: no crop, ``resize="exact"`` (the whole photo, its aspect ratio not kept).
         flags: the command-line flag of each field, for error messages.
 
     Raises:
@@ -112,6 +113,15 @@ def parse_number(text: str, flag: str) -> float:
         raise OptionError(f"{flag} must be a number (a fraction such as 1/255 too), not {text!r}") from None
 
 
+def parse_crop(text: str, flag: str) -> float | str:
+    """``--crop``: a fraction, or ``none`` (no crop: the whole photo resized to the input).
+
+    Raises:
+        OptionError: neither, naming the flag.
+    """
+    return "none" if text.strip().lower() == "none" else parse_number(text, flag)
+
+
 def parse_numbers(text: str, flag: str) -> list[float]:
     """One number, or three comma-separated ones (``0.485,0.456,0.406``), from the command line.
 
@@ -140,13 +150,15 @@ def _overrides(fields: dict[str, Any], flags: dict[str, str]) -> tuple[tuple[str
     checked = {key: check_field(key, value, where(key)) for key, value in fields.items() if key != "crop"}
     if "crop" in fields:
         crop = fields["crop"]
-        if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 < crop <= 1:
-            raise OptionError(f"{where('crop')}: the crop fraction must be in (0, 1], e.g. 0.875, not {crop!r}")
-        clash = "resize_ratio" if "resize_ratio" in checked else "resize" if checked.get("resize", "short") != "short" else ""
+        none = isinstance(crop, str) and crop.strip().lower() == "none"
+        if not none and (isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 < crop <= 1):
+            raise OptionError(f"{where('crop')}: the crop fraction must be in (0, 1], e.g. 0.875, or none, not {crop!r}")
+        resize = "exact" if none else "short"
+        clash = "resize_ratio" if "resize_ratio" in checked else "resize" if checked.get("resize", resize) != resize else ""
         if clash:
+            sets = "resize 'exact' (no crop)" if none else "resize 'short' with ratio 1/crop"
             raise OptionError(
-                f"{flags.get('crop', 'crop')} sets resize 'short' with ratio 1/crop; it cannot go with "
-                f"{flags.get(clash, clash)} {fields[clash]!r}"
+                f"{flags.get('crop', 'crop')} sets {sets}; it cannot go with {flags.get(clash, clash)} {fields[clash]!r}"
             )
-        checked |= {"resize": "short", "resize_ratio": 1 / crop}
+        checked |= {"resize": resize, "resize_ratio": 1.0 if none else 1 / crop}
     return tuple((key, checked[key]) for key in OVERRIDABLE if key in checked)

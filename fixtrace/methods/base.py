@@ -17,6 +17,7 @@ import numpy as np
 from fixtrace import validate
 from fixtrace.errors import FixtraceError, OptionError
 from fixtrace.model.layer_graph import LayerGraph
+from fixtrace.render.display import Display
 from fixtrace.runtime.run import Run
 from fixtrace.runtime.tensors import Tensors
 
@@ -91,6 +92,8 @@ class Maps:
             ``maps`` resampled.
         relative: only differences within a map mean something (RISE's maps all sit near the
             class probability): the heat map spans the map's min to its max, not 0 to its max.
+        gradients: methods with a signed view (``Display.signed``): float32 (N, H, W, C), the
+            signed input gradient, channels last in the model's channel order.
     """
 
     maps: np.ndarray
@@ -99,6 +102,7 @@ class Maps:
     per_layer: list[dict[str, LayerFixations]] | None = None
     heat_from_points: bool = False
     relative: bool = False
+    gradients: np.ndarray | None = None
 
 
 class Method:
@@ -136,6 +140,9 @@ class Method:
     parameters: ClassVar[dict[str, Parameter]] = {}
     #: Where the method comes in listings and ``--method all`` (lower first).
     rank: ClassVar[int] = 100
+    #: How its maps are shown (``render.display``): pixel-level gradient maps clip at the 99th
+    #: percentile (``GRADIENT_DISPLAY``); the others show the map up to its max.
+    display: ClassVar[Display] = Display()
 
     def __init__(
         self,
@@ -191,6 +198,11 @@ class Method:
         """Why Gradual Extrapolation cannot sharpen this method's maps."""
         sharpened = ", ".join(sorted(name for name, cls in METHODS.items() if cls.coarse_maps))
         return f"{self.name} maps are already at the input's resolution: Gradual Extrapolation sharpens coarse maps ({sharpened})"
+
+    def notes(self) -> list[str]:
+        """What a user should know about this method's maps on this model, one line each
+        (printed once by the CLI, kept in explanation.json); none by default."""
+        return []
 
     def settings(self) -> dict[str, Any]:
         """What produced the maps, for the explanation's record."""

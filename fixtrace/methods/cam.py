@@ -7,12 +7,14 @@ from typing import Any
 import numpy as np
 
 from fixtrace.errors import FixtraceError, ModelError, UnsupportedOpError
-from fixtrace.methods.base import Method, Parameter, register
-from fixtrace.methods.gradient import GuidedBackprop, gradient_plan
+from fixtrace.methods.base import Maps, Method, Parameter, register
+from fixtrace.methods.gradient import GuidedBackprop, gradient_maps, gradient_plan
 from fixtrace.methods.heads import cam_head
 from fixtrace.methods.resize import spatial_axes, upsample
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.layout import feature_layouts, grid, to_nchw
+from fixtrace.render.display import SIGNED_GRADIENT_DISPLAY
+from fixtrace.runtime.run import Run
 from fixtrace.runtime.tensors import Tensors
 
 #: The ``layer`` option of the methods that read one layer.
@@ -152,6 +154,7 @@ class GuidedGradCAM(Method):
     summary = "guided backprop x upsampled Grad-CAM (Selvaraju et al. 2017)"
     parameters = {"layer": LAYER}
     rank = 22
+    display = SIGNED_GRADIENT_DISPLAY
 
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
@@ -169,6 +172,9 @@ class GuidedGradCAM(Method):
 
     def maps(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         return np.abs(self.attributions(tensors, targets)).max(axis=spatial_axes(self.graph)[0])
+
+    def explain(self, run: Run, targets: list[int]) -> Maps:
+        return gradient_maps(self, self.attributions(run.tensors, targets))
 
     def settings(self) -> dict[str, Any]:
         return {"layer": self.layer}

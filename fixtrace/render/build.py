@@ -11,6 +11,7 @@ from fixtrace.errors import ModelError
 from fixtrace.explanation import ClassScore, Explanation
 from fixtrace.images.geometry import Geometry
 from fixtrace.methods.base import Maps
+from fixtrace.render.display import Display, Style
 from fixtrace.render.heatmap import heatmap, inlier_mask
 from fixtrace.render.resample import unit_scale
 
@@ -28,6 +29,10 @@ def explanation(
     box_threshold: float,
     settings: dict[str, Any],
     info: dict[str, Any],
+    display: Display | None = None,
+    style: Style | None = None,
+    notes: list[str] | None = None,
+    bgr: bool = False,
 ) -> Explanation:
     """Photo ``item`` of a batch explained by ``maps``.
 
@@ -40,6 +45,9 @@ def explanation(
         outlier_removal, sigma: how fixation points become a heat map.
         box_threshold: fraction of the map's max that cuts out the box.
         settings, info: the record (method options; model, backend, timings).
+        display, style, notes: the method's display defaults, the pictures' style, the method's
+            notes on this model.
+        bgr: the model takes BGR (the gradient picture is turned back to RGB).
 
     Raises:
         ModelError: the map is not finite (the model overflows float32 on this photo).
@@ -75,4 +83,9 @@ def explanation(
         input_map=input_map,
         photo_size=original,
         has_points=maps.points is not None,
+        geometry=geometry,
+        display=display or Display(),
+        style=style or Style(),
+        gradient=None if maps.gradients is None else (maps.gradients[item][..., ::-1] if bgr else maps.gradients[item]),
+        notes=list(notes or []),
     )

@@ -19,7 +19,8 @@ _GAP = 6
 
 
 def comparison_grid(photo: np.ndarray, explanations: Sequence[Explanation], tile_height: int = TILE_HEIGHT) -> Image.Image:
-    """The photo, then each explanation's overlay (heat map and box), ``COLUMNS`` to a row.
+    """The photo, then each explanation's overlay (heat map and box; no legend: the titles say
+    the method, class and probability), ``COLUMNS`` to a row.
 
     Args:
         photo: the photo, uint8 (h, w, 3) (``Explanation.image``).
@@ -32,7 +33,7 @@ def comparison_grid(photo: np.ndarray, explanations: Sequence[Explanation], tile
     h, w = photo.shape[:2]
     tile_width = max(1, round(w * tile_height / h))
     tiles = [("photo", f"{w}x{h}", Image.fromarray(photo))]
-    tiles += [(e.method, f"{e.target.name[:24]} {e.target.probability:.1%}", e.overlay()) for e in explanations]
+    tiles += [(e.method, f"{e.target.name[:24]} {e.target.probability:.1%}", e.overlay(legend=False)) for e in explanations]
     columns = min(len(tiles), COLUMNS)
     rows = -(-len(tiles) // columns)
     cell_height = tile_height + _TITLE + _GAP

@@ -77,10 +77,10 @@ def unit_scale(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def to_uint8(values: np.ndarray) -> np.ndarray:
-    """A [0, 1] map as 8-bit grey, rounded, band by band."""
+def to_uint8(values: np.ndarray, gain: float = 1.0) -> np.ndarray:
+    """A [0, 1] map times ``gain`` as 8-bit grey (clipped to 1 first), rounded, band by band."""
     out = np.empty(values.shape, dtype=np.uint8)
     for start in range(0, len(values), BAND):
         band = slice(start, start + BAND)
-        out[band] = np.clip(values[band] * 255.0 + 0.5, 0, 255)
+        out[band] = np.clip(values[band] * (255.0 * gain) + 0.5, 0, 255)
     return out
