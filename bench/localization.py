@@ -59,8 +59,24 @@ MODELS = {name: (ROOT / "models" / "fashion" / f"{name}.onnx", "raw") for name i
 MODELS["mobilenet_v2"] = (ROOT / "models" / "mobilenet_v2.onnx", "imagenet")
 SIGMAS = (0.02, 0.03, 0.05, 20 / 256, 0.12, 0.18, 0.25)
 THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-#: Methods swept for their box threshold only (fixations are swept apart).
-OTHERS = ("fixations:ge", "cam", "gradcam", "gradcam:ge", "guided-gradcam", "saliency", "guided-backprop", "centre-gaussian")
+#: Methods swept for their box threshold only (fixations are swept apart). Integrated Gradients and
+#: SmoothGrad walk once per step or sample: 16 here instead of their 50 keeps them near a tenth of
+#: the run (at 50 they would take most of it; bench/RESULTS.md has their time per map).
+OTHERS = (
+    "fixations:ge",
+    "cam",
+    "gradcam",
+    "gradcam:ge",
+    "guided-gradcam",
+    "saliency",
+    "guided-backprop",
+    "gradcam++",
+    "layercam",
+    "xgradcam",
+    "integrated-gradients:steps=16",
+    "smoothgrad:samples=16",
+    "centre-gaussian",
+)
 SANITY_METHODS = ("fixations", "gradcam", "saliency", "guided-backprop")
 
 

@@ -115,7 +115,9 @@ def test_integrated_gradients_equal_captum(explainer, batch, torch_mobilenet, sp
     got = method.attributions(run, TARGETS)
     baseline = torch.tensor(method.baseline(run))
     if "black" in spec:  # a black photo through imagenet's mean and std, not the zero tensor
-        np.testing.assert_allclose(baseline[0, :, 0, 0].numpy(), -np.array([0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225], rtol=1e-6)
+        np.testing.assert_allclose(
+            baseline[0, :, 0, 0].numpy(), -np.array([0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225], rtol=1e-6
+        )
     want = captum_attr.IntegratedGradients(torch_mobilenet).attribute(
         torch.tensor(batch), baselines=baseline, target=TARGETS, n_steps=steps, method=captum_method
     )
@@ -164,7 +166,13 @@ def smooth_net(tmp_path_factory):
     with warnings.catch_warnings():  # torch 2.9+ deprecates the TorchScript exporter (this net needs nothing newer)
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            net, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17, input_names=["x"], dynamic_axes={"x": {0: "N"}}
+            net,
+            (torch.zeros(1, 3, 32, 32),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            dynamic_axes={"x": {0: "N"}},
         )
     explainer = Explainer(path, preset="raw", device="cpu")
     x = np.random.default_rng(2).uniform(0, 1, (2, 3, 32, 32)).astype(np.float32)
@@ -173,7 +181,10 @@ def smooth_net(tmp_path_factory):
 
 def test_integrated_gradients_equal_captum_exactly_without_kinks(smooth_net):
     net, explainer, x = smooth_net
-    for spec, captum_method in (("integrated-gradients", "gausslegendre"), ("integrated-gradients:rule=riemann-left:steps=20", "riemann_left")):
+    for spec, captum_method in (
+        ("integrated-gradients", "gausslegendre"),
+        ("integrated-gradients:rule=riemann-left:steps=20", "riemann_left"),
+    ):
         method = explainer.prepared(spec)
         got = method.attributions(explainer.runner.run(x), [1, 3])
         steps = method.params["steps"]

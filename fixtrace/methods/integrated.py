@@ -33,9 +33,7 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     if rule == "riemann-trapezoid":
         sizes[[0, -1]] /= 2
         return np.linspace(0, 1, steps), sizes
-    low, high = {"riemann-left": (0, 1 - 1 / steps), "riemann-middle": (0.5 / steps, 1 - 0.5 / steps)}.get(
-        rule, (1 / steps, 1)
-    )
+    low, high = {"riemann-left": (0, 1 - 1 / steps), "riemann-middle": (0.5 / steps, 1 - 0.5 / steps)}.get(rule, (1 / steps, 1))
     return np.linspace(low, high, steps), sizes
 
 
@@ -59,7 +57,9 @@ class IntegratedGradients(CopiesGradient):
     summary = "(x - baseline) x the gradient averaged on the path from the baseline (Sundararajan et al. 2017)"
     rank = 13
     parameters: ClassVar[dict[str, Parameter]] = {
-        "baseline": Parameter("zero", "the path's start: zero (the all-zero input) or black (a black photo)", choices=("zero", "black")),
+        "baseline": Parameter(
+            "zero", "the path's start: zero (the all-zero input) or black (a black photo)", choices=("zero", "black")
+        ),
         "steps": Parameter(50, "points on the path (gradient walks per photo)", int, 1, 10_000),
         "rule": Parameter("gausslegendre", "where the points sit and how they are weighted (Captum's method)", choices=RULES),
     }
