@@ -19,7 +19,8 @@ Usage::
     pip install -e ".[test]"                  # scikit-image: the composites' photos and textures
     python bench/localization.py              # --val 500 --test 1000 --perturbation 100
 
-Writes bench/out/localization/ (datasets, per-model tables, sweep.json, results.md).
+Writes bench/out/localization/ (datasets, per-model tables, sweep.json, results.md). A cached
+sweep.json is completed with the variants and methods it lacks; delete it to sweep afresh.
 """
 
 from __future__ import annotations
@@ -59,8 +60,24 @@ MODELS = {name: (ROOT / "models" / "fashion" / f"{name}.onnx", "raw") for name i
 MODELS["mobilenet_v2"] = (ROOT / "models" / "mobilenet_v2.onnx", "imagenet")
 SIGMAS = (0.02, 0.03, 0.05, 20 / 256, 0.12, 0.18, 0.25)
 THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-#: Methods swept for their box threshold only (fixations are swept apart).
-OTHERS = ("fixations:ge", "cam", "gradcam", "gradcam:ge", "guided-gradcam", "saliency", "guided-backprop", "centre-gaussian")
+#: Methods swept for their box threshold only (fixations are swept apart). Integrated Gradients and
+#: SmoothGrad walk once per step or sample: 16 here instead of their 50 keeps them near a tenth of
+#: the run (at 50 they would take most of it; bench/RESULTS.md has their time per map).
+OTHERS = (
+    "fixations:ge",
+    "cam",
+    "gradcam",
+    "gradcam:ge",
+    "guided-gradcam",
+    "saliency",
+    "guided-backprop",
+    "gradcam++",
+    "layercam",
+    "xgradcam",
+    "integrated-gradients:steps=16",
+    "smoothgrad:samples=16",
+    "centre-gaussian",
+)
 SANITY_METHODS = ("fixations", "gradcam", "saliency", "guided-backprop")
 #: The fixations variants swept: conv location x how the dense/pool steps pass counts down.
 LOCATIONS = ("argmax", "centre", "coarse-centre")
@@ -99,12 +116,28 @@ def box_settings():
         yield f"box={threshold}:region={region}", threshold, region
 
 
-def sweep_model(name: str, items, progress: Progress) -> dict[str, float]:
-    """Validation top-1 localization error of every candidate setting on one model: label -> %."""
+def variants() -> list[str]:
+    """The fixations variants swept, as specs."""
+    return [
+        f"fixations:{location}" + ("" if rule == "authors" else f":rule={rule}")
+        for location, rule in itertools.product(LOCATIONS, RULES)
+    ]
+
+
+def missing(done: dict[str, float]) -> list[str]:
+    """The fixations variants and OTHERS methods ``done`` (a cached sweep of one model) lacks."""
+    return [
+        m
+        for m in [*variants(), *OTHERS]
+        if not any(label.startswith(f"{m}:sigma=") or label.startswith(f"{m}:box=") for label in done)
+    ]
+
+
+def sweep_model(name: str, items, progress: Progress, todo: list[str]) -> dict[str, float]:
+    """Validation top-1 localization error of the ``todo`` variants and methods on one model: label -> %."""
     path, preset = MODELS[name]
     errors: dict[str, float] = {}
-    for location, rule in itertools.product(LOCATIONS, RULES):
-        variant = f"fixations:{location}" + ("" if rule == "authors" else f":rule={rule}")
+    for variant in [v for v in variants() if v in todo]:
         spec = parse_method(f"{variant}:all-points")
         results = [r for r in make_maps(path, items, spec, preset=preset) if isinstance(r, MapResult)]
         progress.step(f"{name} {variant}")
@@ -118,7 +151,7 @@ def sweep_model(name: str, items, progress: Progress) -> dict[str, float]:
             flags = variant + ("" if outliers else ":all-points")
             for suffix, threshold, region in box_settings():
                 errors[f"{flags}:sigma={sigma:.4g}:{suffix}"] = loc_error(results, heats, threshold, region)
-    for method in OTHERS:
+    for method in [m for m in OTHERS if m in todo]:
         try:
             results = [r for r in make_maps(path, items, parse_method(method), preset=preset) if isinstance(r, MapResult)]
         except FixtraceError as exc:  # a layer method without its head (CAM on an FC head) cannot run
@@ -205,11 +238,14 @@ def main() -> None:
     folders = datasets(args.val, args.test, args.composites)
     sweep_file = OUT / "sweep.json"
     sweeps = json.loads(sweep_file.read_text()) if sweep_file.is_file() else {}
-    todo = [m for m in args.models if m not in sweeps]
-    progress = Progress(len(todo) * (len(LOCATIONS) * len(RULES) + len(OTHERS)))
-    for name in todo:
-        sweeps[name] = sweep_model(name, read_dataset(folders[name]["val"]), progress)
-        sweep_file.write_text(json.dumps(sweeps, indent=1))
+    # A cached sweep is completed with what it lacks (variants or methods added since).
+    todo = {m: missing(sweeps.get(m, {})) for m in args.models}
+    progress = Progress(sum(len(t) for t in todo.values()))
+    for name, lacking in todo.items():
+        if lacking:
+            found = sweep_model(name, read_dataset(folders[name]["val"]), progress, lacking)
+            sweeps[name] = sweeps.get(name, {}) | found
+            sweep_file.write_text(json.dumps(sweeps, indent=1))
     regions = region_table({m: sweeps[m] for m in args.models})
     print("\n".join(regions), flush=True)
     if args.sweep_only:

@@ -599,8 +599,9 @@ def _info(args: argparse.Namespace) -> int:
     print(f"fixation rules for: {', '.join(ops.supported('fixation'))}")
     print(f"gradient rules for: {', '.join(ops.supported('gradient'))}")
     print("methods:")
+    width = max(map(len, method_names()))
     for name in method_names():
-        print(f"  {name:<16s} {METHODS[name].summary}{_method_options(METHODS[name])}")
+        print(f"  {name:<{width}s} {METHODS[name].summary}{_method_options(METHODS[name])}")
     if args.model:
         from fixtrace.api import Explainer
 
@@ -618,7 +619,7 @@ def _info(args: argparse.Namespace) -> int:
             print(f"forward fallback: {explainer.session.fallback}")
         for name in method_names():
             reason = explainer.skipped.get(name, "").split("; supported ops:")[0]
-            print(f"  {name:<16s} {'runs on this model' if not reason else 'cannot run: ' + one_line(reason)}")
+            print(f"  {name:<{width}s} {'runs on this model' if not reason else 'cannot run: ' + one_line(reason)}")
     return EXIT_OK
 
 

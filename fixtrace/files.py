@@ -296,8 +296,9 @@ def safe_name(text: str, fallback: str = "image") -> str:
 
 
 def method_folder(label: str) -> str:
-    """The folder name of a method's label (``occlusion:patch=32`` -> ``occlusion_patch_32``)."""
-    return safe_name(label.replace(":", "_"), "method")
+    """The folder name of a method's label (``occlusion:patch=32`` -> ``occlusion_patch_32``,
+    ``gradcam++`` -> ``gradcampp``, apart from ``gradcam``)."""
+    return safe_name(label.replace(":", "_").replace("+", "p"), "method")
 
 
 class UniqueNames:

@@ -121,7 +121,22 @@ def test_layouts_are_established_from_the_graph():
     assert "f" not in layouts and "y" not in layouts
 
 
-@pytest.mark.parametrize("method", ["gradcam", "cam", "guided-gradcam", "gradcam:ge", "cam:ge", "scorecam"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "gradcam",
+        "cam",
+        "guided-gradcam",
+        "gradcam:ge",
+        "cam:ge",
+        "scorecam",
+        "gradcam++",
+        "layercam:ge",
+        "xgradcam",
+        "integrated-gradients:baseline=black",
+        "smoothgrad",
+    ],
+)
 def test_layer_methods_agree_on_both_layouts(method):
     assert_same_maps(small_cnn(), to_channels_last(small_cnn()), method)
 

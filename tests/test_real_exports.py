@@ -51,8 +51,13 @@ SPELLINGS = {
     "flax-shapes": {"Conv", "Relu", "Transpose", "ReduceMean", "Gemm"},
     "nsfwjs-mobilenetv2": {"Conv", "Clip", "Add", "AveragePool", "MatMul", "Softmax"},
 }
-#: The slow perturbation methods with fewer forwards (the same code paths).
-LIGHT = {"occlusion": "occlusion:stride=16", "rise": "rise:masks=200"}
+#: The slow methods with fewer forwards or walks (the same code paths).
+LIGHT = {
+    "occlusion": "occlusion:stride=16",
+    "rise": "rise:masks=200",
+    "integrated-gradients": "integrated-gradients:steps=8",
+    "smoothgrad": "smoothgrad:samples=8",
+}
 METHODS = [*method_names(), "gradcam:ge"]
 #: fixtrace limits these graphs meet: (model, method) -> why (none left; kept for the next export that finds one).
 KNOWN: dict[tuple[str, str], str] = {}

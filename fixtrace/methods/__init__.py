@@ -1,6 +1,7 @@
 """Explanation methods, one module each, all on one base (``base.Method``): CNN Fixations, the
-gradient family, the CAM family, the methods that run the model again (occlusion, RISE,
-Score-CAM), and Gradual Extrapolation as a wrapper of any method with coarse maps.
+gradient family (Integrated Gradients and SmoothGrad among them), the CAM family (Grad-CAM++,
+LayerCAM and XGrad-CAM on Grad-CAM's base), the methods that run the model again (occlusion,
+RISE, Score-CAM), and Gradual Extrapolation as a wrapper of any method with coarse maps.
 
 Importing this package imports every module in it, so a new method is one module with a class
 decorated ``@register``.
@@ -17,10 +18,15 @@ for _module in pkgutil.iter_modules(__path__):
 from fixtrace.methods.cam import CAM, GradCAM, GuidedGradCAM  # noqa: E402
 from fixtrace.methods.extrapolation import Extrapolated, GradualExtrapolation  # noqa: E402
 from fixtrace.methods.fixations import Fixations  # noqa: E402
+from fixtrace.methods.gradcampp import GradCAMPlusPlus  # noqa: E402
 from fixtrace.methods.gradient import Deconvnet, GuidedBackprop, Saliency  # noqa: E402
+from fixtrace.methods.integrated import IntegratedGradients  # noqa: E402
+from fixtrace.methods.layercam import LayerCAM  # noqa: E402
 from fixtrace.methods.occlusion import Occlusion  # noqa: E402
 from fixtrace.methods.rise import Rise  # noqa: E402
 from fixtrace.methods.scorecam import ScoreCAM  # noqa: E402
+from fixtrace.methods.smoothgrad import SmoothGrad  # noqa: E402
+from fixtrace.methods.xgradcam import XGradCAM  # noqa: E402
 
 __all__ = [
     "CAM",
@@ -29,9 +35,12 @@ __all__ = [
     "Extrapolated",
     "Fixations",
     "GradCAM",
+    "GradCAMPlusPlus",
     "GradualExtrapolation",
     "GuidedBackprop",
     "GuidedGradCAM",
+    "IntegratedGradients",
+    "LayerCAM",
     "Maps",
     "Method",
     "Occlusion",
@@ -39,6 +48,8 @@ __all__ = [
     "Rise",
     "Saliency",
     "ScoreCAM",
+    "SmoothGrad",
+    "XGradCAM",
     "method_names",
     "register",
 ]

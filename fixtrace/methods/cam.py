@@ -1,4 +1,5 @@
-"""Class activation maps: CAM, Grad-CAM and Guided Grad-CAM."""
+"""Class activation maps: CAM, Grad-CAM and Guided Grad-CAM, and the base of the Grad-CAM family
+(``LayerGradientMethod``: Grad-CAM++, LayerCAM and XGrad-CAM give only their weights)."""
 
 from __future__ import annotations
 
@@ -68,17 +69,14 @@ class LayerMethod(Method):
         return upsample(self.coarse(tensors, targets), self.input_grid(tensors), self.upsample_mode)
 
 
-@register
-class GradCAM(LayerMethod):
-    """Selvaraju et al. 2017: ReLU(sum_k alpha_k A_k), alpha_k the spatial mean of d score / d A_k.
+class LayerGradientMethod(LayerMethod):
+    """The Grad-CAM family: a layer's activations A (N, K, h, w) weighted by the gradient of the
+    class score on them, ReLU(sum_k w_k A_k). Each variant gives only its ``weights``; the layer,
+    the walk down to it and both layouts are shared here.
 
     Raises:
         FixtraceError: ``layer`` is not a rank-4 tensor on the way to the logits.
     """
-
-    name = "gradcam"
-    summary = "ReLU(sum_k mean(d score / d A_k) A_k) on a layer (Selvaraju et al. 2017)"
-    rank = 21
 
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
@@ -95,18 +93,41 @@ class GradCAM(LayerMethod):
         self.needs.add(self.layer)
         self.touched.add(self.layer)
 
+    def layer_gradients(self, tensors: Tensors, targets: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(d score / d A, A), both (N, K, h, w) whatever the layer's layout."""
+        grads = to_nchw(self.plan.run(self.seed(tensors, targets), tensors)[self.layer], self.layout)
+        return grads, to_nchw(tensors.value(self.layer), self.layout)
+
+    def weights(self, grads: np.ndarray, activations: np.ndarray) -> np.ndarray:
+        """The weight of each activation, broadcastable to (N, K, h, w)."""
+        raise NotImplementedError
+
     def attributions(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         """(N, h, w) maps on the layer's grid, ReLU applied."""
-        grads = to_nchw(self.plan.run(self.seed(tensors, targets), tensors)[self.layer], self.layout)
-        activations = to_nchw(tensors.value(self.layer), self.layout)
-        alpha = grads.mean(axis=(2, 3), keepdims=True)
-        return np.maximum((alpha * activations).sum(axis=1), 0).astype(np.float32)
+        grads, activations = self.layer_gradients(tensors, targets)
+        return np.maximum((self.weights(grads, activations) * activations).sum(axis=1), 0).astype(np.float32)
 
     def coarse(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         return self.attributions(tensors, targets)
 
     def settings(self) -> dict[str, Any]:
         return {"layer": self.layer}
+
+
+@register
+class GradCAM(LayerGradientMethod):
+    """Selvaraju et al. 2017: ReLU(sum_k alpha_k A_k), alpha_k the spatial mean of d score / d A_k.
+
+    Raises:
+        FixtraceError: ``layer`` is not a rank-4 tensor on the way to the logits.
+    """
+
+    name = "gradcam"
+    summary = "ReLU(sum_k mean(d score / d A_k) A_k) on a layer (Selvaraju et al. 2017)"
+    rank = 21
+
+    def weights(self, grads: np.ndarray, activations: np.ndarray) -> np.ndarray:
+        return grads.mean(axis=(2, 3), keepdims=True)
 
 
 @register

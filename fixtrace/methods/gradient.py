@@ -1,7 +1,9 @@
-"""Input-gradient methods: saliency, guided backprop, deconvnet."""
+"""Input-gradient methods: saliency, guided backprop, deconvnet; and the base of the methods that
+walk gradients on new inputs made from the photo (Integrated Gradients, SmoothGrad)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,9 @@ from fixtrace.runtime.tensors import Tensors
 
 #: The ops whose gradient rule reads the forward pass but ignores it in deconvnet mode.
 _DECONVNET_BLIND = ("Relu", "Clip")
+#: Memory for one walk on new inputs: the tensors its forward keeps, and as much again for the
+#: gradients in flight. MobileNetV2 keeps 24 MB per input, so about 5 inputs are walked at once.
+WALK_BYTES = 256 * 2**20
 
 
 def gradient_plan(method: Method, mode: str, bottom: str | None = None) -> GradientPlan:
@@ -104,3 +109,50 @@ class Deconvnet(InputGradient):
             "little with the class (r = 0.99999 between two classes on MobileNetV2): it shows the architecture, "
             "not the evidence"
         ]
+
+
+class CopiesGradient(Method):
+    """Base of the methods that average input gradients over copies of each photo the model runs
+    again (Integrated Gradients' path, SmoothGrad's noisy copies). The batch's own forward keeps
+    nothing for them; the copies go through a forward keeping what the plain gradient walk reads
+    and through the walk, as many at a time as ``WALK_BYTES`` allows, every photo of the batch
+    together.
+    """
+
+    def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
+        super().__init__(graph, logits, **options)
+        self.plan = GradientPlan(graph, logits, "plain")
+        # What the copies' forward keeps: the walk's reads, and tensors whose shapes inference cannot tell.
+        self.keep = frozenset(self.plan.needs | {t for t in self.plan.touched if t not in self.shapes})
+
+    def per_walk(self, run: Run) -> int:
+        """Copies walked at once: what ``WALK_BYTES`` holds (a fixed batch dim: exactly that many)."""
+        fixed = self.graph.image_input.fixed_batch
+        if fixed:
+            return fixed
+        per_copy = 4 * sum(int(np.prod(self.shapes[t][1:])) for t in self.keep if t in self.shapes)
+        per_copy += 4 * int(np.prod(run.batch.shape[1:]))
+        return int(np.clip(WALK_BYTES // (2 * per_copy), 1, run.forward.chunk))
+
+    def gradients(
+        self, run: Run, count: int, make: Callable[[np.ndarray], tuple[np.ndarray, list[int]]]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The gradient of each copy's target score on the copy, a bounded number at a time.
+
+        Args:
+            run: the batch's run (its forward runs the copies).
+            count: copies in all.
+            make: copy indices -> (those copies, shaped as the model input; their target classes).
+
+        Yields:
+            (copy indices, float32 gradients shaped as the copies).
+        """
+        step = self.per_walk(run)
+        for start in range(0, count, step):
+            index = np.arange(start, min(count, start + step))
+            copies, targets = make(index)
+            tensors = run.tensors_of(copies, self.keep)
+            padding = tensors.shape(self.logits)[0] - len(index)  # a fixed batch dim's zero rows
+            seed = self.seed(tensors, [*targets, *[0] * padding])
+            seed[len(index) :] = 0
+            yield index, self.plan.run(seed, tensors)[self.graph.image_input.name][: len(index)]

@@ -1,4 +1,6 @@
-"""The batched forward: class scores of any number of inputs, nothing else kept."""
+"""The batched forward: class scores of any number of inputs, nothing else kept; and, for methods
+that walk gradients on other inputs (Integrated Gradients, SmoothGrad), one run keeping chosen
+intermediates."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ class Forward:
     """Class scores (the explained output's raw values) of many inputs, in chunks.
 
     Methods that run the model again (occlusion, RISE, Score-CAM) call it; it has its own lean
-    onnxruntime session that returns only the scores, made on first use.
+    onnxruntime session that returns only the scores, made on first use. ``keeping`` runs other
+    inputs keeping chosen intermediates, on a session per set of tensors (also made on first use).
 
     Args:
         graph: the layer graph.
@@ -35,6 +38,7 @@ class Forward:
         self.threads = threads
         self.chunk = graph.image_input.fixed_batch or chunk
         self._session: Session | None = None
+        self._keeping: dict[frozenset[str], Session] = {}
         self.calls = 0
         self.images = 0
 
@@ -63,3 +67,28 @@ class Forward:
             self.calls += 1
         self.images += len(inputs)
         return np.concatenate(scores) if scores else np.zeros((0, 0))
+
+    def keeping(self, inputs: np.ndarray, keep: frozenset[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One onnxruntime run of ``inputs`` returning the scores and the intermediates ``keep``.
+
+        Args:
+            inputs: at most ``chunk`` inputs shaped as the model's input (batch first); a model
+                with a fixed batch dim gets them padded with zeros to it.
+            keep: the tensors to return besides the graph outputs.
+
+        Returns:
+            (tensor name -> value, the inputs run: ``inputs`` or its padded copy).
+
+        Raises:
+            InputShapeError, ModelError: as ``Session.run``.
+        """
+        part = np.ascontiguousarray(inputs, dtype=np.float32)
+        fixed = self.graph.image_input.fixed_batch
+        if fixed and len(part) < fixed:
+            part = np.concatenate([part, np.zeros((fixed - len(part), *part.shape[1:]), np.float32)])
+        if keep not in self._keeping:
+            self._keeping[keep] = Session(self.graph, keep | {self.logits}, providers=self.providers, threads=self.threads)
+        values = self._keeping[keep].run(part)
+        self.calls += 1
+        self.images += len(inputs)
+        return values, part

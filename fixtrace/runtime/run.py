@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fixtrace.backends.base import Backend
+from fixtrace.images.presets import Preset
 from fixtrace.model.outputs import ClassOutput
 from fixtrace.runtime.forward import Forward
 from fixtrace.runtime.tensors import Tensors
@@ -24,6 +25,8 @@ class Run:
         scores: float64 (N, classes) raw values of the explained output for the batch.
         output: the explained output (its kind turns scores into probabilities).
         forward: class scores of any other inputs (occluded or masked copies), batched.
+        preset: the preprocessing the batch went through (what a black photo is in the model's
+            input space).
     """
 
     tensors: Tensors
@@ -31,6 +34,7 @@ class Run:
     scores: np.ndarray
     output: ClassOutput
     forward: Forward
+    preset: Preset
 
     @property
     def backend(self) -> Backend:
@@ -56,3 +60,22 @@ class Run:
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         """(M, classes) probabilities of raw output values (softmax of logits, etc.)."""
         return self.output.probabilities(scores)
+
+    def tensors_of(self, inputs: np.ndarray, keep: frozenset[str]) -> Tensors:
+        """The values of another forward, of ``inputs`` (interpolated or noisy copies of the batch),
+        keeping ``keep``: what gradient walks on new inputs read (Integrated Gradients, SmoothGrad).
+
+        Args:
+            inputs: at most ``forward.chunk`` inputs (see ``Forward.keeping``: a fixed batch dim
+                pads them with zero rows, which these tensors then hold too).
+            keep: the tensors the walk reads.
+        """
+        values, ran = self.forward.keeping(inputs, keep)
+        name = self.forward.graph.image_input.name
+        return Tensors(
+            values | {name: ran},
+            self.forward.graph.shapes(ran.shape),
+            self.tensors.constants,
+            self.tensors.recipes,
+            self.backend,
+        )

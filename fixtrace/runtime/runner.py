@@ -141,4 +141,4 @@ class Runner:
         """
         values = self.session.run(batch)
         scores = values[self.logits].reshape(len(batch), -1).astype(np.float64)
-        return Run(self.tensors(values, batch), batch, scores, self.output, self.forward)
+        return Run(self.tensors(values, batch), batch, scores, self.output, self.forward, self.preset)
