@@ -50,9 +50,29 @@ OBJECTS = {
 }
 #: A pasted object fills this fraction of the largest size that fits its half of the crop.
 FILL = (0.8, 1.0)
-#: The fixations variants compared on validation.
-VARIANTS = ("fixations:rule=authors", "fixations:rule=weighted", "fixations:rule=spread")
-DEFAULT_METHODS = ("centre", *VARIANTS, "cam", "gradcam", "saliency", "guided-backprop", "guided-gradcam", "deconvnet")
+#: The fixations variants compared on validation (rule x conv location).
+VARIANTS = tuple(
+    f"fixations:rule={rule}:conv_location={location}"
+    for location in ("argmax", "centre", "coarse-centre")
+    for rule in ("authors", "weighted", "spread")
+)
+#: The test table: the baseline, the authors' literal rule, the variant chosen on validation
+#: (added by ``main``) and every other method with a map per class.
+DEFAULT_METHODS = (
+    "centre",
+    "fixations:rule=authors:conv_location=argmax",
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "layercam",
+    "xgradcam",
+    "saliency",
+    "guided-backprop",
+    "guided-gradcam",
+    "deconvnet",
+    "integrated-gradients:steps=16",
+    "smoothgrad:samples=16",
+)
 
 
 def composite(rng: np.random.Generator, objects: dict[str, np.ndarray], textures: list[np.ndarray], k: int):
@@ -115,7 +135,7 @@ def build(count: int, seed: int) -> list[dict]:
     return kept
 
 
-def peaks_right(method: str, items: list[dict], explainer: Explainer | None) -> list[tuple[bool, bool]]:
+def peaks_right(method: str, items: list[dict], explainer: Explainer | None, **options) -> list[tuple[bool, bool]]:
     """Per composite, whether each object's map peaks in its box."""
     right = []
     for item in items:
@@ -125,21 +145,23 @@ def peaks_right(method: str, items: list[dict], explainer: Explainer | None) -> 
             heat = centre_gaussian((photo.shape[1], photo.shape[0]))
             right.append(tuple(pointing_hit(heat, [box]) for box in boxes))
             continue
-        found = explainer.explain(photo, target=[c for _, _, c in item["objects"]])
+        found = explainer.explain(photo, target=[c for _, _, c in item["objects"]], **options)
         by_class = {e.target.index: e for e in found}
         right.append(tuple(pointing_hit(by_class[c].heatmap, [box]) for _, box, c in item["objects"]))
     return right
 
 
-def score(method: str, items: list[dict]) -> dict:
-    """Counts and time of one method on one split."""
+def score(method: str, items: list[dict], sigma: float | None = None) -> dict:
+    """Counts and time of one method on one split (``sigma``: fixations' blur, None: the default)."""
     explainer = None if method == "centre" else Explainer(MODEL, method=method)
     start = time.perf_counter()
-    right = peaks_right(method, items, explainer)
+    right = peaks_right(method, items, explainer, **({"sigma": sigma} if sigma else {}))
     both = sum(a and b for a, b in right)
     either = sum(a or b for a, b in right)
     return {
-        "method": method,
+        "method": method + (f" sigma={sigma:g}" if sigma else ""),
+        "spec": method,
+        "sigma": sigma,
         "images": len(items),
         "both": both,
         "one_or_both": either,
@@ -163,22 +185,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--val", type=int, default=150, help="candidate composites of the validation split")
     parser.add_argument("--test", type=int, default=300, help="candidate composites of the test split")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="methods of the test table")
+    parser.add_argument(
+        "--methods", default=",".join(DEFAULT_METHODS), help="methods of the test table (besides the chosen variant)"
+    )
     parser.add_argument("--variants", default=",".join(VARIANTS), help="fixations variants compared on validation")
+    parser.add_argument("--sigmas", default="", help="fixations blurs also compared on validation (fractions of the short side)")
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {platform.processor() or ''}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     splits = {"val": build(args.val, seed=1), "test": build(args.test, seed=2)}
     print(f"kept: validation {len(splits['val'])} of {args.val}, test {len(splits['test'])} of {args.test}", flush=True)
     results: dict[str, list[dict]] = {"val": [], "test": []}
     variants = [v for v in args.variants.split(",") if v]
+    sigmas = [float(x) for x in args.sigmas.split(",") if x]
     for variant in variants:
-        results["val"].append(score(variant, splits["val"]))
+        for sigma in [None, *sigmas]:
+            results["val"].append(score(variant, splits["val"], sigma))
     for method in ("gradcam", "centre"):
         results["val"].append(score(method, splits["val"]))
     print("\nvalidation\n" + table(results["val"]), flush=True)
-    for method in [m for m in args.methods.split(",") if m]:
-        results["test"].append(score(method, splits["test"]))
-        print(f"  {method}: {results['test'][-1]['both']} of {len(splits['test'])}", flush=True)
+    ranked = sorted(results["val"][: len(variants) * (1 + len(sigmas))], key=lambda r: (-r["both"], -r["maps_right"]))
+    chosen = (ranked[0]["spec"], ranked[0]["sigma"]) if ranked else None
+    if chosen:
+        print(f"chosen on validation: {ranked[0]['method']}", flush=True)
+    methods = [(m, None) for m in args.methods.split(",") if m]
+    for method, sigma in ([chosen] if chosen else []) + methods:
+        results["test"].append(score(method, splits["test"], sigma))
+        print(f"  {results['test'][-1]['method']}: {results['test'][-1]['both']} of {len(splits['test'])}", flush=True)
     print("\ntest\n" + table(results["test"]))
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=1))

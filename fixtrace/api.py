@@ -25,7 +25,7 @@ from fixtrace import validate
 from fixtrace.backends import DEVICES
 from fixtrace.errors import EmptyMapWarning, FixtraceError, ModelError, OptionError
 from fixtrace.explanation import Explanation
-from fixtrace.fixations.options import CONV_LOCATIONS
+from fixtrace.fixations.options import CONV_LOCATIONS, DEFAULT_CONV_LOCATION
 from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import ImageSource, load_photo
 from fixtrace.images.preprocess import preprocess
@@ -100,7 +100,7 @@ class Explainer:
             ``PresetChoice`` (``choose_preset``: a base with fields overridden). Default (None):
             the preset the model carries in its metadata (``fixtrace.preprocessing``), else
             ``imagenet``; ``preset_source`` says which.
-        conv_location: fixations' ``"argmax"`` or ``"centre"`` (see FixationOptions).
+        conv_location: fixations' ``"argmax"``, ``"centre"`` or ``"coarse-centre"`` (see FixationOptions).
         output: graph output to explain (default: the first).
         labels: a labels file (one class name per line); without one, the names the model
             carries in its metadata (``fixtrace.labels``), else ImageNet's for 1000 classes.
@@ -132,7 +132,7 @@ class Explainer:
         model: ModelSource,
         *,
         preset: PresetArg = None,
-        conv_location: str = "argmax",
+        conv_location: str = DEFAULT_CONV_LOCATION,
         output: str | None = None,
         labels: str | Path | None = None,
         threads: int = 0,
@@ -611,7 +611,7 @@ def explain(
     top_k: int | None = None,
     *,
     preset: PresetArg = None,
-    conv_location: str = "argmax",
+    conv_location: str = DEFAULT_CONV_LOCATION,
     labels: str | Path | None = None,
     device: str = "auto",
     method: Any = "fixations",
@@ -627,7 +627,7 @@ def explain(
         target: class index or indices (default: the predicted class).
         top_k: explain the k best classes (one map each).
         preset: preprocessing (see Explainer; default: the model's metadata preset, else imagenet).
-        conv_location: ``"argmax"`` or ``"centre"``.
+        conv_location: ``"argmax"``, ``"centre"`` or ``"coarse-centre"``.
         labels: labels file.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see Explainer).
         method, layer, ge: the explanation method (see Explainer).

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from fixtrace.backends import DEVICES
-    from fixtrace.fixations.options import CONV_LOCATIONS
+    from fixtrace.fixations.options import CONV_LOCATIONS, DEFAULT_CONV_LOCATION
     from fixtrace.methods import METHODS, method_names
 
     parser = argparse.ArgumentParser(prog="fixtrace", description="Explain CNN image classifiers through their ONNX graph.")
@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--conv-location",
         choices=CONV_LOCATIONS,
-        default=CONV_LOCATIONS[0],
+        default=DEFAULT_CONV_LOCATION,
         help="where a conv fixation lands in its window (default: %(default)s)",
     )
     ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fixtrace.errors import OptionError
+from fixtrace.fixations.options import DEFAULT_CONV_LOCATION
 from fixtrace.methods import METHODS, method_names
 from fixtrace.validate import choice
 
@@ -60,7 +61,7 @@ class MethodSpec:
 
     label: str
     method: str
-    conv_location: str = "argmax"
+    conv_location: str = DEFAULT_CONV_LOCATION
     outlier_removal: bool = True
     ge: bool = False
     box_threshold: float | None = None

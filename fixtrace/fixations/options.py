@@ -7,6 +7,9 @@ from dataclasses import dataclass
 CONV_LOCATIONS = ("argmax", "centre", "coarse-centre")
 #: How the class neuron's count reaches the last feature map (see ``FixationOptions.rule``).
 RULES = ("authors", "weighted", "spread")
+#: fixtrace's defaults, chosen on bench/two_objects.py and bench/localization.py (see the README).
+DEFAULT_CONV_LOCATION = "argmax"
+DEFAULT_RULE = "authors"
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,8 @@ class FixationOptions:
             decomposition, carried down to the pixels by the authors' conv rules).
     """
 
-    conv_location: str = "argmax"
-    rule: str = "authors"
+    conv_location: str = DEFAULT_CONV_LOCATION
+    rule: str = DEFAULT_RULE
 
     def __post_init__(self) -> None:
         if self.conv_location not in CONV_LOCATIONS:

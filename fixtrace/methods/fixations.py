@@ -9,7 +9,7 @@ import numpy as np
 
 from fixtrace.explanation import LayerFixations
 from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
-from fixtrace.fixations.options import CONV_LOCATIONS, RULES
+from fixtrace.fixations.options import CONV_LOCATIONS, DEFAULT_CONV_LOCATION, DEFAULT_RULE, RULES
 from fixtrace.fixations.walk import BacktrackResult
 from fixtrace.methods.base import Maps, Method, Parameter, register
 from fixtrace.methods.cam import last_spatial_layer
@@ -32,9 +32,9 @@ class Fixations(Method):
     summary = "CNN Fixations: the class neuron's discriminative neurons unravelled down to pixels (Mopuri et al. 2019)"
     coarse_maps = True
     parameters = {
-        "conv_location": Parameter("argmax", "where a conv fixation lands in its window", choices=CONV_LOCATIONS),
+        "conv_location": Parameter(DEFAULT_CONV_LOCATION, "where a conv fixation lands in its window", choices=CONV_LOCATIONS),
         "rule": Parameter(
-            "authors",
+            DEFAULT_RULE,
             "how the dense and global-pool steps pass counts down: authors (the paper), weighted or spread (by contribution)",
             choices=RULES,
         ),
