@@ -60,6 +60,7 @@ VARIANTS = tuple(
 #: (added by ``main``) and every other method with a map per class.
 DEFAULT_METHODS = (
     "centre",
+    "fixations",  # fixtrace's default variant and blur
     "fixations:rule=authors:conv_location=argmax",
     "cam",
     "gradcam",
@@ -208,7 +209,7 @@ def main() -> None:
     if chosen:
         print(f"chosen on validation: {ranked[0]['method']}", flush=True)
     methods = [(m, None) for m in args.methods.split(",") if m]
-    for method, sigma in ([chosen] if chosen else []) + methods:
+    for method, sigma in ([chosen] if chosen and chosen not in methods else []) + methods:
         results["test"].append(score(method, splits["test"], sigma))
         print(f"  {results['test'][-1]['method']}: {results['test'][-1]['both']} of {len(splits['test'])}", flush=True)
     print("\ntest\n" + table(results["test"]))

@@ -93,7 +93,8 @@ def test_explain_writes_the_four_outputs(default_run):
     data = check_outputs(out / "chelsea", (451, 300))
     assert data["target"]["index"] == 285 and data["target"]["name"] == "Egyptian cat"
     assert data["top_classes"][0]["index"] == 285
-    assert data["settings"]["conv_location"] == "argmax" and data["settings"]["preset"] == "imagenet"
+    assert data["settings"]["conv_location"] == "coarse-centre" and data["settings"]["rule"] == "spread"
+    assert data["settings"]["preset"] == "imagenet"
     summary = json.loads((out / "summary.json").read_text())
     assert summary == [
         {"image": str(CHELSEA), "folder": "chelsea", "status": "ok", "outputs": [str(out / "chelsea")], "classes": [285]}

@@ -333,7 +333,7 @@ def test_cli_evaluate_prints_the_preprocessing(tmp_path, capsys):
         (["--scale", "-2"], "--scale: preprocessing field 'scale' must be a positive number"),
         (["--scale", "nan"], "--scale: preprocessing field 'scale' must be a positive number"),
         (["--resize", "fit"], "--resize: preprocessing field 'resize' must be one of short, exact, letterbox"),
-        (["--crop", "1.2"], "--crop: the crop fraction must be in (0, 1], e.g. 0.875, not 1.2"),
+        (["--crop", "1.2"], "--crop: the crop fraction must be in (0, 1], e.g. 0.875, or none, not 1.2"),
         (["--crop", "0"], "--crop: the crop fraction must be in (0, 1]"),
         (["--crop", "0.9", "--resize", "letterbox"], "--crop sets resize 'short' with ratio 1/crop; it cannot go with --resize"),
         (["--preset", "imagenett"], "unknown preprocessing preset 'imagenett' (did you mean 'imagenet'?)"),

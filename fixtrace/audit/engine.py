@@ -26,6 +26,7 @@ from fixtrace.audit.truth import Truth
 from fixtrace.errors import OutputError
 from fixtrace.explanation import ClassScore, Explanation
 from fixtrace.images.load import Photo, load_photo
+from fixtrace.render.heatmap import DEFAULT_SIGMA
 
 #: Handed to ``explain_many`` in place of a photo that could not be read (it fails at once,
 #: without reading the file again); the reading error is what the ledger records.
@@ -46,7 +47,7 @@ class AuditSettings:
 
     batch_size: int = 8
     workers: int = 2
-    sigma: float = 0.05
+    sigma: float = DEFAULT_SIGMA
     box_threshold: float | None = None
     outlier_removal: bool = True
 

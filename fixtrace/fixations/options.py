@@ -8,8 +8,8 @@ CONV_LOCATIONS = ("argmax", "centre", "coarse-centre")
 #: How the class neuron's count reaches the last feature map (see ``FixationOptions.rule``).
 RULES = ("authors", "weighted", "spread")
 #: fixtrace's defaults, chosen on bench/two_objects.py and bench/localization.py (see the README).
-DEFAULT_CONV_LOCATION = "argmax"
-DEFAULT_RULE = "authors"
+DEFAULT_CONV_LOCATION = "coarse-centre"
+DEFAULT_RULE = "spread"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from fixtrace.render.peak import peak
 #: values with the lowest top-1 localization error on the localization benchmark's validation
 #: split (bench/localization.py, bench/RESULTS.md). Other methods use DEFAULT_BOX_THRESHOLD.
 BOX_THRESHOLDS: dict[str, float] = {
-    "fixations": 0.1,
+    "fixations": 0.6,
     "fixations:ge": 0.5,
     "cam": 0.5,
     "gradcam": 0.5,

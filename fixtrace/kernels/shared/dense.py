@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba.extending import register_jitable
 
@@ -24,8 +26,8 @@ SHARE_SCALE = 1048576.0  # 2**20
 
 @register_jitable
 def share(count, part, total):  # pragma: no cover - numba
-    """``count * part / total`` rounded to a multiple of 1 / SHARE_SCALE."""
-    return np.rint(count * (part / total) * SHARE_SCALE) / SHARE_SCALE
+    """``count * part / total`` rounded (half up) to a multiple of 1 / SHARE_SCALE."""
+    return math.floor(count * (part / total) * SHARE_SCALE + 0.5) / SHARE_SCALE  # np.rint has no CUDA form
 
 
 @register_jitable
