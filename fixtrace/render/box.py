@@ -15,13 +15,18 @@ from fixtrace.render.peak import peak
 #: split (bench/localization.py, bench/RESULTS.md). Other methods use DEFAULT_BOX_THRESHOLD.
 BOX_THRESHOLDS: dict[str, float] = {
     "fixations": 0.6,
-    "fixations:ge": 0.5,
+    "fixations:ge": 0.8,
     "cam": 0.5,
     "gradcam": 0.5,
     "gradcam:ge": 0.9,
     "guided-gradcam": 0.02,
     "saliency": 0.05,
     "guided-backprop": 0.05,
+    "gradcam++": 0.5,
+    "layercam": 0.5,
+    "xgradcam": 0.5,
+    "integrated-gradients": 0.02,
+    "smoothgrad": 0.2,
     "centre-gaussian": 0.6,
 }
 #: CAM's rule (Zhou et al. 2016).
