@@ -1,11 +1,14 @@
 """The CUDA backend's fixation sets equal the CPU backend's on real models and real photos.
 
 Usage: python bench/check_cuda_identity.py [--images 128] [--batch 16] [--models mobilenet open_nsfw]
+    [--rules spread authors]
 
 For every photo (bundled and scikit-image photos, cropped and mirrored: bench/real_photos.py),
 one forward, then the walk from the top class on both backends; every tensor's set (indices and
-counts) must match exactly. Runs on a GPU; under NUMBA_ENABLE_CUDASIM=1 it also runs (slowly:
-use --images 1). Exits 1 on any difference.
+counts) must match exactly, for each fixation rule asked (``spread``, the default, shares counts
+in multiples of 2**-20, so its sums are exact too). Runs on a GPU; under NUMBA_ENABLE_CUDASIM=1
+it also runs (slowly: use --images 1 --rules authors; the spread rule sends ~30,000 fixations
+through the 7x7 map, one simulated Python thread each). Exits 1 on any difference.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--models", nargs="+", default=["mobilenet", "open_nsfw"])
+    parser.add_argument("--rules", nargs="+", default=["spread", "authors"], choices=["spread", "weighted", "authors"])
     args = parser.parse_args()
 
     from fixtrace import Explainer
@@ -54,12 +58,12 @@ def main() -> int:
     where = f"GPU {status['name']}" if status["gpu"] else "the numba CUDA simulator"
     photos = real_photos(args.images)
     differing = 0
-    for name in args.models:
+    for name, rule in [(m, r) for m in args.models for r in args.rules]:
         path, preset = model_path(name)
         if path is None or not path.is_file():
             print(f"{name}: skipped (its package is not installed)")
             continue
-        explainer = Explainer(path, preset=preset, device="cpu")
+        explainer = Explainer(path, preset=preset, device="cpu", method=f"fixations:rule={rule}")
         backends = (CpuBackend(), CudaBackend())
         checked = tensors_checked = 0
         t0 = time.perf_counter()
@@ -89,7 +93,7 @@ def main() -> int:
                         print(f"  DIFFERENT: {name}, photos {first}..{first + len(chunk) - 1}, tensor {tensor!r}")
                 checked += len(part)
         print(
-            f"{name}: {checked} photos, {tensors_checked} tensor sets compared on {where} against the CPU backend; "
+            f"{name}, rule {rule}: {checked} photos, {tensors_checked} tensor sets compared on {where} against the CPU backend; "
             f"{differing} different; {time.perf_counter() - t0:.1f} s"
         )
     return 1 if differing else 0

@@ -193,6 +193,8 @@ def test_mobilenet_walk_is_identical_on_the_cuda_code_path():
             "1",
             "--models",
             "mobilenet",
+            "--rules",
+            "authors",
         ],
         capture_output=True,
         text=True,
@@ -200,6 +202,6 @@ def test_mobilenet_walk_is_identical_on_the_cuda_code_path():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (
-        "mobilenet: 1 photos, 101 tensor sets compared on the numba CUDA simulator against the CPU backend; 0 different"
+        "mobilenet, rule authors: 1 photos, 101 tensor sets compared on the numba CUDA simulator against the CPU backend; 0 different"
         in proc.stdout
     )
