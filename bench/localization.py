@@ -46,6 +46,7 @@ import composites  # noqa: E402
 from fixtrace import Explainer  # noqa: E402
 from fixtrace.errors import FixtraceError  # noqa: E402
 from fixtrace.evaluate import evaluate, make_maps, parse_method, read_dataset, save, to_markdown  # noqa: E402
+from fixtrace.evaluate.methods import BASELINE, DEFAULT_METHODS  # noqa: E402
 from fixtrace.evaluate.run import MapResult  # noqa: E402
 from fixtrace.metrics import model_randomisation  # noqa: E402
 from fixtrace.metrics.localization import box_found  # noqa: E402
@@ -64,19 +65,13 @@ THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: SmoothGrad walk once per step or sample: 16 here instead of their 50 keeps them near a tenth of
 #: the run (at 50 they would take most of it; bench/RESULTS.md has their time per map).
 OTHERS = (
-    "fixations:ge",
-    "cam",
-    "gradcam",
-    "gradcam:ge",
-    "guided-gradcam",
-    "saliency",
-    "guided-backprop",
+    *(m for m in DEFAULT_METHODS if m not in ("fixations", "fixations:centre", "fixations:all-points", BASELINE)),
     "gradcam++",
     "layercam",
     "xgradcam",
     "integrated-gradients:steps=16",
     "smoothgrad:samples=16",
-    "centre-gaussian",
+    BASELINE,
 )
 SANITY_METHODS = ("fixations", "gradcam", "saliency", "guided-backprop")
 #: The fixations variants swept: conv location x how the dense/pool steps pass counts down.
