@@ -24,18 +24,20 @@ from PIL import Image
 from fixtrace import validate
 from fixtrace.backends import DEVICES
 from fixtrace.errors import EmptyMapWarning, FixtraceError, ModelError, OptionError
-from fixtrace.explanation import Explanation
+from fixtrace.explanation import ClassScore, Explanation
 from fixtrace.fixations.options import CONV_LOCATIONS, DEFAULT_CONV_LOCATION
+from fixtrace.images.crops import crop_count, crops_of
 from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import ImageSource, load_photo
 from fixtrace.images.preprocess import preprocess
 from fixtrace.images.preset_choice import PresetArg, choose_preset
 from fixtrace.labels import class_names
 from fixtrace.methods import METHODS, Method, method_names
+from fixtrace.methods.base import Maps
 from fixtrace.methods.spec import MethodSpec, build, parse_specs
 from fixtrace.model.load import ModelSource
 from fixtrace.render.box import method_box_threshold
-from fixtrace.render.build import explanation
+from fixtrace.render.build import explanation, merged_explanation
 from fixtrace.render.display import STYLE_OPTIONS, Style
 from fixtrace.render.heatmap import DEFAULT_SIGMA
 from fixtrace.runtime.runner import Runner
@@ -315,6 +317,7 @@ class Explainer:
         box_threshold: float | None = None,
         method: Any = None,
         methods: Any = None,
+        crops: int = 1,
         **unknown: Any,
     ) -> Any:
         """Explain one photo.
@@ -330,6 +333,11 @@ class Explainer:
             method: one method for this call (a name or spec; default: the Explainer's).
             methods: several methods for this call (a list, a comma-separated string or ``"all"``):
                 one forward, then each method.
+            crops: multi-crop (the fixations paper's test-time crops): 1 (the preset's crop),
+                2 (and its mirror), 5 (the four corners and the centre of the resized photo) or
+                10 (and their mirrors). The class is ranked on the crops' mean probabilities;
+                each crop whose own top class is the explained one is explained, and their
+                fixations (or maps) are merged on the photo (``settings["crops_used"]``).
             **unknown: the pictures' style (``fixtrace.render.display.Style``): ``colormap``
                 (jet, viridis, inferno, gray), ``legend`` (class, probability, method and colour
                 bar on the overlay; default True), ``points`` (draw the fixations), ``view``
@@ -349,11 +357,12 @@ class Explainer:
         render = render_options(outlier_removal, sigma, box_threshold, **unknown)
         specs, by_method = self._specs(method, methods)
         self.check_targets(target, top_k)
+        crops = crop_count(crops, self.preset)
         t0 = time.perf_counter()
         photo = load_photo(image)
-        sample, geometry = preprocess(photo.pixels, self.graph.image_input, self.preset, photo.size)
+        loaded = self._load(0, photo.pixels, photo.size, crops)
         load_ms = (time.perf_counter() - t0) * 1e3
-        results = self._explain_batch([photo.pixels], sample[None], [geometry], target, top_k, specs, render, load_ms)[0]
+        results = self._explain_loaded([loaded], target, top_k, specs, render, load_ms)[0]
         single = top_k is None and not isinstance(target, (list, tuple, np.ndarray))
         shaped = {label: (found[0] if single and len(found) == 1 else found) for label, found in results.items()}
         return shaped if by_method else next(iter(shaped.values()))
@@ -370,6 +379,7 @@ class Explainer:
         box_threshold: float | None = None,
         method: Any = None,
         methods: Any = None,
+        crops: int = 1,
         **unknown: Any,
     ) -> Iterator[BatchItem]:
         """Explain many photos, ``batch_size`` at a time through one forward (and each method once).
@@ -380,8 +390,9 @@ class Explainer:
 
         Args:
             images: paths, bytes, PIL images or arrays (any iterable, not one image).
-            target, top_k, outlier_removal, sigma, box_threshold, method, methods: as in ``explain``.
-            batch_size: photos per forward (capped by a fixed batch dim of the model).
+            target, top_k, outlier_removal, sigma, box_threshold, method, methods, crops: as in ``explain``.
+            batch_size: photos per forward (capped by a fixed batch dim of the model); with
+                ``crops`` above 1, each photo's crops are one forward.
             **unknown: the pictures' style, as in ``explain``.
 
         Yields:
@@ -401,6 +412,7 @@ class Explainer:
             )
         specs, _ = self._specs(method, methods)
         self.check_targets(target, top_k)
+        crops = crop_count(crops, self.preset)
         size = min(batch_size, self.graph.image_input.fixed_batch or batch_size)
         stream = iter(images)
         first = 0
@@ -411,8 +423,7 @@ class Explainer:
             for k, image in enumerate(chunk, start=first):
                 try:
                     photo = load_photo(image)
-                    sample, geometry = preprocess(photo.pixels, self.graph.image_input, self.preset, photo.size)
-                    loaded.append(_Loaded(k, photo.pixels, sample, geometry))
+                    loaded.append(self._load(k, photo.pixels, photo.size, crops))
                 except FixtraceError as exc:
                     failed[k] = exc
             load_ms = (time.perf_counter() - t0) * 1e3 / max(len(loaded), 1)
@@ -438,16 +449,7 @@ class Explainer:
         if not loaded:
             return {}
         try:
-            results = self._explain_batch(
-                [item.pixels for item in loaded],
-                np.stack([item.sample for item in loaded]),
-                [item.geometry for item in loaded],
-                target,
-                top_k,
-                specs,
-                render,
-                load_ms,
-            )
+            results = self._explain_loaded(loaded, target, top_k, specs, render, load_ms)
             return {item.index: r for item, r in zip(loaded, results)}
         except FixtraceError as exc:
             if len(loaded) == 1:
@@ -456,6 +458,40 @@ class Explainer:
         for item in loaded:
             done |= self._run_or_retry_alone([item], target, top_k, specs, render, load_ms)
         return done
+
+    def _load(self, index: int, pixels: np.ndarray, size: tuple[int, int], crops: int) -> _Loaded:
+        """A photo preprocessed: one sample, or its ``crops`` crops (``crops_of``).
+
+        Raises:
+            ImageError, OptionError: as ``preprocess`` and ``crops_of``.
+        """
+        if crops == 1:
+            sample, geometry = preprocess(pixels, self.graph.image_input, self.preset, size)
+            return _Loaded(index, pixels, sample[None], [geometry])
+        made = crops_of(pixels, self.graph.image_input, self.preset, crops, size)
+        return _Loaded(index, pixels, np.stack([c.sample for c in made]), [c.geometry for c in made], [c.name for c in made])
+
+    def _explain_loaded(
+        self,
+        loaded: list[_Loaded],
+        target: Any,
+        top_k: int | None,
+        specs: list[MethodSpec],
+        render: dict[str, Any],
+        load_ms: float,
+    ) -> list[dict[str, list[Explanation]]]:
+        """Loaded photos explained: one forward for all when each is one sample, else one per
+        photo's crops."""
+        if all(item.crops is None for item in loaded):
+            photos, geometries = [item.pixels for item in loaded], [item.geometries[0] for item in loaded]
+            batch = np.concatenate([item.samples for item in loaded])
+            return self._explain_batch(photos, batch, geometries, target, top_k, specs, render, load_ms)
+        return [
+            self._explain_batch([item.pixels], item.samples, item.geometries, target, top_k, specs, render, load_ms, item.crops)[
+                0
+            ]
+            for item in loaded
+        ]
 
     def explain_batch(
         self,
@@ -502,16 +538,21 @@ class Explainer:
         specs: list[MethodSpec],
         render: dict[str, Any],
         load_ms: float,
+        crops: list[str] | None = None,
     ) -> list[dict[str, list[Explanation]]]:
         """One forward keeping what every asked method needs; then per method, per asked class
         rank, one call on the whole batch; then an Explanation per photo. onnxruntime, numba and
-        BLAS are held to ``threads`` together meanwhile."""
+        BLAS are held to ``threads`` together meanwhile.
+
+        With ``crops`` (their names), ``batch`` holds crops of the one photo of ``photos``: the
+        classes are ranked on their mean, and the crops agreeing with each class are merged
+        into one Explanation (``_merge_crops``)."""
         methods = {spec.label: (spec, self.prepared(spec)) for spec in specs}
         t1 = time.perf_counter()
         run = self.runner.run(batch)
         forward_ms = (time.perf_counter() - t1) * 1e3
         explicit = self.check_targets(target, top_k, run.scores.shape[1])
-        ranked = rank_classes(run.scores, self.output, self._names, explicit, top_k)
+        ranked = rank_classes(run.scores, self.output, self._names, explicit, top_k, average=crops is not None)
         n = len(photos)
         results: list[dict[str, list[Explanation]]] = [{label: [] for label in methods} for _ in range(n)]
         for label, (spec, method) in methods.items():
@@ -532,8 +573,15 @@ class Explainer:
             for rank in range(len(ranked[0][2])):
                 chosen = [targets[rank] for _, _, targets in ranked]
                 t2 = time.perf_counter()
-                made = method.explain(run, chosen)
+                made = method.explain(run, chosen * len(crops) if crops else chosen)
                 method_ms = (time.perf_counter() - t2) * 1e3
+                if crops:
+                    timings = {"load_ms": load_ms, "forward_ms": forward_ms, "method_ms": method_ms}
+                    context = (settings, notes, method.display, render, box_threshold, self._info(len(crops), timings))
+                    results[0][label].append(
+                        self._merge_crops(made, run.scores, crops, photos[0], geometries, ranked[0], chosen[0], context)
+                    )
+                    continue
                 for b in range(n):
                     t3 = time.perf_counter()
                     score, top_classes, _ = ranked[b]
@@ -561,6 +609,43 @@ class Explainer:
                     results[b][label].append(e)
         return results
 
+    def _merge_crops(
+        self,
+        made: Maps,
+        scores: np.ndarray,
+        crops: list[str],
+        photo: np.ndarray,
+        geometries: list[Geometry],
+        ranked: tuple[Callable[[int], ClassScore], list[ClassScore], list[int]],
+        target: int,
+        context: tuple[dict[str, Any], list[str], Any, dict[str, Any], float, dict[str, Any]],
+    ) -> Explanation:
+        """The Explanation of ``target`` merged from the crops whose own top class it is (all
+        of them, with a note, when none is)."""
+        settings, notes, display, render, box_threshold, info = context
+        score, top_classes, _ = ranked
+        agree = [i for i in range(len(crops)) if int(np.argmax(scores[i])) == target]
+        notes = list(notes)
+        if not agree:
+            agree = list(range(len(crops)))
+            notes.append(f"no crop's own top class is {self._names[target]}: all {len(crops)} crops merged")
+        return merged_explanation(
+            made,
+            agree,
+            photo,
+            [geometries[i] for i in agree],
+            score(target),
+            top_classes,
+            outlier_removal=render["outlier_removal"],
+            sigma=render["sigma"],
+            box_threshold=box_threshold,
+            settings=settings | {"crops": len(crops), "crops_used": [crops[i] for i in agree]},
+            info=info,
+            display=display,
+            style=render["style"],
+            notes=notes,
+        )
+
     def _info(self, n: int, timings: dict[str, float]) -> dict[str, Any]:
         info = {
             "model": self.source,
@@ -578,12 +663,13 @@ class Explainer:
 
 @dataclass
 class _Loaded:
-    """A photo of a batch, read and preprocessed."""
+    """A photo of a batch, read and preprocessed: one sample, or its crops (named in ``crops``)."""
 
     index: int
     pixels: np.ndarray
-    sample: np.ndarray
-    geometry: Geometry
+    samples: np.ndarray
+    geometries: list[Geometry]
+    crops: list[str] | None = None
 
 
 def _several(method: Any) -> bool:

@@ -120,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         help="where a conv fixation lands in its window (default: %(default)s)",
     )
     ex.add_argument("--no-outlier-removal", action="store_true", help="keep isolated fixation points")
+    ex.add_argument(
+        "--crops",
+        type=int,
+        default=1,
+        metavar="N",
+        help="multi-crop: 1 (the preset's crop), 2 (and its mirror), 5 (corners and centre) or 10 (and mirrors); "
+        "the class is ranked on the crops' mean, the crops that agree with it are explained and merged on the photo",
+    )
     _rendering_options(ex, "the method's, chosen on bench/localization.py")
     _picture_options(ex)
     ex.add_argument("--layers", action="store_true", help="also write per-layer fixation counts and points")
@@ -363,6 +371,7 @@ def _explain(args: argparse.Namespace) -> int:
     from fixtrace import validate
     from fixtrace.api import Explainer, check_render_options
     from fixtrace.files import Checkpoint, UniqueNames, write_json_atomic
+    from fixtrace.images.crops import crop_count
     from fixtrace.progress import Progress
 
     preset = _preset_choice(args)
@@ -378,6 +387,7 @@ def _explain(args: argparse.Namespace) -> int:
     given = ("conv_location", "labels", "threads", "device", "method", "layer", "ge", "output", "any_output")
     explainer = Explainer(args.model, preset=preset, **{name: getattr(args, name) for name in given})
     explainer.check_targets(args.target, args.top_k)
+    crop_count(args.crops, explainer.preset)
     if not args.quiet:
         print(_preprocessing_line(args, explainer.preset, explainer.preset_source), file=sys.stderr)
     if explainer.session.fallback and not args.quiet:
@@ -406,6 +416,7 @@ def _explain(args: argparse.Namespace) -> int:
         outlier_removal=not args.no_outlier_removal,
         sigma=args.sigma,
         box_threshold=args.box_threshold,
+        crops=args.crops,
         **style,
     )
     try:

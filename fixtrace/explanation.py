@@ -221,7 +221,8 @@ class Explanation:
         clip = self.clip(chosen)
         legend = None
         if chosen.legend:
-            text = f"{self.target.name} {self.target.probability:.1%} ({self.method})"
+            crops = f", {self.settings['crops']} crops" if self.settings.get("crops") else ""
+            text = f"{self.target.name} {self.target.probability:.1%} ({self.method}{crops})"
             legend = Legend(text, chosen.colormap, signed, "max" if clip >= 100 else f"p{clip:g}")
         dots = chosen.points and self.has_points
         return overlay(

@@ -50,7 +50,12 @@ def check_targets(target: int | Sequence[int] | None, top_k: int | None, n: int)
 
 
 def rank_classes(
-    scores: np.ndarray, output: ClassOutput, names: list[str], explicit: list[int], top_k: int | None
+    scores: np.ndarray,
+    output: ClassOutput,
+    names: list[str],
+    explicit: list[int],
+    top_k: int | None,
+    average: bool = False,
 ) -> list[tuple[Callable[[int], ClassScore], list[ClassScore], list[int]]]:
     """Per photo: a class index -> ClassScore function, its five best classes, and the classes to explain.
 
@@ -60,6 +65,8 @@ def rank_classes(
         names: class names.
         explicit: the asked classes (empty: the best ``top_k``, or the best one).
         top_k: how many best classes.
+        average: the rows are crops of one photo: rank its mean probabilities (and report
+            its mean raw scores); one entry is returned.
 
     Raises:
         ModelError: a photo's scores are not finite.
@@ -71,7 +78,10 @@ def rank_classes(
             f"the model's scores for {which} are not finite (NaN or infinity): the model overflows float32 on this input"
         )
     ranked: list[tuple[Callable[[int], ClassScore], list[ClassScore], list[int]]] = []
-    for logits, probability in zip(scores, output.probabilities(scores)):
+    probabilities = output.probabilities(scores)
+    if average:
+        scores, probabilities = scores.mean(axis=0, keepdims=True), probabilities.mean(axis=0, keepdims=True)
+    for logits, probability in zip(scores, probabilities):
         order = np.argsort(-probability, kind="stable")
 
         def score(i: int, logits: np.ndarray = logits, probability: np.ndarray = probability) -> ClassScore:

@@ -16,12 +16,14 @@ class Geometry:
         resized: (width, height) after resizing.
         crop: (left, top) of the crop inside the resized image.
         input: model input (width, height).
+        mirrored: the crop was flipped left-right before it went in (multi-crop's mirrors).
     """
 
     original: tuple[int, int]
     resized: tuple[int, int]
     crop: tuple[int, int]
     input: tuple[int, int]
+    mirrored: bool = False
 
     def to_original(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Map input pixel (row, col) centres to photo coordinates.
@@ -34,7 +36,10 @@ class Geometry:
         """
         sx = self.resized[0] / self.original[0]
         sy = self.resized[1] / self.original[1]
-        x = (np.asarray(cols, dtype=np.float64) + 0.5 + self.crop[0]) / sx - 0.5
+        cols = np.asarray(cols, dtype=np.float64)
+        if self.mirrored:
+            cols = self.input[0] - 1 - cols
+        x = (cols + 0.5 + self.crop[0]) / sx - 0.5
         y = (np.asarray(rows, dtype=np.float64) + 0.5 + self.crop[1]) / sy - 0.5
         x = np.clip(x, 0, self.original[0] - 1)
         y = np.clip(y, 0, self.original[1] - 1)
@@ -54,6 +59,8 @@ class Geometry:
         width, height = self.original
         sx = self.resized[0] / self.original[0]
         sy = self.resized[1] / self.original[1]
+        if self.mirrored:
+            grid = grid[:, ::-1]
         rows = _inside_edges((np.arange(height, dtype=np.float64) + 0.5) * sy - 0.5 - self.crop[1], grid.shape[0])
         cols = _inside_edges((np.arange(width, dtype=np.float64) + 0.5) * sx - 0.5 - self.crop[0], grid.shape[1])
         return bilinear(grid, rows, cols)

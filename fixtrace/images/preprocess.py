@@ -10,7 +10,7 @@ from fixtrace.images.geometry import Geometry
 from fixtrace.images.presets import PRESETS, Preset, get_preset
 from fixtrace.model.layer_graph import ImageInput
 
-__all__ = ["PRESETS", "Preset", "get_preset", "input_size", "preprocess"]
+__all__ = ["PRESETS", "Preset", "get_preset", "input_size", "preprocess", "resized_photo", "to_tensor"]
 
 
 def input_size(spec: ImageInput, preset: Preset) -> tuple[int, int]:
@@ -37,6 +37,32 @@ def preprocess(
         (float32 tensor shaped (C, H, W) or (H, W, C) as the model's layout wants, Geometry).
     """
     width, height = input_size(spec, preset)
+    image, original = resized_photo(rgb, spec, preset, size)
+    resized = image.size
+    # torchvision's CenterCrop offsets; negative for a letterbox, whose crop box pads with black.
+    crop = (int(round((resized[0] - width) / 2.0)), int(round((resized[1] - height) / 2.0)))
+    pixels = np.asarray(image.crop((crop[0], crop[1], crop[0] + width, crop[1] + height)), dtype=np.float32)
+    geometry = Geometry(original=original, resized=resized, crop=crop, input=(width, height))
+    return to_tensor(pixels, spec, preset), geometry
+
+
+def resized_photo(
+    rgb: np.ndarray, spec: ImageInput, preset: Preset, size: tuple[int, int] | None = None, at_least: float = 1.0
+) -> tuple[Image.Image, tuple[int, int]]:
+    """The photo resized as the preset says, before its crop.
+
+    Args:
+        rgb, spec, preset, size: as in ``preprocess``.
+        at_least: each side is at least this many times the input's (an ``exact`` resize grows
+            to it; multi-crop's corners need the margin).
+
+    Returns:
+        (the resized photo, the photo's own (width, height)).
+
+    Raises:
+        ImageError: the aspect ratio is so extreme that the resized photo would be huge.
+    """
+    width, height = input_size(spec, preset)
     photo = Image.fromarray(rgb)
     original = size or photo.size
     if preset.resize == "short":
@@ -45,10 +71,15 @@ def preprocess(
         resized = _fit_inside(original, (width, height))
     else:
         resized = (width, height)
-    # torchvision's CenterCrop offsets; negative for a letterbox, whose crop box pads with black.
-    crop = (int(round((resized[0] - width) / 2.0)), int(round((resized[1] - height) / 2.0)))
+    if preset.resize != "letterbox":
+        resized = (max(resized[0], round(width * at_least)), max(resized[1], round(height * at_least)))
     image = photo.resize(resized, Image.Resampling.BILINEAR) if resized != photo.size else photo
-    pixels = np.asarray(image.crop((crop[0], crop[1], crop[0] + width, crop[1] + height)), dtype=np.float32)
+    return image, original
+
+
+def to_tensor(pixels: np.ndarray, spec: ImageInput, preset: Preset) -> np.ndarray:
+    """A float32 (height, width, 3) crop of RGB pixels as the model's input sample: grey or
+    BGR as it takes them, scaled and normalised, in its layout."""
     if spec.channels == 1:
         pixels = (pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
         mean, std = np.asarray(preset.mean[0], np.float32), np.asarray(preset.std[0], np.float32)
@@ -59,8 +90,7 @@ def preprocess(
     tensor = (pixels * np.float32(preset.scale) - mean) / std
     if spec.layout == "NCHW":
         tensor = tensor.transpose(2, 0, 1)
-    geometry = Geometry(original=original, resized=resized, crop=crop, input=(width, height))
-    return np.ascontiguousarray(tensor, dtype=np.float32), geometry
+    return np.ascontiguousarray(tensor, dtype=np.float32)
 
 
 #: Refuse photos whose resized copy would exceed this many times the model input's area.

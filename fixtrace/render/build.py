@@ -9,6 +9,7 @@ import numpy as np
 
 from fixtrace.errors import ModelError
 from fixtrace.explanation import ClassScore, Explanation
+from fixtrace.images.crops import union_view
 from fixtrace.images.geometry import Geometry
 from fixtrace.methods.base import Maps
 from fixtrace.render.display import Display, Style
@@ -53,21 +54,13 @@ def explanation(
         ModelError: the map is not finite (the model overflows float32 on this photo).
     """
     original = geometry.original
-    input_map = maps.maps[item]
-    if not np.isfinite(input_map).all():
-        raise ModelError(
-            f"the {settings.get('method', 'method')} map is not finite (NaN or infinity): the model's "
-            "activations overflow float32 on this input"
-        )
-    points, counts, inliers = np.zeros((0, 2)), np.zeros(0), np.zeros(0, dtype=bool)
-    if maps.points is not None:
-        rows, cols, counts = maps.points[item]
-        points = geometry.to_original(rows, cols)
-        inliers = inlier_mask(points, counts, original) if outlier_removal else np.ones(len(points), dtype=bool)
+    input_map = _finite(maps.maps[item], settings)
+    points, counts = _photo_points(maps, item, geometry)
+    inliers = inlier_mask(points, counts, original) if outlier_removal else np.ones(len(points), dtype=bool)
     if maps.heat_from_points:
         heat = heatmap(points[inliers], counts[inliers], original, sigma)
     else:
-        heat = unit_scale(geometry.to_photo(input_map - input_map.min() if maps.relative else input_map))
+        heat = unit_scale(_on_photo(maps, input_map, geometry))
     return Explanation(
         image=photo,
         target=target,
@@ -89,3 +82,91 @@ def explanation(
         gradient=None if maps.gradients is None else (maps.gradients[item][..., ::-1] if bgr else maps.gradients[item]),
         notes=list(notes or []),
     )
+
+
+def merged_explanation(
+    maps: Maps,
+    items: list[int],
+    photo: np.ndarray,
+    geometries: list[Geometry],
+    target: ClassScore,
+    top_classes: list[ClassScore],
+    *,
+    outlier_removal: bool,
+    sigma: float,
+    box_threshold: float,
+    settings: dict[str, Any],
+    info: dict[str, Any],
+    display: Display | None = None,
+    style: Style | None = None,
+    notes: list[str] | None = None,
+) -> Explanation:
+    """One photo explained by several crops of it (rows ``items`` of the batch, cut by
+    ``geometries``): their fixation points merged on the photo (counts summed where two crops
+    reach the same pixel) and blurred, or their maps, each scaled to a maximum of 1, summed on
+    the photo. Other arguments as in ``explanation``; the result has no input map, no per-layer
+    fixations and no signed gradient (each crop has its own).
+
+    Raises:
+        ModelError: a crop's map is not finite.
+    """
+    original = geometries[0].original
+    grids = [_finite(maps.maps[i], settings) for i in items]
+    found = [_photo_points(maps, i, g) for i, g in zip(items, geometries)]
+    points, inverse = np.unique(np.concatenate([p for p, _ in found]), axis=0, return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights=np.concatenate([c for _, c in found]), minlength=len(points))
+    inliers = inlier_mask(points, counts, original) if outlier_removal else np.ones(len(points), dtype=bool)
+    if maps.heat_from_points:
+        heat = heatmap(points[inliers], counts[inliers], original, sigma)
+    else:
+        heat = np.zeros((original[1], original[0]), dtype=np.float32)
+        for grid, geometry in zip(grids, geometries):
+            heat += unit_scale(_on_photo(maps, grid, geometry))
+        heat = unit_scale(heat)
+    return Explanation(
+        image=photo,
+        target=target,
+        top_classes=top_classes,
+        points=points,
+        counts=counts,
+        inliers=inliers,
+        heatmap=heat,
+        per_layer={},
+        box_threshold=box_threshold,
+        settings=settings,
+        info=info,
+        photo_size=original,
+        has_points=maps.points is not None,
+        geometry=union_view(geometries),
+        display=display or Display(),
+        style=style or Style(),
+        notes=list(notes or []),
+    )
+
+
+def _finite(grid: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
+    """``grid``, checked to be finite.
+
+    Raises:
+        ModelError: it is not.
+    """
+    if not np.isfinite(grid).all():
+        raise ModelError(
+            f"the {settings.get('method', 'method')} map is not finite (NaN or infinity): the model's "
+            "activations overflow float32 on this input"
+        )
+    return grid
+
+
+def _photo_points(maps: Maps, item: int, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Row ``item``'s fixation points as photo (x, y) and their counts (none for a method without points)."""
+    if maps.points is None:
+        return np.zeros((0, 2)), np.zeros(0)
+    rows, cols, counts = maps.points[item]
+    return geometry.to_original(rows, cols), np.asarray(counts, dtype=np.float64)
+
+
+def _on_photo(maps: Maps, grid: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A map on the input grid resampled onto the photo (shifted to a minimum of 0 where the
+    method's values are relative)."""
+    return geometry.to_photo(grid - grid.min() if maps.relative else grid)
