@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from fixtrace import Explainer
 from fixtrace.errors import OptionError
 from fixtrace.images.crops import CROP_COUNTS, crops_of
@@ -36,6 +36,7 @@ def test_each_crop_maps_its_pixels_back_to_where_they_came_from(preset):
     assert [c.name for c in made[:5]] == ["centre", "top-left", "top-right", "bottom-left", "bottom-right"]
     assert [c.name for c in made[5:]] == [f"{c.name} mirrored" for c in made[:5]]
     rows, cols = (a.ravel() for a in np.meshgrid(np.arange(224), np.arange(224), indexing="ij"))
+
     def red(values: np.ndarray) -> np.ndarray:
         """The red channel of a sample back in 0..255."""
         return values * 255 if preset == "raw" else (values * 0.229 + 0.485) * 255
