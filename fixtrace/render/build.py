@@ -3,6 +3,7 @@ blurred for fixations, the map resampled otherwise), the box, the record."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,22 +19,7 @@ from fixtrace.render.resample import unit_scale
 
 
 def explanation(
-    maps: Maps,
-    item: int,
-    photo: np.ndarray,
-    geometry: Geometry,
-    target: ClassScore,
-    top_classes: list[ClassScore],
-    *,
-    outlier_removal: bool,
-    sigma: float,
-    box_threshold: float,
-    settings: dict[str, Any],
-    info: dict[str, Any],
-    display: Display | None = None,
-    style: Style | None = None,
-    notes: list[str] | None = None,
-    bgr: bool = False,
+    maps: Maps, item: int, photo: np.ndarray, geometry: Geometry, *args: Any, bgr: bool = False, **options: Any
 ) -> Explanation:
     """Photo ``item`` of a batch explained by ``maps``.
 
@@ -42,46 +28,16 @@ def explanation(
         item: the photo's row in the batch.
         photo: the photo, uint8 (h, w, 3).
         geometry: how the model input was cut from it.
-        target, top_classes: the explained class and the model's best ones.
-        outlier_removal, sigma: how fixation points become a heat map.
-        box_threshold: fraction of the map's max that cuts out the box.
-        settings, info: the record (method options; model, backend, timings).
-        display, style, notes: the method's display defaults, the pictures' style, the method's
-            notes on this model.
+        *args, **options: as ``merged_explanation``'s after ``geometries``.
         bgr: the model takes BGR (the gradient picture is turned back to RGB).
 
     Raises:
         ModelError: the map is not finite (the model overflows float32 on this photo).
     """
-    original = geometry.original
-    input_map = _finite(maps.maps[item], settings)
-    points, counts = _photo_points(maps, item, geometry)
-    inliers = inlier_mask(points, counts, original) if outlier_removal else np.ones(len(points), dtype=bool)
-    if maps.heat_from_points:
-        heat = heatmap(points[inliers], counts[inliers], original, sigma)
-    else:
-        heat = unit_scale(_on_photo(maps, input_map, geometry))
-    return Explanation(
-        image=photo,
-        target=target,
-        top_classes=top_classes,
-        points=points,
-        counts=counts,
-        inliers=inliers,
-        heatmap=heat,
-        per_layer=maps.per_layer[item] if maps.per_layer is not None else {},
-        box_threshold=box_threshold,
-        settings=settings,
-        info=info,
-        input_map=input_map,
-        photo_size=original,
-        has_points=maps.points is not None,
-        geometry=geometry,
-        display=display or Display(),
-        style=style or Style(),
-        gradient=None if maps.gradients is None else (maps.gradients[item][..., ::-1] if bgr else maps.gradients[item]),
-        notes=list(notes or []),
-    )
+    made = merged_explanation(maps, [item], photo, [geometry], *args, **options)
+    gradient = None if maps.gradients is None else (maps.gradients[item][..., ::-1] if bgr else maps.gradients[item])
+    per_layer = maps.per_layer[item] if maps.per_layer is not None else {}
+    return replace(made, input_map=maps.maps[item], per_layer=per_layer, geometry=geometry, gradient=gradient)
 
 
 def merged_explanation(
@@ -101,23 +57,39 @@ def merged_explanation(
     style: Style | None = None,
     notes: list[str] | None = None,
 ) -> Explanation:
-    """One photo explained by several crops of it (rows ``items`` of the batch, cut by
-    ``geometries``): their fixation points merged on the photo (counts summed where two crops
-    reach the same pixel) and blurred, or their maps, each scaled to a maximum of 1, summed on
-    the photo. Other arguments as in ``explanation``; the result has no input map, no per-layer
-    fixations and no signed gradient (each crop has its own).
+    """One photo explained by rows ``items`` of the batch, cut from it by ``geometries`` (several
+    crops of it, or one row): their fixation points merged on the photo (counts summed where two
+    crops reach the same pixel) and blurred, or their maps, each scaled to a maximum of 1, summed on
+    the photo. The result has no input map, per-layer fixations or signed gradient (each crop has
+    its own; ``explanation`` adds them for one row).
+
+    Args:
+        maps: what the method made for the batch.
+        items: the rows of this photo.
+        photo: the photo, uint8 (h, w, 3).
+        geometries: how each row was cut from it.
+        target, top_classes: the explained class and the model's best ones.
+        outlier_removal, sigma: how fixation points become a heat map.
+        box_threshold: fraction of the map's max that cuts out the box.
+        settings, info: the record (method options; model, backend, timings).
+        display, style, notes: the method's display defaults, the pictures' style, the method's
+            notes on this model.
 
     Raises:
-        ModelError: a crop's map is not finite.
+        ModelError: a map is not finite (the model overflows float32 on this photo).
     """
     original = geometries[0].original
     grids = [_finite(maps.maps[i], settings) for i in items]
     found = [_photo_points(maps, i, g) for i, g in zip(items, geometries)]
-    points, inverse = np.unique(np.concatenate([p for p, _ in found]), axis=0, return_inverse=True)
-    counts = np.bincount(inverse.ravel(), weights=np.concatenate([c for _, c in found]), minlength=len(points))
+    points, counts = found[0]
+    if len(found) > 1:
+        points, inverse = np.unique(np.concatenate([p for p, _ in found]), axis=0, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=np.concatenate([c for _, c in found]), minlength=len(points))
     inliers = inlier_mask(points, counts, original) if outlier_removal else np.ones(len(points), dtype=bool)
     if maps.heat_from_points:
         heat = heatmap(points[inliers], counts[inliers], original, sigma)
+    elif len(grids) == 1:
+        heat = unit_scale(_on_photo(maps, grids[0], geometries[0]))
     else:
         heat = np.zeros((original[1], original[0]), dtype=np.float32)
         for grid, geometry in zip(grids, geometries):
@@ -137,7 +109,7 @@ def merged_explanation(
         info=info,
         photo_size=original,
         has_points=maps.points is not None,
-        geometry=union_view(geometries),
+        geometry=union_view(geometries) if len(geometries) > 1 else geometries[0],
         display=display or Display(),
         style=style or Style(),
         notes=list(notes or []),
