@@ -86,6 +86,7 @@ class LayerActivations:
 
     def to_json(self, scale: str = "shared", grid: TileGrid | None = None, shown: Sequence[int] = ()) -> dict[str, Any]:
         """Layer, shapes, per-channel statistics, sort order and the tiles' scale and boxes."""
+        scale = validate.choice("scale", scale, SCALES, flag="--tile-scale")
         low, high = self.scale(scale)
         channels, height, width = self.values.shape
         means, maxima, zeros = self.means, self.maxima, self.zero_fraction
@@ -94,6 +95,7 @@ class LayerActivations:
             "image": str(self.image) if isinstance(self.image, (str, os.PathLike)) else None,
             "shape": [channels, height, width],
             "layout": self.layout,
+            "model_shape": [1, channels, height, width] if self.layout == "NCHW" else [1, height, width, channels],
             "values": "the .npy: float32 (C, H, W), channels first whatever the model's layout",
             "zero": f"a value <= {ZERO:g} (exactly 0 after a ReLU or Clip)",
             "order": self.order.tolist(),
