@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fixtrace.errors import FixtraceError, OutputError
 
 #: errno values that mean no later write can succeed either.
@@ -170,6 +172,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_json_atomic(path: str | os.PathLike, value: Any, **options: Any) -> None:
     """``write_atomic`` for standard JSON (see ``strict_json``)."""
     write_text_atomic(path, strict_json(value, **options))
+
+
+def write_npy_atomic(path: str | os.PathLike, value: Any) -> None:
+    """``write_atomic`` for a .npy array, at exactly ``path`` (``np.save`` given a name adds ``.npy``)."""
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.save(f, value, allow_pickle=False)
+
+    write_atomic(path, write)
 
 
 #: Free bytes under which a failed write is put down to a full disk (numpy's short writes carry no errno).
