@@ -132,6 +132,11 @@ def _plain(value: Any) -> Any:
     return _plain(os.fspath(value) if isinstance(value, os.PathLike) else str(value))
 
 
+#: The process umask, read once (reading it means setting it).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Write a file through a temporary sibling renamed over ``path``: readers (and a crash) see the
     old file or the new one, never half of one.
@@ -147,6 +152,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
+        os.chmod(name, _created_mode(0o666))
     except OSError as exc:
         raise output_error(exc, path) from None
     temporary = Path(name)
@@ -249,6 +255,12 @@ def _free_bytes(path: Path) -> int:
     return NEARLY_FULL
 
 
+def _created_mode(mode: int) -> int:
+    """``mode`` less the process umask: what ``open`` or ``mkdir`` would have given (tempfile's
+    private 0600 / 0700 would hide the outputs from the user's group)."""
+    return mode & ~_UMASK
+
+
 def replace_folder(folder: Path, fill: Callable[[Path], Any]) -> Any:
     """Fill a new temporary folder beside ``folder``, then put it in ``folder``'s place: a failure
     leaves the old folder (if any) untouched and no half-written one.
@@ -266,6 +278,7 @@ def replace_folder(folder: Path, fill: Callable[[Path], Any]) -> Any:
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name[:40]}.", suffix=".tmp", dir=folder.parent))
+        os.chmod(temporary, _created_mode(0o777))
     except OSError as exc:
         raise output_error(exc, folder) from None
     try:

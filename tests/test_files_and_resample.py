@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import unicodedata
 from pathlib import Path
 
@@ -213,3 +214,13 @@ def test_checkpoint_rewrites_rarely_and_keeps_the_last_change(monkeypatch):
     checkpoint.flush()
     checkpoint.flush()
     assert written[-1] == 10_000 and written.count(10_000) == 1
+
+
+def test_written_files_and_folders_get_the_usual_permissions(tmp_path):
+    """Outputs are readable as a plain open() or mkdir() would have made them, not tempfile's 0600 / 0700."""
+    umask = os.umask(0)
+    os.umask(umask)
+    files.write_text_atomic(tmp_path / "summary.json", "{}")
+    replace_folder(tmp_path / "out", lambda folder: (folder / "a.txt").write_text("x"))
+    assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask
