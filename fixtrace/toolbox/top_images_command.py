@@ -67,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
 
     preset = _preset_choice(args)
     validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
+    images = [path for path, _ in _collect_images(args.images)]
     finder = TopImageFinder(
         args.model,
         args.layer,
@@ -78,7 +79,6 @@ def _run(args: argparse.Namespace) -> int:
         output=args.output,
         threads=args.threads,
     )
-    images = [path for path, _ in _collect_images(args.images)]
     out = _output_folder(args.out)
     if not args.quiet:
         print(_preprocessing_line(args, finder.reader.preset, finder.reader.preset_source), file=sys.stderr)
