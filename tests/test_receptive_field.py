@@ -125,18 +125,21 @@ def test_union_of_branches_concat_add_and_pad():
         helper.make_node("Add", ["s", "t"], ["sum"]),
         helper.make_node("Pad", ["x", "pads"], ["padded"]),
         helper.make_node("Conv", ["padded", "w3"], ["same"], kernel_shape=[3, 3]),
+        helper.make_node("BatchNormalization", ["a", "scale", "bias", "mean", "var"], ["bn"]),
         helper.make_node("GlobalAveragePool", ["a"], ["gap"]),
         helper.make_node("Mul", ["a", "gap"], ["gated"]),
     ]
     inits = {**ones, "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)}
-    model = build(nodes, ["N", 3, SIDE, SIDE], ["cat", "sum", "same", "gated"], inits)
+    inits |= {name: np.full(2, value, np.float32) for name, value in (("scale", 2), ("bias", 1), ("mean", 0), ("var", 1))}
+    model = build(nodes, ["N", 3, SIDE, SIDE], ["cat", "sum", "same", "bn", "gated"], inits)
     assert _field(model, "cat") == _field(model, "b")  # the larger field holds the smaller
     # s sees rows [-1, 1] of cell 0, t rows [0, 2]: the sum sees [-1, 2].
     assert _field(model, "sum") == ReceptiveField((4, 4), (2, 2), (0.5, 0.5), (SIDE, SIDE))
     assert _field(model, "same") == _field(model, "a")  # Pad 1 + conv = conv with pads 1
+    assert _field(model, "bn") == _field(model, "a")
     gated = _field(model, "gated")  # a squeeze-and-excitation gate sees everything
     assert gated.whole and gated.window(5, 7) == (0, 0, SIDE, SIDE) and _field(model, "gap").whole
-    _assert_perturbations_agree(model, ("cat", "sum", "same", "gated"))
+    _assert_perturbations_agree(model, ("cat", "sum", "same", "bn", "gated"))
 
 
 def test_channels_last_graph_gives_the_same_fields():

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
+from test_layouts import small_cnn, to_channels_last
 
 from conftest import IMAGES, MODELS, run_cli, run_exposing
 from fixtrace.errors import OptionError, TargetError
@@ -131,6 +132,22 @@ def test_fashion_canvases_map_one_to_one(photos):
     for w in result.winners[1]:
         top, left, bottom, right = result.field.window(*w.cell)
         assert w.box == (left, top, right, bottom)
+
+
+def test_channels_last_model_ranks_alike():
+    """The same network spelled NCHW and NHWC (jax2onnx style): the same winners, cells and boxes."""
+    photos = [np.random.default_rng(k).uniform(0, 255, (20, 24, 3)).astype(np.uint8) for k in range(12)]
+    results = [
+        top_images(model, photos, "r2", [0, 4], k=4, preset="raw", batch_size=5)
+        for model in (small_cnn(), to_channels_last(small_cnn()))
+    ]
+    for channel in (0, 4):
+        first, last = ([(w.index, w.cell, w.box) for w in r.winners[channel]] for r in results)
+        assert first == last
+        np.testing.assert_allclose(
+            [w.score for w in results[0].winners[channel]], [w.score for w in results[1].winners[channel]], rtol=1e-5
+        )
+    assert results[0].field == results[1].field
 
 
 def test_bad_choices_are_refused_in_one_line(mobilenet_path):
