@@ -157,6 +157,8 @@ def test_bad_choices_are_refused_in_one_line(mobilenet_path):
         TopImageFinder(mobilenet_path, classes=[1000])
     with pytest.raises(OptionError, match="give no layer or channel with them"):
         TopImageFinder(mobilenet_path, ADD, classes=[3])
+    with pytest.raises(OptionError, match=r"score \(--score\) is for channels"):
+        TopImageFinder(mobilenet_path, classes=[3], score="mean")
     with pytest.raises(OptionError, match="needs at least one channel"):
         TopImageFinder(mobilenet_path, CLIPPED)
     with pytest.raises(OptionError, match="not a tensor the model computes"):

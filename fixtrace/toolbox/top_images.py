@@ -226,7 +226,10 @@ class TopImageFinder:
             raise OptionError("a layer (--layer) with its channels (--channel), or classes (--class), is needed")
         if not classes and not channels:
             raise OptionError(f"layer {layer!r} needs at least one channel (--channel C, repeatable)")
-        self.score = "logit" if classes else validate.choice("score", score, SCORES, flag="--score")
+        self.score = validate.choice("score", score, SCORES, flag="--score")
+        if classes and self.score != "max":
+            raise OptionError("score (--score) is for channels; classes rank photos by their raw score (logit)")
+        self.score = "logit" if classes else self.score
         self.reader = LayerReader(model, [layer] if layer is not None else [], preset=preset, output=output, threads=threads)
         self.layer = layer
         self.field: ReceptiveField | None = None

@@ -82,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
     out = _output_folder(args.out)
     if not args.quiet:
         print(_preprocessing_line(args, finder.reader.preset, finder.reader.preset_source), file=sys.stderr)
-    progress = Progress(len(images), enabled=not args.quiet)
+    # A stream of thousands: off a terminal, one progress line every 2 s (as the audit's).
+    progress = Progress(len(images), enabled=not args.quiet, interval=2.0)
     result = finder.run(
         images, args.batch_size, on_step=progress.step, on_failure=lambda source, why: _error(f"{source}: {why} (skipped)")
     )
