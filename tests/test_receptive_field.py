@@ -166,6 +166,15 @@ def test_unsupported_op_on_the_path_names_op_and_node():
         _field(_hand_model([swap], outputs=("swapped",)), "swapped")
     with pytest.raises(OptionError, match="not a tensor the model computes"):
         _field(_hand_model(), "w1")
+    # A shape read from the map (as torch's exporter flattens) is not on the field's path.
+    flatten = [
+        helper.make_node("Shape", ["c2"], ["shape"], end=1),
+        helper.make_node("Concat", ["shape", "minus_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["c2", "target"], ["flat"]),
+    ]
+    model = _hand_model(flatten, outputs=("flat",))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([-1], np.int64), "minus_one"))
+    assert _field(model, "flat").whole
 
 
 # --------------------------------------------------------------------------------------------

@@ -165,11 +165,11 @@ class _Walker:
 
     def step(self, node: Node) -> None:
         computed = [t for t in node.inputs if t in self.fields]
-        if not computed:
-            return
+        if not computed or all(name in self.shape_only for name in node.outputs if name):
+            return  # not on the image's path, or reading only its shape (Shape, Size)
         field = self._field(node, computed)
         for name in node.outputs:
-            if name and name not in self.shape_only:
+            if name:
                 self.fields[name] = field
 
     def _field(self, node: Node, computed: list[str]) -> _Field:
