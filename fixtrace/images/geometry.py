@@ -45,6 +45,25 @@ class Geometry:
         y = np.clip(y, 0, self.original[1] - 1)
         return np.stack([x, y], axis=1)
 
+    def box_to_original(self, top: int, left: int, bottom: int, right: int) -> tuple[int, int, int, int]:
+        """The photo pixels covering input pixels ``[top:bottom, left:right]`` (a receptive field).
+
+        Returns:
+            (x0, y0, x1, y1) in photo pixels, x1 and y1 exclusive, clipped to the photo and at least
+            one pixel wide and tall.
+        """
+        xy = self.to_original(np.array([top, bottom - 1]), np.array([left, right - 1]))
+        # An input pixel covers half a resized pixel either side of its centre, in photo pixels
+        # (1e-9: a rounding error never adds a pixel).
+        half_x = 0.5 * self.original[0] / self.resized[0]
+        half_y = 0.5 * self.original[1] / self.resized[1]
+        width, height = self.original
+        x0 = min(max(int(np.floor(xy[:, 0].min() - half_x + 0.5 + 1e-9)), 0), width - 1)
+        y0 = min(max(int(np.floor(xy[:, 1].min() - half_y + 0.5 + 1e-9)), 0), height - 1)
+        x1 = min(max(int(np.ceil(xy[:, 0].max() + half_x + 0.5 - 1e-9)), x0 + 1), width)
+        y1 = min(max(int(np.ceil(xy[:, 1].max() + half_y + 0.5 - 1e-9)), y0 + 1), height)
+        return x0, y0, x1, y1
+
     def to_photo(self, grid: np.ndarray) -> np.ndarray:
         """A map on the model input's grid resampled onto the photo (bilinear; 0 outside the crop).
 
