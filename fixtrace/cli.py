@@ -235,6 +235,9 @@ def _parser() -> argparse.ArgumentParser:
     _preprocessing_options(layers, "; here they only set the input size of a model whose size is symbolic")
     layers.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     layers.set_defaults(run=_layers)
+    from fixtrace.toolbox import tsne_command
+
+    tsne_command.add_parser(sub)
     return parser
 
 
