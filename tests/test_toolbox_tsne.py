@@ -21,7 +21,7 @@ from fixtrace.errors import ImageError, ModelError, OptionError
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.toolbox.codes import default_code_layer, read_codes
 from fixtrace.toolbox.tsne import embed, read_csv, usable_perplexity
-from fixtrace.toolbox.tsne_pictures import grid_cells, grid_picture, scatter_picture
+from fixtrace.toolbox.tsne_pictures import GUTTER, grid_cells, grid_picture, scatter_picture
 
 FASHION = MODELS / "fashion"
 LABELS = FASHION / "labels.txt"
@@ -109,6 +109,17 @@ def test_a_rank_4_layer_is_flattened_or_pooled_in_either_layout(canvases):
         read_codes(nchw, photos, "nope", preset="raw")
 
 
+def test_a_bad_labels_file_or_reduction_fails_before_any_image(tmp_path):
+    def never():
+        raise AssertionError("an image was read")
+        yield
+
+    with pytest.raises(OptionError, match="labels file"):
+        read_codes(FASHION / "vgg.onnx", never(), preset="raw", labels=tmp_path / "missing.txt")
+    with pytest.raises(OptionError, match="unknown reduction 'mean'"):
+        read_codes(FASHION / "vgg.onnx", never(), reduction="mean")
+
+
 def _headless() -> onnx.ModelProto:
     """The small CNN without its dense layer: the pooled map is the output (a NiN-style head)."""
     cnn = small_cnn()
@@ -178,18 +189,19 @@ def test_grid_cells_are_a_minimum_cost_assignment_by_brute_force():
 
 
 def test_the_grid_picture_has_one_thumbnail_per_cell(embedded):
-    thumb = 16
+    thumb, step = 16, 16 + GUTTER
     picture, shown, cells = grid_picture(embedded, 5, thumb)
-    assert picture.size == (5 * thumb, 5 * thumb) and len(set(cells.tolist())) == len(shown) == 24
+    assert picture.size == (5 * step + GUTTER,) * 2 and len(set(cells.tolist())) == len(shown) == 24
     pixels = np.asarray(picture, dtype=np.int16)
+    painted = np.zeros(pixels.shape[:2], dtype=int)
     for k, cell in zip(shown.tolist(), cells.tolist()):
         row, column = divmod(cell, 5)
-        tile = pixels[row * thumb : (row + 1) * thumb, column * thumb : (column + 1) * thumb]
+        y, x = GUTTER + row * step, GUTTER + column * step
         want = np.asarray(Image.open(embedded.codes.sources[k]).convert("RGB").resize((thumb, thumb), Image.Resampling.BILINEAR))
-        assert np.abs(tile - want).mean() < 2, k  # each cell holds its own image, whole
-    (empty,) = set(range(25)) - set(cells.tolist())
-    row, column = divmod(empty, 5)
-    assert (pixels[row * thumb : (row + 1) * thumb, column * thumb : (column + 1) * thumb] == 255).all()
+        assert np.abs(pixels[y : y + thumb, x : x + thumb] - want).mean() < 2, k  # each cell holds its own image, whole
+        painted[y : y + thumb, x : x + thumb] += 1
+    assert painted.max() == 1  # no two thumbnails overlap
+    assert (pixels[painted == 0] == 255).all()  # the gutters and the one empty cell are white
 
 
 def test_the_scatter_has_a_colour_per_class_and_a_legend(embedded):

@@ -17,7 +17,7 @@ from fixtrace.images.preset_choice import PresetArg
 from fixtrace.labels import class_names
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.load import ModelSource, load_model
-from fixtrace.model.outputs import choose_output, find_logits
+from fixtrace.model.outputs import ClassOutput, choose_output, find_logits
 from fixtrace.toolbox.stream import LayerReader
 
 #: Ops whose output is a global average (or sum) over the rows and columns of a map.
@@ -144,8 +144,9 @@ def read_codes(
         The codes, with each photo's predicted class; the photos that could not be read in ``failed``.
 
     Raises:
-        ModelError: the model cannot be read, or (without ``layer``) its head is not recognised.
-        OptionError: a bad layer, reduction or batch size.
+        ModelError: the model cannot be read, its output is not class scores, or (without ``layer``)
+            its head is not recognised.
+        OptionError: a bad layer, reduction, batch size or labels file.
     """
     reduction = validate.choice("reduction", reduction, REDUCTIONS)
     graph = LayerGraph.from_model(load_model(model))
@@ -155,38 +156,42 @@ def read_codes(
         else CodeLayer(validate.text("layer", layer, "--layer") or "", "asked for with --layer")
     )
     reader = LayerReader(graph.model, [chosen.name], preset=preset, output=output, threads=threads)
+    shape = reader.shapes.get(reader.logits)
+    names = class_names(int(np.prod(shape[1:])), labels, reader.graph.model) if shape else []  # a bad file fails first
     if on_start is not None:
         on_start(reader, chosen)
     chunks: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
+    top: list[np.ndarray] = []
+    top_probability: list[np.ndarray] = []
     sources: list[Any] = []
     indices: list[int] = []
     failed: dict[int, tuple[Any, FixtraceError]] = {}
+    scores: ClassOutput | None = None
     for batch in reader.read(images, batch_size):
         failed |= batch.failed
         if len(batch):
+            if scores is None:
+                scores = choose_output(reader.graph, output, {reader.logits: batch.scores})
+                names = names if len(names) == scores.classes else class_names(scores.classes, labels, reader.graph.model)
             chunks.append(_vectors(reader, chosen.name, batch.values[chosen.name], reduction))
-            scores.append(batch.scores)
+            probabilities = scores.probabilities(batch.scores)
+            top.append(probabilities.argmax(axis=1))
+            top_probability.append(probabilities[np.arange(len(batch)), top[-1]])
             sources += batch.sources
             indices += batch.indices
         if on_step is not None:
             given = dict(zip(batch.indices, batch.sources)) | {k: source for k, (source, _) in batch.failed.items()}
             for k in sorted(given):
                 on_step(given[k])
-    values = np.concatenate(chunks) if chunks else np.zeros((0, code_width(reader, chosen.name, reduction)), dtype=np.float32)
-    logits = np.concatenate(scores) if scores else np.zeros((0, 0))
-    kind = choose_output(reader.graph, output, {reader.logits: logits[:1]}) if len(logits) else None
-    probabilities = kind.probabilities(logits) if kind is not None else np.zeros((0, 1))
-    names = class_names(probabilities.shape[1], labels, reader.graph.model) if kind is not None else []
-    predicted = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, dtype=np.int64)
+    width = code_width(reader, chosen.name, reduction)
     return Codes(
         layer=chosen,
         reduction=reduction,
-        values=values,
+        values=np.concatenate(chunks) if chunks else np.zeros((0, width), dtype=np.float32),
         sources=sources,
         indices=indices,
-        predicted=predicted.astype(np.int64),
-        probability=probabilities[np.arange(len(predicted)), predicted] if len(predicted) else np.zeros(0),
+        predicted=np.concatenate(top).astype(np.int64) if top else np.zeros(0, dtype=np.int64),
+        probability=np.concatenate(top_probability) if top else np.zeros(0),
         class_names=names,
         failed=failed,
     )

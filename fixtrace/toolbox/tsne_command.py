@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from fixtrace.progress import Progress
     from fixtrace.toolbox.codes import code_width
     from fixtrace.toolbox.tsne import embed, require_sklearn
-    from fixtrace.toolbox.tsne_pictures import MAX_SIDE, grid_picture, scatter_picture
+    from fixtrace.toolbox.tsne_pictures import MAX_SIDE, default_side, grid_picture, scatter_picture
 
     preset = _preset_choice(args)
     require_sklearn()
@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"fixtrace: note: {one_line(note)}", file=sys.stderr)
     written = result.save(out)
-    grid, shown, _ = grid_picture(result, args.grid, args.thumb)
+    side = default_side(len(result)) if args.grid is None else args.grid
+    grid, shown, _ = grid_picture(result, side, args.thumb)
     write_atomic(out / "grid.jpg", lambda p: grid.save(p, format="JPEG", quality=90))
     write_atomic(out / "scatter.png", lambda p: scatter_picture(result).save(p, format="PNG"))
     written += [out / "grid.jpg", out / "scatter.png"]
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         pca = f", PCA to {result.pca} dimensions" if result.pca else ""
         print(
             f"t-SNE of {len(result)} of {len(images)} images{pca}, perplexity {result.perplexity:.3g}, seed {result.seed}; "
-            f"grid.jpg shows {len(shown)} on {grid.width // args.thumb}x{grid.height // args.thumb} cells"
+            f"grid.jpg shows {len(shown)} on {side}x{side} cells"
         )
         print(f"written: {', '.join(one_line(str(p)) for p in written)}")
     return EXIT_ITEM_FAILED if result.codes.failed else EXIT_OK

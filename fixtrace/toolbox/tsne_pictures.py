@@ -22,6 +22,8 @@ DEFAULT_MAX_SIDE = 32
 #: The largest grid (the assignment's cost matrix has side^2 x photos entries).
 MAX_SIDE = 50
 DEFAULT_THUMB = 48
+#: White pixels between two thumbnails (and around the grid).
+GUTTER = 2
 #: Classes named in the scatter's legend (the most frequent); the others are drawn grey.
 LEGEND_CLASSES = 20
 #: Tableau's 10 categorical colours; more classes get evenly spread hues.
@@ -76,7 +78,8 @@ def grid_cells(coords: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
 def grid_picture(
     result: TsneResult, side: int | None = None, thumb: int = DEFAULT_THUMB
 ) -> tuple[Image.Image, np.ndarray, np.ndarray]:
-    """The CS231n picture: each shown photo's thumbnail (centre square) in its grid cell.
+    """The CS231n picture: each shown photo's thumbnail (centre square) in its grid cell, the
+    cells ``GUTTER`` white pixels apart.
 
     The photos are read again from their sources, only the ones shown; one that cannot be read
     any more leaves its cell grey.
@@ -92,7 +95,8 @@ def grid_picture(
     side = default_side(len(result)) if side is None else side
     thumb = validate.integer("thumb", thumb, 8, 512, flag="--thumb")
     shown, cells = grid_cells(result.coords, side)
-    picture = Image.new("RGB", (side * thumb, side * thumb), "white")
+    step = thumb + GUTTER
+    picture = Image.new("RGB", (side * step + GUTTER, side * step + GUTTER), "white")
     for k, cell in zip(shown.tolist(), cells.tolist()):
         row, column = divmod(cell, side)
         try:
@@ -100,7 +104,7 @@ def grid_picture(
             tile = ImageOps.fit(photo, (thumb, thumb), Image.Resampling.BILINEAR)
         except FixtraceError:
             tile = Image.new("RGB", (thumb, thumb), _OTHER)
-        picture.paste(tile, (column * thumb, row * thumb))
+        picture.paste(tile, (GUTTER + column * step, GUTTER + row * step))
     return picture, shown, cells
 
 
@@ -144,7 +148,8 @@ def scatter_picture(result: TsneResult, size: int = 800) -> Image.Image:
     points = np.asarray(result.coords, dtype=np.float64)
     low, high = points.min(axis=0), points.max(axis=0)
     radius = 4 if len(points) <= 500 else 3 if len(points) <= 3000 else 2
-    xy = np.array([pad, top]) + radius + (points - low) / np.where(high > low, high - low, 1.0) * (size - 2 * radius)
+    inset = 2 * radius + 2  # no point touches the frame
+    xy = np.array([pad, top]) + inset + (points - low) / np.where(high > low, high - low, 1.0) * (size - 2 * inset)
     for i in sorted(range(len(points)), key=lambda i: int(codes.predicted[i]) in palette):  # grey ones underneath
         x, y = xy[i]
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=palette.get(int(codes.predicted[i]), _OTHER))
