@@ -2,6 +2,8 @@
 
     python bench/bench_tsne.py [--count 2000] [--sizes 500,2000,5000] [--models resnet,vgg,inception] [--threads 1]
 
+(--models "" skips the k-NN table.)
+
 Writes test-split Fashion canvases (models/fashion/canvas.py; needs /usr/share/datasets/fashion-mnist)
 to bench/out/tsne-canvases, then:
 
@@ -87,6 +89,17 @@ def neighbourhoods(models: list[str], paths: list[Path], threads: int) -> None:
         )
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM where Linux has it (ru_maxrss of a child started by
+    vfork + exec can carry the parent's peak), else ``resource.getrusage``."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(model: str, count: int, threads: int) -> None:
     """One measured run in this (fresh) process: prints a JSON line."""
     from fixtrace.toolbox.codes import read_codes
@@ -96,11 +109,11 @@ def child(model: str, count: int, threads: int) -> None:
     start = time.perf_counter()
     codes = read_codes(FASHION / f"{model}.onnx", paths, preset="raw", threads=threads, batch_size=64)
     read = time.perf_counter() - start
-    after_codes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after_codes = peak_rss_mb()
     start = time.perf_counter()
     tsne_coords(codes.values, 30.0, 0, threads)
     embedded = time.perf_counter() - start
-    after_tsne = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after_tsne = peak_rss_mb()
     report = {"n": len(codes), "d": codes.values.shape[1], "codes_s": read, "tsne_s": embedded}
     print(json.dumps(report | {"rss_codes_mb": after_codes, "rss_tsne_mb": after_tsne}))
 
@@ -133,7 +146,9 @@ def main() -> int:
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     paths = make_canvases(max([args.count, *sizes]))
-    neighbourhoods([m for m in args.models.split(",") if m], paths[: args.count], args.threads)
+    models = [m for m in args.models.split(",") if m]
+    if models:
+        neighbourhoods(models, paths[: args.count], args.threads)
     costs(sizes, args.threads)
     return 0
 

@@ -186,7 +186,7 @@ def embed(
     notes = []
     if used != perplexity:
         notes.append(
-            f"perplexity {perplexity:g} is too high for {len(codes)} images (t-SNE needs 3 x perplexity < images - 1): "
+            f"perplexity {perplexity:g} is too high for {len(codes)} images (t-SNE needs 3 x perplexity <= images - 1): "
             f"{used:.3g} used"
         )
     return TsneResult(codes, coords, used, seed, pca, notes)

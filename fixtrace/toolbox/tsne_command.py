@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for source, exc in result.codes.failed.values():
         print(f"fixtrace: note: skipped {one_line(str(source))}: {exc}", file=sys.stderr)
-    for note in result.notes:
+    for note in [] if args.quiet else result.notes:
         print(f"fixtrace: note: {one_line(note)}", file=sys.stderr)
     written = result.save(out)
     side = default_side(len(result)) if args.grid is None else args.grid
