@@ -235,11 +235,12 @@ def _parser() -> argparse.ArgumentParser:
     _preprocessing_options(layers, "; here they only set the input size of a model whose size is symbolic")
     layers.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     layers.set_defaults(run=_layers)
-    from fixtrace.toolbox import activations_command, filters_command, top_images_command
+    from fixtrace.toolbox import activations_command, filters_command, top_images_command, tsne_command
 
     activations_command.add_parser(sub)
     filters_command.add_parser(sub)
     top_images_command.add_parser(sub)
+    tsne_command.add_parser(sub)
     return parser
 
 
