@@ -223,6 +223,19 @@ def _parser() -> argparse.ArgumentParser:
         help="with --engine ray: a running Ray cluster (HEAD:6379, from `ray start --head`); else a local one is started",
     )
     au.add_argument("--force", action="store_true", help="start a fresh audit in --out, removing the one there")
+    au.add_argument(
+        "--toolbox",
+        action="store_true",
+        help="also add the toolbox's views to the report: the first conv's filters, dead filters, top images of the "
+        "last conv map, t-SNE of the codes (t-SNE needs fixtrace[tsne]); each reads the photos once more",
+    )
+    au.add_argument(
+        "--toolbox-images",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="the toolbox reads the first N photos (default: %(default)s)",
+    )
     _rendering_options(au, "each method's")
     _runtime_options(au, batch_size=8)
     _preprocessing_options(au)

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     check_render_options(args.sigma, args.box_threshold)
     validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
     validate.integer("workers", args.workers, 0, 64, flag="--workers")
+    validate.integer("toolbox_images", args.toolbox_images, 1, flag="--toolbox-images")
     engine = getattr(args, "engine", "local")
     ray_address = getattr(args, "ray_address", None)
     if engine == "ray":
@@ -128,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
             finish_run(manifest, current, counts, ledger.counts())
             save_manifest(out, manifest)
         elapsed = time.perf_counter() - start
+        if args.toolbox:
+            _toolbox(out, args, preset)
         report = _report(out)
     done = manifest["counts"]
     print(
@@ -207,6 +210,24 @@ def _notes(explainer: Explainer, ledger: Ledger, skipped: int) -> list[str]:
     if ledger.repaired:
         notes.append("the ledger's last line was cut short by an interruption: dropped, its image runs again")
     return notes
+
+
+def _toolbox(out: Path, args: argparse.Namespace, preset: Any) -> None:
+    """The toolbox's views of the first ``--toolbox-images`` photos, for the report."""
+    import itertools
+
+    from fixtrace.audit.toolbox import ToolboxSettings, write_toolbox
+
+    photos = [item.path for item in itertools.islice(iter_inputs(args.images), args.toolbox_images)]
+    settings = ToolboxSettings(preset, None, args.batch_size, args.threads)
+
+    def started(title: str) -> None:
+        if not args.quiet:
+            print(f"toolbox: {title} ({len(photos)} photos)", file=sys.stderr)
+
+    for panel in write_toolbox(out, args.model, photos, settings, started):
+        if panel.picture is None and not panel.files:
+            print(f"fixtrace: note: toolbox: {panel.title}: {panel.caption}", file=sys.stderr)
 
 
 def _report(out: Path) -> Path | None:

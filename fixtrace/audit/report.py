@@ -27,6 +27,7 @@ import jinja2
 
 from fixtrace.audit.ledger import LEDGER_FILE, LatestRecords
 from fixtrace.audit.manifest import read_manifest
+from fixtrace.audit.toolbox import read_panels
 from fixtrace.errors import OutputError
 from fixtrace.files import write_text_atomic
 
@@ -400,6 +401,7 @@ def page_context(audit_dir: Path, title: str | None, collector: Collector, ledge
         "span": time_span(manifest, collector),
         "classes": [(f"class-{k}", name, kept) for k, (name, kept) in enumerate(classes)],
         "mean_ms": collector.milliseconds.value,
+        "toolbox": read_panels(audit_dir),
     }
 
 

@@ -5,7 +5,6 @@ t-SNE (an optional extra, imported only here), after PCA to 50 dimensions for lo
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import os
 from collections.abc import Callable, Iterable
@@ -17,7 +16,7 @@ import numpy as np
 
 from fixtrace import validate
 from fixtrace.errors import ImageError, ModelError, OptionError
-from fixtrace.files import write_atomic, write_text_atomic
+from fixtrace.files import write_npy_atomic, write_text_atomic
 from fixtrace.images.load import ImageSource
 from fixtrace.images.preset_choice import PresetArg
 from fixtrace.model.load import ModelSource
@@ -70,7 +69,7 @@ class TsneResult:
         folder = Path(folder)
         written = [folder / "codes.npy", folder / "coords.npy", folder / "tsne.csv"]
         for path, array in zip(written, (self.codes.values, self.coords)):
-            write_atomic(path, functools.partial(_save_npy, array=array))
+            write_npy_atomic(path, array)
         write_text_atomic(written[2], self.csv())
         return written
 
@@ -83,12 +82,6 @@ class TsneResult:
         for source, (x, y), k, p in zip(codes.sources, self.coords.tolist(), codes.predicted, codes.probability):
             writer.writerow([describe_source(source), repr(x), repr(y), int(k), codes.class_names[k], f"{p:.6f}"])
         return text.getvalue()
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to exactly ``path`` (given a name, numpy would add ``.npy`` to it)."""
-    with open(path, "wb") as f:
-        np.save(f, array, allow_pickle=False)
 
 
 def describe_source(source: Any) -> str:
