@@ -41,6 +41,7 @@ from fixtrace.render.build import explanation, merged_explanation
 from fixtrace.render.display import STYLE_OPTIONS, Style
 from fixtrace.render.heatmap import DEFAULT_SIGMA
 from fixtrace.runtime.runner import Runner
+from fixtrace.runtime.session import padded
 from fixtrace.runtime.threads import limit_threads
 from fixtrace.targets import check_targets, rank_classes
 
@@ -357,7 +358,7 @@ class Explainer:
         render = render_options(outlier_removal, sigma, box_threshold, **unknown)
         specs, by_method = self._specs(method, methods)
         self.check_targets(target, top_k)
-        crops = crop_count(crops, self.preset)
+        crops = crop_count(crops, self.preset, self.graph.image_input.fixed_batch)
         t0 = time.perf_counter()
         photo = load_photo(image)
         loaded = self._load(0, photo.pixels, photo.size, crops)
@@ -412,7 +413,7 @@ class Explainer:
             )
         specs, _ = self._specs(method, methods)
         self.check_targets(target, top_k)
-        crops = crop_count(crops, self.preset)
+        crops = crop_count(crops, self.preset, self.graph.image_input.fixed_batch)
         size = min(batch_size, self.graph.image_input.fixed_batch or batch_size)
         stream = iter(images)
         first = 0
@@ -548,11 +549,15 @@ class Explainer:
         classes are ranked on their mean, and the crops agreeing with each class are merged
         into one Explanation (``_merge_crops``)."""
         methods = {spec.label: (spec, self.prepared(spec)) for spec in specs}
+        rows = len(batch)
         t1 = time.perf_counter()
-        run = self.runner.run(batch)
+        # A fixed batch dim takes exactly that many rows: zero rows fill it, explained for the
+        # first photo's class and dropped.
+        run = self.runner.run(padded(batch, self.graph.image_input.fixed_batch))
         forward_ms = (time.perf_counter() - t1) * 1e3
-        explicit = self.check_targets(target, top_k, run.scores.shape[1])
-        ranked = rank_classes(run.scores, self.output, self._names, explicit, top_k, average=crops is not None)
+        scores = run.scores[:rows]
+        explicit = self.check_targets(target, top_k, scores.shape[1])
+        ranked = rank_classes(scores, self.output, self._names, explicit, top_k, average=crops is not None)
         n = len(photos)
         results: list[dict[str, list[Explanation]]] = [{label: [] for label in methods} for _ in range(n)]
         for label, (spec, method) in methods.items():
@@ -573,13 +578,14 @@ class Explainer:
             for rank in range(len(ranked[0][2])):
                 chosen = [targets[rank] for _, _, targets in ranked]
                 t2 = time.perf_counter()
-                made = method.explain(run, chosen * len(crops) if crops else chosen)
+                per_row = chosen * len(crops) if crops else chosen
+                made = method.explain(run, per_row + per_row[:1] * (run.size - rows))
                 method_ms = (time.perf_counter() - t2) * 1e3
                 if crops:
                     timings = {"load_ms": load_ms, "forward_ms": forward_ms, "method_ms": method_ms}
                     context = (settings, notes, method.display, render, box_threshold, self._info(len(crops), timings))
                     results[0][label].append(
-                        self._merge_crops(made, run.scores, crops, photos[0], geometries, ranked[0], chosen[0], context)
+                        self._merge_crops(made, scores, crops, photos[0], geometries, ranked[0], chosen[0], context)
                     )
                     continue
                 for b in range(n):

@@ -406,7 +406,7 @@ def _explain(args: argparse.Namespace) -> int:
     given = ("conv_location", "labels", "threads", "device", "method", "layer", "ge", "output", "any_output")
     explainer = Explainer(args.model, preset=preset, **{name: getattr(args, name) for name in given})
     explainer.check_targets(args.target, args.top_k)
-    crop_count(args.crops, explainer.preset)
+    crop_count(args.crops, explainer.preset, explainer.graph.image_input.fixed_batch)
     if not args.quiet:
         print(_preprocessing_line(args, explainer.preset, explainer.preset_source), file=sys.stderr)
     if explainer.session.fallback and not args.quiet:

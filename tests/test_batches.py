@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fixtrace import Explainer, ImageError
+from fixtrace import Explainer, ImageError, OptionError
 from fixtrace.backends import cuda_status
 from fixtrace.backends.cpu import CpuBackend
 from fixtrace.runtime.tensors import Tensors
@@ -122,3 +122,21 @@ def test_fixed_batch_dim_caps_the_batch(tmp_path, chelsea_path, coffee_path, mob
     items = list(explainer.explain_many([chelsea_path, coffee_path], batch_size=16))
     assert [i.explanations[0].info["batch_size"] for i in items] == [1, 1]
     assert [i.explanations[0].target.index for i in items] == [285, 967]
+
+
+def test_a_fixed_batch_larger_than_the_photos_is_filled_and_the_fill_dropped(
+    chelsea_path, coffee_path, mobilenet, mobilenet_path
+):
+    """A model whose batch dim is fixed at 4 takes 3 photos (and a photo's 2 crops) padded with
+    zero rows: the maps equal the free-batch model's."""
+    model = onnx.load(str(mobilenet_path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
+    fixed = Explainer(model, device="cpu", method="fixations,gradcam")
+    photos = [chelsea_path, coffee_path, chelsea_path]
+    for item in fixed.explain_many(photos, batch_size=8):
+        for label, found in item.by_method.items():
+            _same(found[0], mobilenet.explain(photos[item.index], method=label))
+    for label, found in fixed.explain(coffee_path, crops=2).items():
+        _same(found, mobilenet.explain(coffee_path, method=label, crops=2))
+    with pytest.raises(OptionError, match="fixed batch of 4"):
+        fixed.explain(coffee_path, crops=10)

@@ -37,12 +37,18 @@ class Crop:
     geometry: Geometry
 
 
-def crop_count(value: Any, preset: Preset) -> int:
-    """``value`` checked to be one of ``CROP_COUNTS`` that ``preset`` can cut.
+def crop_count(value: Any, preset: Preset, fixed_batch: int | None = None) -> int:
+    """``value`` checked to be one of ``CROP_COUNTS`` that ``preset`` can cut and one forward can run.
+
+    Args:
+        value: the count asked for.
+        preset: the preprocessing.
+        fixed_batch: the model's fixed batch dim (None: any batch): a photo's crops run in one forward.
 
     Raises:
-        OptionError: a count not in ``CROP_COUNTS``, or corners asked of a letterbox preset
-            (which shows the model the whole photo: there is nothing to crop).
+        OptionError: a count not in ``CROP_COUNTS``, corners asked of a letterbox preset
+            (which shows the model the whole photo: there is nothing to crop), or more crops
+            than the model's fixed batch dim.
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) not in CROP_COUNTS:
         raise OptionError(f"crops (--crops) must be one of {', '.join(map(str, CROP_COUNTS))}, not {value!r}")
@@ -50,6 +56,11 @@ def crop_count(value: Any, preset: Preset) -> int:
         raise OptionError(
             f"crops={value} cuts corners from a resized photo; the {preset.name} preset letterboxes the whole "
             "photo into the input, so there are no corners to cut: use crops=2 (the mirror) or another preset"
+        )
+    if fixed_batch and value > fixed_batch:
+        raise OptionError(
+            f"crops={value} runs {value} crops in one forward, but the model takes a fixed batch of {fixed_batch}: "
+            f"use crops={max(c for c in CROP_COUNTS if c <= fixed_batch)} or a model with a free batch dim"
         )
     return int(value)
 

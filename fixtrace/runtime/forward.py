@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fixtrace.model.layer_graph import LayerGraph
-from fixtrace.runtime.session import Session
+from fixtrace.runtime.session import Session, padded
 
 
 class Forward:
@@ -58,10 +58,8 @@ class Forward:
         scores = []
         fixed = self.graph.image_input.fixed_batch
         for start in range(0, len(inputs), self.chunk):
-            part = np.ascontiguousarray(inputs[start : start + self.chunk], dtype=np.float32)
-            size = len(part)
-            if fixed and size < fixed:  # a fixed batch dim takes exactly that many: pad, then drop the padding
-                part = np.concatenate([part, np.zeros((fixed - size, *part.shape[1:]), np.float32)])
+            size = len(inputs[start : start + self.chunk])
+            part = padded(inputs[start : start + self.chunk], fixed)  # the padding's scores are dropped
             values = self.session.run(part)[self.logits]
             scores.append(values.reshape(len(part), -1)[:size].astype(np.float64))
             self.calls += 1
@@ -82,10 +80,7 @@ class Forward:
         Raises:
             InputShapeError, ModelError: as ``Session.run``.
         """
-        part = np.ascontiguousarray(inputs, dtype=np.float32)
-        fixed = self.graph.image_input.fixed_batch
-        if fixed and len(part) < fixed:
-            part = np.concatenate([part, np.zeros((fixed - len(part), *part.shape[1:]), np.float32)])
+        part = padded(inputs, self.graph.image_input.fixed_batch)
         if keep not in self._keeping:
             self._keeping[keep] = Session(self.graph, keep | {self.logits}, providers=self.providers, threads=self.threads)
         values = self._keeping[keep].run(part)

@@ -98,6 +98,15 @@ class Session:
         return dict(zip(self.output_names, values))
 
 
+def padded(inputs: np.ndarray, fixed: int | None) -> np.ndarray:
+    """float32 ``inputs`` (batch first) with zero rows added up to a model's fixed batch dim,
+    which takes exactly that many (as they are without one, or when there are enough)."""
+    part = np.ascontiguousarray(inputs, dtype=np.float32)
+    if fixed and len(part) < fixed:
+        part = np.concatenate([part, np.zeros((fixed - len(part), *part.shape[1:]), np.float32)])
+    return part
+
+
 def check_input_shape(layer_graph: LayerGraph, shape: tuple[int, ...]) -> None:
     """Raise InputShapeError unless ``shape`` matches the model's declared input dims."""
     declared = layer_graph.image_input.shape

@@ -127,7 +127,7 @@ def stream_activations(
     in the order given; the reader's layers must be feature maps (``feature_map``)."""
     for batch in reader.read(images, batch_size):
         done: dict[int, tuple[Any, dict[str, LayerActivations]]] = {k: (s, {}) for k, s in zip(batch.indices, batch.sources)}
-        for layer in reader.layers:
+        for layer in reader.layers if len(batch) else ():
             maps = reader.nchw(layer, batch.values[layer])
             for row, k in enumerate(batch.indices):
                 done[k][1][layer] = LayerActivations(layer, np.ascontiguousarray(maps[row]), reader.layouts[layer], done[k][0])

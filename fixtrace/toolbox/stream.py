@@ -22,7 +22,7 @@ from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.layout import feature_layouts, to_nchw
 from fixtrace.model.load import ModelSource, load_model
 from fixtrace.model.outputs import find_logits
-from fixtrace.runtime.session import Session
+from fixtrace.runtime.session import Session, padded
 from fixtrace.runtime.threads import limit_threads
 
 
@@ -134,10 +134,11 @@ class LayerReader:
                 samples.append(sample)
             first += len(chunk)
             if samples:
-                with limit_threads(self.threads):
-                    values = self.session.run(np.stack(samples))
-                batch.values = {name: np.asarray(values[name], dtype=np.float32) for name in self.layers}
-                batch.scores = values[self.logits].reshape(len(samples), -1).astype(np.float64)
+                with limit_threads(self.threads):  # a fixed batch dim gets zero rows, dropped below
+                    values = self.session.run(padded(np.stack(samples), self.graph.image_input.fixed_batch))
+                n = len(samples)
+                batch.values = {name: np.asarray(values[name][:n], dtype=np.float32) for name in self.layers}
+                batch.scores = values[self.logits][:n].reshape(n, -1).astype(np.float64)
             yield batch
 
 
