@@ -102,6 +102,16 @@ def test_an_nhwc_layer_is_saved_channels_first(tmp_path):
     np.testing.assert_array_equal(np.load(npy), got.values)
 
 
+def test_all_conv_reads_the_same_rectified_maps_on_nchw_and_nhwc():
+    """A channels-last export puts a Transpose between each conv and its ReLU: all-conv steps through it."""
+    from fixtrace.model.layer_graph import LayerGraph
+    from fixtrace.toolbox.layer_choice import conv_maps
+
+    nchw, nhwc = (LayerGraph.from_model(m) for m in (small_cnn(), to_channels_last(small_cnn())))
+    assert conv_maps(nhwc) == conv_maps(nchw)
+    assert nhwc.producer[conv_maps(nhwc)[0]].op_type == "Relu"
+
+
 def test_a_layer_that_is_not_a_feature_map_is_refused(mobilenet_path, chelsea_path):
     with pytest.raises(OptionError, match=r"'/Flatten_output_0' \(shape \(1, 1280\)\) is not a feature map"):
         layer_activations(mobilenet_path, chelsea_path, "/Flatten_output_0")

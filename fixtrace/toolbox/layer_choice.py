@@ -5,28 +5,38 @@ from __future__ import annotations
 from fixtrace.errors import OptionError
 from fixtrace.model.layer_graph import LayerGraph, Node
 
-#: ``--layer`` value naming each Conv's output, after the BatchNormalization and ReLU or Clip
+#: ``--layer`` value naming each Conv's output, after the per-channel ops and the ReLU or Clip
 #: that directly follow it when they do (where a filter's "zero" is read).
 ALL_CONV = "all-conv"
-#: Per-channel ops between a conv and its rectifier.
-_BETWEEN = {"BatchNormalization"}
+#: Ops between a conv and its rectifier that keep each channel apart: BatchNormalization, a
+#: layout Transpose (channels-last exports) and a product or sum with a constant (a folded BN).
+_PER_CHANNEL = {"BatchNormalization", "Transpose"}
+_WITH_A_CONSTANT = {"Mul", "Add", "Sub", "Div"}
 _RECTIFIERS = {"Relu", "Clip"}
 
 
 def conv_maps(graph: LayerGraph) -> list[str]:
-    """Each Conv node's output, in graph order, moved past a BatchNormalization and a ReLU or Clip
-    that read it alone (a conv whose map another node also reads keeps its own output)."""
+    """Each Conv node's map as the model goes on to use it, in graph order: moved past the
+    per-channel ops that read it alone, and past a ReLU or Clip after them (a conv whose map
+    another node also reads keeps its own output)."""
     maps = []
     for node in graph.nodes:
         if node.op_type == "Conv" and node.outputs and node.outputs[0]:
             tensor = node.outputs[0]
             follower = _only_reader(graph, tensor)
-            if follower is not None and follower.op_type in _BETWEEN:
+            while follower is not None and _per_channel(graph, follower):
                 tensor, follower = follower.outputs[0], _only_reader(graph, follower.outputs[0])
             if follower is not None and follower.op_type in _RECTIFIERS:
                 tensor = follower.outputs[0]
             maps.append(tensor)
     return maps
+
+
+def _per_channel(graph: LayerGraph, node: Node) -> bool:
+    if node.op_type in _PER_CHANNEL:
+        return True
+    computed = [t for t in node.inputs if t and not graph.is_constant(t)]
+    return node.op_type in _WITH_A_CONSTANT and len(computed) == 1
 
 
 def _only_reader(graph: LayerGraph, tensor: str) -> Node | None:
