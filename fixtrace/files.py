@@ -4,6 +4,7 @@ outputs written atomically as standard JSON under names that cannot escape or co
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
@@ -132,11 +133,6 @@ def _plain(value: Any) -> Any:
     return _plain(os.fspath(value) if isinstance(value, os.PathLike) else str(value))
 
 
-#: The process umask, read once (reading it means setting it).
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Write a file through a temporary sibling renamed over ``path``: readers (and a crash) see the
     old file or the new one, never half of one.
@@ -238,6 +234,20 @@ class Checkpoint:
         self._due = start + max(self._interval_s, spent / self._share)
 
 
+def make_folder(path: str | os.PathLike) -> Path:
+    """``path`` created with its parents (kept when it is there).
+
+    Raises:
+        OutputError: it cannot be made (a file in the way, no permission, a full disk).
+    """
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, folder) from None
+    return folder
+
+
 def output_error(exc: OSError, path: str | os.PathLike) -> OutputError:
     """An OutputError naming the path and the cause; fatal when the disk is full."""
     fatal = exc.errno in DISK_FULL or _free_bytes(Path(path)) < NEARLY_FULL
@@ -258,7 +268,22 @@ def _free_bytes(path: Path) -> int:
 def _created_mode(mode: int) -> int:
     """``mode`` less the process umask: what ``open`` or ``mkdir`` would have given (tempfile's
     private 0600 / 0700 would hide the outputs from the user's group)."""
-    return mode & ~_UMASK
+    return mode & ~_umask()
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask, read once, where it can be read without setting it (Linux); elsewhere
+    set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def replace_folder(folder: Path, fill: Callable[[Path], Any]) -> Any:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fixtrace.errors import FixtraceError, one_line
-from fixtrace.files import write_json_atomic
+from fixtrace.files import make_folder, write_atomic, write_json_atomic
 from fixtrace.images.preset_choice import PresetArg
 
 TOOLBOX = "toolbox"
@@ -75,8 +75,7 @@ def write_toolbox(
     Raises:
         OutputError: the folder or the index cannot be written.
     """
-    folder = out / TOOLBOX
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(out / TOOLBOX)
     views: list[tuple[str, Callable[[], Panel]]] = [
         ("Filters of the first conv", lambda: _filters(out, model, settings)),
         ("Dead filters", lambda: _dead(out, model, photos, settings)),
@@ -117,7 +116,8 @@ def _filters(out: Path, model: str, settings: ToolboxSettings) -> Panel:
 
     filters = conv_filters(model, preset=settings.preset)
     path = out / TOOLBOX / "filters.png"
-    filter_grid(filters).save(path)
+    picture = filter_grid(filters)
+    write_atomic(path, lambda p: picture.save(p, format="PNG"))
     shape = "x".join(map(str, filters.weights.shape))
     return Panel(
         "Filters of the first conv",
@@ -183,13 +183,14 @@ def _tsne(out: Path, model: str, photos: Sequence[Path], settings: ToolboxSettin
     result = embed(
         model, photos, preset=settings.preset, labels=settings.labels, batch_size=settings.batch_size, threads=settings.threads
     )
-    folder = out / TOOLBOX / "tsne"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(out / TOOLBOX / "tsne")
     written = result.save(folder)
     grid = folder / "grid.jpg"
-    grid_picture(result)[0].save(grid, quality=90)
+    grid_image = grid_picture(result)[0]
+    write_atomic(grid, lambda p: grid_image.save(p, format="JPEG", quality=90))
     scatter = folder / "scatter.png"
-    scatter_picture(result).save(scatter)
+    scatter_image = scatter_picture(result)
+    write_atomic(scatter, lambda p: scatter_image.save(p, format="PNG"))
     notes = [*result.notes, f"codes: {result.codes.layer.name}: {result.codes.layer.reason}"]
     return Panel(
         "t-SNE of the codes",

@@ -20,7 +20,7 @@ from PIL import Image
 
 from fixtrace import validate
 from fixtrace.errors import FixtraceError
-from fixtrace.files import UniqueNames, write_atomic, write_json_atomic, write_npy_atomic
+from fixtrace.files import UniqueNames, make_folder, write_atomic, write_json_atomic, write_npy_atomic
 from fixtrace.images.load import ImageSource
 from fixtrace.images.preset_choice import PresetArg
 from fixtrace.model.load import ModelSource
@@ -228,8 +228,7 @@ def save_activations(
     Raises:
         OutputError: a write failed.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder)
     stem = name or UniqueNames().take(activations.layer)
     grid, shown = activation_tiles(activations, top=top, scale=scale, colormap=colormap)
     paths = [folder / f"{stem}.{suffix}" for suffix in ("png", "npy", "json")]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from fixtrace import validate
 from fixtrace.errors import ModelError, OptionError
-from fixtrace.files import UniqueNames, write_atomic, write_json_atomic, write_npy_atomic
+from fixtrace.files import UniqueNames, make_folder, write_atomic, write_json_atomic, write_npy_atomic
 from fixtrace.images.preset_choice import PresetArg, choose_preset
 from fixtrace.model.layer_graph import LayerGraph, Node
 from fixtrace.model.load import ModelSource, load_model
@@ -214,8 +214,7 @@ def save_filters(filters: ConvFilters, folder: str | Path, *, first: int | None 
     Raises:
         OutputError: a write failed.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder)
     stem = UniqueNames().take(filters.layer)
     grid, shown = filter_tiles(filters, first)
     paths = [folder / f"{stem}.{suffix}" for suffix in ("png", "npy", "json")]

@@ -23,7 +23,7 @@ from PIL import Image
 
 from fixtrace import validate
 from fixtrace.errors import OptionError, TargetError
-from fixtrace.files import output_error, write_atomic, write_json_atomic, write_text_atomic
+from fixtrace.files import make_folder, write_atomic, write_json_atomic, write_text_atomic
 from fixtrace.images.geometry import Geometry
 from fixtrace.images.load import ImageSource, load_photo
 from fixtrace.images.preset_choice import PresetArg
@@ -139,11 +139,7 @@ class TopImages:
         Raises:
             OutputError: a write failed.
         """
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise output_error(exc, folder) from None
+        folder = make_folder(folder)
         paths = [folder / "top_images.jpg", folder / "winners.json", folder / "winners.csv"]
         picture = self.picture()
         write_atomic(paths[0], lambda p: picture.save(p, format="JPEG", quality=90))
