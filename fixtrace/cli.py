@@ -192,6 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ev.set_defaults(run=_evaluate)
 
+    from fixtrace.audit.toolbox import DEFAULT_LIMIT as TOOLBOX_LIMIT
+
     au = sub.add_parser(
         "audit",
         help="explain a whole image set into a resumable audit folder: ledger, pictures, manifest, report",
@@ -232,7 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument(
         "--toolbox-images",
         type=int,
-        default=2000,
+        default=TOOLBOX_LIMIT,
         metavar="N",
         help="the toolbox reads the first N photos (default: %(default)s)",
     )

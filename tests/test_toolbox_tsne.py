@@ -260,7 +260,7 @@ def test_cli_skips_a_corrupt_image_and_counts_it(canvases, tmp_path):
     )
     assert done.returncode == 1, done.stderr
     notes = [line for line in done.stderr.splitlines() if line.startswith("fixtrace:") and "broken.png" in line]
-    assert len(notes) == 1 and notes[0].startswith("fixtrace: note: skipped")
+    assert len(notes) == 1 and notes[0].startswith("fixtrace: error: ") and notes[0].endswith("; skipped")
     assert "6 of 7 images" in done.stdout and "grid.jpg shows 4 on 2x2 cells" in done.stdout
     assert len(read_csv(out / "tsne.csv")) == 6 and "Traceback" not in done.stderr
 

@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     # A stream of thousands: off a terminal, one progress line every 2 s (as the audit's).
     progress = Progress(len(images), enabled=not args.quiet, interval=2.0)
     result = finder.run(
-        images, args.batch_size, on_step=progress.step, on_failure=lambda source, why: _error(f"{source}: {why} (skipped)")
+        images, args.batch_size, on_step=progress.step, on_failure=lambda source, why: _error(f"{source}: {why}; skipped")
     )
     written = result.save(out)
     if not args.quiet:

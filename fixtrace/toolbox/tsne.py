@@ -168,7 +168,9 @@ def embed(
         on_step=on_step,
     )
     if len(codes) < MIN_IMAGES:
-        failed = f" ({len(codes.failed)} could not be read)" if codes.failed else ""
+        names = [describe_source(source) for source, _ in list(codes.failed.values())[:3]]
+        more = ", ..." if len(codes.failed) > 3 else ""
+        failed = f" ({len(codes.failed)} could not be read: {', '.join(names)}{more})" if codes.failed else ""
         raise ImageError(f"t-SNE needs at least {MIN_IMAGES} readable images, got {len(codes)}{failed}")
     broken = int((~np.isfinite(codes.values).all(axis=1)).sum())
     if broken:

@@ -71,7 +71,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``fixtrace tsne``; returns the exit code (1 when some images were skipped)."""
     from fixtrace import validate
-    from fixtrace.cli import EXIT_ITEM_FAILED, EXIT_OK, _collect_images, _output_folder, _preprocessing_line, _preset_choice
+    from fixtrace.cli import (
+        EXIT_ITEM_FAILED,
+        EXIT_OK,
+        _collect_images,
+        _error,
+        _output_folder,
+        _preprocessing_line,
+        _preset_choice,
+    )
     from fixtrace.errors import one_line
     from fixtrace.files import write_atomic
     from fixtrace.progress import Progress
@@ -113,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         on_step=lambda source: progress.step(Path(source).name),
     )
     for source, exc in result.codes.failed.values():
-        print(f"fixtrace: note: skipped {one_line(str(source))}: {exc}", file=sys.stderr)
+        _error(f"{source}: {exc}; skipped")
     for note in [] if args.quiet else result.notes:
         print(f"fixtrace: note: {one_line(note)}", file=sys.stderr)
     written = result.save(out)

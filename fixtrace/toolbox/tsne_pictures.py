@@ -21,6 +21,9 @@ from fixtrace.toolbox.tsne import TsneResult
 DEFAULT_MAX_SIDE = 32
 #: The largest grid (the assignment's cost matrix has side^2 x photos entries).
 MAX_SIDE = 50
+#: Candidates per cell the assignment weighs at most: beyond, an evenly spaced sample of the
+#: photos (in stream order) is matched, which bounds the cost matrix on large folders.
+CANDIDATES_PER_CELL = 8
 DEFAULT_THUMB = 48
 #: White pixels between two thumbnails (and around the grid).
 GUTTER = 2
@@ -54,7 +57,8 @@ def grid_cells(coords: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     centres by a minimum-cost assignment of squared distances (``scipy.optimize.
     linear_sum_assignment``): with at least as many cells as points every point gets a cell and
     the layout moves the points as little as it can in total; with fewer cells, each cell takes a
-    different point and the points left over are not shown.
+    different point and the points left over are not shown (with more than
+    ``CANDIDATES_PER_CELL`` points a cell, among an evenly spaced sample of them).
 
     Args:
         coords: (N, 2) positions.
@@ -67,10 +71,14 @@ def grid_cells(coords: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     points = np.asarray(coords, dtype=np.float64)
     low, high = points.min(axis=0), points.max(axis=0)
     unit = (points - low) / np.where(high > low, high - low, 1.0)
+    candidates = np.arange(len(unit))
+    if len(unit) > CANDIDATES_PER_CELL * side * side:
+        candidates = np.unique(np.linspace(0, len(unit) - 1, CANDIDATES_PER_CELL * side * side).astype(np.int64))
     rows, columns = np.divmod(np.arange(side * side), side)
     centres = (np.stack([columns, rows], axis=1) + 0.5) / side
-    cost = ((centres[:, None, :] - unit[None, :, :]) ** 2).sum(axis=2)
-    cells, shown = linear_sum_assignment(cost)
+    cost = ((centres[:, None, :] - unit[None, candidates, :]) ** 2).sum(axis=2)
+    cells, chosen = linear_sum_assignment(cost)
+    shown = candidates[chosen]
     order = np.argsort(shown)
     return shown[order].astype(np.int64), cells[order].astype(np.int64)
 
