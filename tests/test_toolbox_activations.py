@@ -26,7 +26,7 @@ from fixtrace.images.load import load_photo
 from fixtrace.images.preprocess import preprocess
 from fixtrace.images.presets import PRESETS
 from fixtrace.model.layer_graph import LayerGraph
-from fixtrace.render.legend import _font
+from fixtrace.render.legend import text_font
 from fixtrace.render.tiles import FONT_SIZE, LINE
 from fixtrace.toolbox.activations import activation_tiles, layer_activations, save_activations
 from fixtrace.toolbox.dead import dead_filters
@@ -61,7 +61,7 @@ def assert_labels(image: np.ndarray, boxes, channels) -> None:
     for box, channel in zip(boxes, channels):
         x0, y0, x1, _ = box
         want = Image.new("RGB", (x1 - x0 + 3, LINE), "white")
-        ImageDraw.Draw(want).text((0, 0), str(channel), fill="black", font=_font(FONT_SIZE))
+        ImageDraw.Draw(want).text((0, 0), str(channel), fill="black", font=text_font(FONT_SIZE))
         got = image[y0 - LINE : y0, x0 : x1 + 3]
         np.testing.assert_array_equal(got, np.asarray(want), err_msg=f"label of channel {channel}")
 

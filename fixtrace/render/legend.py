@@ -43,7 +43,7 @@ class Legend:
 
 
 @functools.lru_cache(maxsize=16)
-def _font(size: int) -> Font:
+def text_font(size: int) -> Font:
     """Pillow's own font at ``size`` pixels (its bitmap font where FreeType is missing)."""
     try:
         return ImageFont.load_default(size=size)
@@ -55,7 +55,7 @@ def _font(size: int) -> Font:
 def _glyph(size: int, char: str) -> tuple[np.ndarray, int, int, float]:
     """One character rendered once: (coverage mask uint8, x and y offsets from the pen at the
     line's top, advance)."""
-    font = _font(size)
+    font = text_font(size)
     x0, y0, x1, y1 = (int(v) for v in font.getbbox(char))
     mask = Image.new("L", (max(1, x1 - x0), max(1, y1 - y0)))
     ImageDraw.Draw(mask).text((-x0, -y0), char, fill=255, font=font)
@@ -65,7 +65,7 @@ def _glyph(size: int, char: str) -> tuple[np.ndarray, int, int, float]:
 @functools.lru_cache(maxsize=1024)
 def _word(size: int, word: str) -> np.ndarray:
     """A word as a coverage mask (line height, advance width), from cached glyphs (no kerning)."""
-    ascent, descent = (int(v) for v in _font(size).getbbox("Ag")[1::2])
+    ascent, descent = (int(v) for v in text_font(size).getbbox("Ag")[1::2])
     glyphs = [_glyph(size, c) for c in word]
     width = max(1, round(sum(a for *_, a in glyphs)))
     mask = np.zeros((descent - ascent, width + max([0] + [g.shape[1] for g, *_ in glyphs])), dtype=np.uint8)

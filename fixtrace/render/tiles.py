@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fixtrace.render.legend import _font
+from fixtrace.render.legend import text_font
 
 #: Pixels between tiles and around the grid.
 GAP = 3
@@ -38,7 +38,7 @@ class TileGrid:
     boxes: list[tuple[int, int, int, int]]
 
 
-def unit_scale(values: np.ndarray, low: np.ndarray | float, high: np.ndarray | float) -> np.ndarray:
+def scaled_between(values: np.ndarray, low: np.ndarray | float, high: np.ndarray | float) -> np.ndarray:
     """``values`` mapped to [0, 1]: ``low`` to 0 and ``high`` to 1, clipped (0 where high == low)."""
     values = np.asarray(values, dtype=np.float64)
     span = np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)
@@ -86,7 +86,7 @@ def tile_grid(
     height, width = tiles[0].shape[:2] if count else (1, 1)
     columns = max(1, min(columns or math.ceil(math.sqrt(count)), max(count, 1)))
     rows = max(1, math.ceil(count / columns))
-    font = _font(FONT_SIZE)
+    font = text_font(FONT_SIZE)
     left = GAP + (max(round(font.getlength(t)) for t in row_labels) + GAP if row_labels else 0)
     top = GAP + LINE * len(caption) + (LINE if column_labels else 0)
     strip = LINE if labels else 0
@@ -111,7 +111,7 @@ def tile_grid(
 
 def _fit_left(text: str, room: float) -> str:
     """``text``, its start cut to ``...`` to fit ``room`` pixels (a layer name's end tells most)."""
-    font = _font(FONT_SIZE)
+    font = text_font(FONT_SIZE)
     if font.getlength(text) <= room:
         return text
     low, high = 0, len(text)

@@ -25,7 +25,7 @@ from fixtrace.images.load import ImageSource
 from fixtrace.images.preset_choice import PresetArg
 from fixtrace.model.load import ModelSource
 from fixtrace.render.colormaps import COLORMAPS, colours
-from fixtrace.render.tiles import TileGrid, magnify, tile_grid, unit_scale, zoom_for
+from fixtrace.render.tiles import TileGrid, magnify, scaled_between, tile_grid, zoom_for
 from fixtrace.toolbox.stream import LayerReader
 
 #: How tiles are scaled: one range for the whole layer, or each channel its own.
@@ -187,7 +187,7 @@ def activation_tiles(
     low, high = activations.scale(scale)
     shown = [int(c) for c in activations.order[:top]]
     factor = zoom_for(height, width, tile)
-    tiles = [magnify(colours(colormap, unit_scale(activations.values[c], low[c], high[c])), factor) for c in shown]
+    tiles = [magnify(colours(colormap, scaled_between(activations.values[c], low[c], high[c])), factor) for c in shown]
     if scale == "shared":
         scale_line = f"one scale: {low[0]:.4g} (low) .. {high[0]:.4g} (high), {colormap}"
     else:

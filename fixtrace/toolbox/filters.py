@@ -24,7 +24,7 @@ from fixtrace.files import UniqueNames, make_folder, write_atomic, write_json_at
 from fixtrace.images.preset_choice import PresetArg, choose_preset
 from fixtrace.model.layer_graph import LayerGraph, Node
 from fixtrace.model.load import ModelSource, load_model
-from fixtrace.render.tiles import TileGrid, magnify, tile_grid, to_pixels, unit_scale, zoom_for
+from fixtrace.render.tiles import TileGrid, magnify, scaled_between, tile_grid, to_pixels, zoom_for
 from fixtrace.toolbox.stream import check_layer
 
 #: Ops between the image input and the first conv that keep the channels in the order fed.
@@ -172,7 +172,7 @@ def filter_tiles(
     weights = filters.weights[:, ::-1] if filters.bgr else filters.weights
 
     def patch(f: int, c: int | None) -> np.ndarray:
-        unit = unit_scale(weights[f] if c is None else weights[f, c], low[f], high[f])
+        unit = scaled_between(weights[f] if c is None else weights[f, c], low[f], high[f])
         pixels = to_pixels(unit.transpose(1, 2, 0) if c is None else unit)
         return magnify(pixels if c is None else np.repeat(pixels[..., None], 3, axis=2), factor)
 

@@ -125,8 +125,8 @@ class TopImages:
         return about
 
     def picture(self, tile: int = 112) -> Image.Image:
-        """A units x k grid of the patches, best first (see ``toolbox.top_picture``)."""
-        from fixtrace.toolbox.top_picture import draw
+        """A units x k grid of the patches, best first (see ``toolbox.top_images_picture``)."""
+        from fixtrace.toolbox.top_images_picture import draw
 
         return draw(self, tile)
 

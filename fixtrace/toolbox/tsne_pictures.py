@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from fixtrace import validate
 from fixtrace.errors import FixtraceError
 from fixtrace.images.load import load_photo
-from fixtrace.render.legend import _font
+from fixtrace.render.legend import text_font
 from fixtrace.toolbox.tsne import TsneResult
 
 #: The default grid is the smallest square with a cell per photo, at most this many cells a side.
@@ -143,7 +143,7 @@ def scatter_picture(result: TsneResult, size: int = 800) -> Image.Image:
     rest = counts[LEGEND_CLASSES:]
     if rest:
         entries.append((_OTHER, f"{len(rest)} other classes ({sum(n for _, n in rest)})"))
-    font = _font(max(10, size // 60))
+    font = text_font(max(10, size // 60))
     line = round(font.getbbox("Ag")[3] * 1.5)
     pad = max(8, size // 50)
     top = pad + line

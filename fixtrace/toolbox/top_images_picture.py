@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fixtrace.render.legend import _font
+from fixtrace.render.legend import text_font
 
 if TYPE_CHECKING:
     from fixtrace.toolbox.top_images import TopImages
@@ -33,7 +33,7 @@ def draw(result: TopImages, tile: int = TILE) -> Image.Image:
     Returns:
         An RGB image.
     """
-    font = _font(_FONT)
+    font = text_font(_FONT)
     columns = max([len(found) for found in result.winners.values()] + [1])
     caption = _caption(result)
     top = _GAP + len(caption) * _LINE + _GAP
