@@ -88,6 +88,19 @@ class ReluVjp(ElementwiseVjp):
         passed = masked_gradient(np.ascontiguousarray(grad, dtype=np.float32), x, self.low, self.high, _MODES[self.mode])
         return [(self.node.inputs[0], passed.reshape(x.shape))]
 
+    def emit(self, builder, grad):
+        x = self.node.inputs[0]
+        if self.mode == "deconvnet":
+            return [(x, builder.masked(grad, builder.op("Greater", [grad, builder.scalar(0.0)], "positive")))]
+        inside = None
+        if self.low > -np.inf:
+            inside = builder.op("Greater", [x, builder.scalar(self.low)], "above")
+        if self.high < np.inf:
+            inside = builder.both(inside, builder.op("Less", [x, builder.scalar(self.high)], "below"))
+        if self.mode == "guided":
+            inside = builder.both(inside, builder.op("Greater", [grad, builder.scalar(0.0)], "positive"))
+        return [(x, grad if inside is None else builder.masked(grad, inside))]
+
 
 @vjp_rule("LeakyRelu")
 class LeakyReluVjp(ElementwiseVjp):

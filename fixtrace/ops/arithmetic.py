@@ -112,6 +112,15 @@ class SumVjp(VjpRule):
                 sent.append((name, unbroadcast(g, tensors.shape(name)).astype(np.float32)))
         return sent
 
+    def emit(self, builder, grad):
+        out_shape = builder.shape(self.node.outputs[0])
+        sent = []
+        for k, name in enumerate(self.node.inputs):
+            if name in self.routes:
+                g = builder.op("Neg", [grad], "negated") if self.node.op_type == "Sub" and k == 1 else grad
+                sent.append((name, builder.unbroadcast(g, out_shape, builder.shape(name))))
+        return sent
+
 
 @vjp_rule("Mul", "Div")
 class ProductVjp(VjpRule):
@@ -132,6 +141,23 @@ class ProductVjp(VjpRule):
             for name, part in zip(self.node.inputs, parts)
             if name in self.routes
         ]
+
+    def emit(self, builder, grad):
+        a, b = self.node.inputs[:2]
+        out_shape = builder.shape(self.node.outputs[0])
+        sent = []
+        for k, name in enumerate((a, b)):
+            if name not in self.routes:
+                continue
+            if self.node.op_type == "Mul":
+                part = builder.op("Mul", [grad, (b, a)[k]], "grad")
+            elif k == 0:
+                part = builder.op("Div", [grad, b], "grad")
+            else:
+                scaled = builder.op("Mul", [builder.op("Neg", [grad], "negated"), a], "grad")
+                part = builder.op("Div", [scaled, builder.op("Mul", [b, b], "square")], "grad")
+            sent.append((name, builder.unbroadcast(part, out_shape, builder.shape(name))))
+        return sent
 
 
 @vjp_rule("Max", "Min")

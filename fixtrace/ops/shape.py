@@ -40,6 +40,9 @@ class ReshapeVjp(DataVjp):
     def vjp(self, grad, tensors):
         return [(self.node.inputs[0], grad.reshape(tensors.shape(self.node.inputs[0])))]
 
+    def emit(self, builder, grad):
+        return [(self.node.inputs[0], builder.reshape_like(grad, self.node.inputs[0]))]
+
 
 def _perm(rule, rank: int) -> list[int]:
     """Transpose's permutation (reversed axes by default, which the schema states only in prose)."""
@@ -62,6 +65,10 @@ class TransposeMap(FixationRule):
 class TransposeVjp(DataVjp):
     def vjp(self, grad, tensors):
         return [(self.node.inputs[0], np.ascontiguousarray(grad.transpose(np.argsort(_perm(self, grad.ndim)))))]
+
+    def emit(self, builder, grad):
+        back = np.argsort(_perm(self, len(builder.shape(self.node.inputs[0]))))
+        return [(self.node.inputs[0], builder.op("Transpose", [grad], "transposed", perm=[int(p) for p in back]))]
 
 
 _PAD_MODES = {"constant": AXIS_CONSTANT, "edge": AXIS_EDGE, "wrap": AXIS_WRAP, "reflect": AXIS_REFLECT}
