@@ -3,7 +3,7 @@ that write each op in the form the model's opset defines (attributes before, inp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,15 +21,24 @@ class GraphBuilder:
         taken: names already used in the graph (tensors, nodes, initializers).
         shapes: static tensor shapes at the compile batch (a batch of 2 unless the model fixes it,
             so that a dim broadcast over the batch shows as 1).
+        constants: the graph's constants (their shapes are theirs).
         prefix: put before every name made here.
 
     Attributes:
         nodes, initializers: what was emitted, in order.
     """
 
-    def __init__(self, opset: int, taken: Iterable[str], shapes: dict[str, tuple[int, ...]], prefix: str = "xai/") -> None:
+    def __init__(
+        self,
+        opset: int,
+        taken: Iterable[str],
+        shapes: Mapping[str, tuple[int, ...]],
+        constants: Mapping[str, np.ndarray] | None = None,
+        prefix: str = "xai/",
+    ) -> None:
         self.opset = opset
         self.shapes = shapes
+        self.constants = constants or {}
         self.prefix = prefix
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -78,6 +87,8 @@ class GraphBuilder:
         Raises:
             ModelError: shape inference could not tell it.
         """
+        if name in self.constants:
+            return tuple(np.shape(self.constants[name]))
         if name not in self.shapes:
             raise ModelError(f"the shape of tensor {name!r} is unknown: the backward cannot be written for it")
         return tuple(self.shapes[name])

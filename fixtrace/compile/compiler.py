@@ -87,13 +87,14 @@ def compile_explanation(
     prepared = explainer.map_method
     graph = explainer.graph
     original = graph.model
-    builder = GraphBuilder(graph.opset, _names(original), _shapes(explainer, prepared.touched | {explainer.logits}))
+    shapes = _shapes(explainer, prepared.touched | {explainer.logits})
+    builder = GraphBuilder(graph.opset, _names(original), shapes, graph.constants)
     batch = original.graph.input[[i.name for i in original.graph.input].index(graph.image_input.name)]
     batch_dim = batch.type.tensor_type.shape.dim[0]
     inputs = []
     tag = method.replace("-", "_")
     if class_input:
-        chosen = builder.fresh("class")
+        chosen = builder.fresh("class", prefixed=False)
         inputs.append(helper.make_tensor_value_info(chosen, TensorProto.INT64, [_dim(batch_dim)]))
         target = chosen
     else:
