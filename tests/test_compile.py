@@ -241,6 +241,9 @@ E2E = [
     ("fashion-resnet", "guided-backprop"),
     ("fashion-inception", "gradcam"),
     ("fashion-inception", "saliency"),
+    ("mobilenet_v2", "layercam"),
+    ("fashion-resnet", "gradcam++"),
+    ("fashion-inception", "xgradcam"),
 ]
 
 

@@ -113,6 +113,11 @@ class GraphBuilder:
         """``a and b`` of two boolean tensors (``b`` alone when ``a`` is None)."""
         return b if a is None else self.op("And", [a, b], "and")
 
+    def nonzero(self, x: str) -> str:
+        """``x != 0`` (for floats Equal needs opset 11: written as x > 0 or x < 0)."""
+        zero = self.scalar(0.0)
+        return self.op("Or", [self.op("Greater", [x, zero], "positive"), self.op("Less", [x, zero], "negative")], "nonzero")
+
     def reduce(self, op_type: str, x: str, axes: Sequence[int], keepdims: bool = True) -> str:
         """A Reduce* node over ``axes`` (an attribute before ReduceSum-13 and the others' 18, an input since)."""
         since = 13 if op_type == "ReduceSum" else 18

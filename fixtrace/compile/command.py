@@ -7,11 +7,12 @@ from pathlib import Path
 
 DESCRIPTION = (
     "Write a model whose outputs are its own plus an explanation: <method>_map, float32 (N, rows, cols) maps on the "
-    "input grid (saliency, guided-backprop, deconvnet) or on the layer's grid (gradcam, cam), and <method>_class, the "
-    "int64 (N,) classes explained: the top class, or the class fed to an extra int64 (N,) input with --class-input. "
-    "The backward is written as ONNX nodes (ConvTranspose for convs and pools, Where masks for ReLUs, ...), so the "
-    "model explains itself wherever it runs (onnxruntime on CPU or CUDA, other runtimes); its maps equal fixtrace's own "
-    "within float32 rounding. An op on the backward path without an ONNX form is named, and nothing is written."
+    "input grid (saliency, guided-backprop, deconvnet) or on the layer's grid (gradcam, cam, gradcam++, layercam, "
+    "xgradcam), and <method>_class, the int64 (N,) classes explained: the top class, or the class fed to an extra "
+    "int64 (N,) input 'class' with --class-input. The backward is written as ONNX nodes (ConvTranspose for convs and "
+    "pools, Where masks for ReLUs, ...), so the model explains itself wherever it runs (onnxruntime on CPU or CUDA, "
+    "other runtimes); its maps equal fixtrace's own within float32 rounding. An op on the backward path without an "
+    "ONNX form is named, and nothing is written."
 )
 
 
@@ -24,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     co.add_argument("model", help="the .onnx model")
     co.add_argument("--method", default="gradcam", metavar="|".join(COMPILED), help="the method written (default: gradcam)")
     co.add_argument("-o", "--out", metavar="FILE", help="the model written (default: MODEL_xai.onnx in the current folder)")
-    co.add_argument("--layer", help="the tensor gradcam reads (default: the last spatial map; see `fixtrace layers`)")
+    co.add_argument("--layer", help="the tensor the Grad-CAM family reads (default: the last spatial map; see `fixtrace layers`)")
     co.add_argument(
         "--class-input",
         action="store_true",

@@ -92,7 +92,7 @@ def compile_explanation(
     batch = original.graph.input[[i.name for i in original.graph.input].index(graph.image_input.name)]
     batch_dim = batch.type.tensor_type.shape.dim[0]
     inputs = []
-    tag = method.replace("-", "_")
+    tag = method.replace("-", "_").replace("+", "p")  # gradcam++ -> gradcampp_map
     if class_input:
         chosen = builder.fresh("class", prefixed=False)
         inputs.append(helper.make_tensor_value_info(chosen, TensorProto.INT64, [_dim(batch_dim)]))

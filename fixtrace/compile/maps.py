@@ -10,7 +10,7 @@ import numpy as np
 
 from fixtrace.compile.builder import GraphBuilder
 from fixtrace.methods.base import Method
-from fixtrace.methods.cam import CAM, GradCAM
+from fixtrace.methods.cam import CAM, LayerGradientMethod
 from fixtrace.methods.gradient import InputGradient
 from fixtrace.methods.resize import spatial_axes
 from fixtrace.model.layout import grid
@@ -52,12 +52,13 @@ def input_gradient_map(method: Method, builder: GraphBuilder, one_hot: str) -> M
     return MapTensor(reduced, grid(builder.shape(image.name), image.layout))
 
 
-def gradcam_map(method: Method, builder: GraphBuilder, one_hot: str) -> MapTensor:
-    """Grad-CAM on its layer's grid, (N, h, w): ReLU(sum_k mean_hw(d score / d A_k) A_k)."""
-    assert isinstance(method, GradCAM)
+def layer_gradient_map(method: Method, builder: GraphBuilder, one_hot: str) -> MapTensor:
+    """The Grad-CAM family on its layer's grid, (N, h, w): ReLU(sum_k w_k A_k), the weights from
+    d score / d A (``LayerGradientMethod.emit_weights``)."""
+    assert isinstance(method, LayerGradientMethod)
     grad = _nchw(builder, method.plan.emit(builder, builder.reshape_like(one_hot, method.logits)), method.layout)
-    weights = builder.reduce("ReduceMean", grad, [2, 3])
-    made = _weighted_sum(builder, weights, _nchw(builder, method.layer, method.layout))
+    activations = _nchw(builder, method.layer, method.layout)
+    made = _weighted_sum(builder, method.emit_weights(builder, grad, activations), activations)
     return MapTensor(made, grid(builder.shape(method.layer), method.layout), method.layer)
 
 
@@ -77,9 +78,12 @@ def cam_map(method: Method, builder: GraphBuilder, one_hot: str) -> MapTensor:
 
 #: Method name -> its map's ONNX form.
 COMPILED: dict[str, Callable[[Method, GraphBuilder, str], MapTensor]] = {
-    "gradcam": gradcam_map,
+    "gradcam": layer_gradient_map,
     "cam": cam_map,
     "saliency": input_gradient_map,
     "guided-backprop": input_gradient_map,
     "deconvnet": input_gradient_map,
+    "gradcam++": layer_gradient_map,
+    "layercam": layer_gradient_map,
+    "xgradcam": layer_gradient_map,
 }
