@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from test_op_contracts import CASES, OpCase
-from test_rules_oracle import Case
+from test_rules_oracle import Case, build
 
 from conftest import IMAGES, MODELS, package_file, run_cli
 from fixtrace import Explainer
@@ -109,11 +109,16 @@ GEOMETRIES: dict[str, OpCase] = {
     "clip-opset9": OpCase("Clip", {"min": 0.0, "max": 1.0}, opset=9),
     "concat-opset9": OpCase("Concat", {"axis": 2}, {"c": np.ones((2, 3, 2, 5), np.float32)}, opset=9),
     "reduce-mean-opset18": OpCase("ReduceMean", {"keepdims": 0}, {"a": np.array([-1, 1], np.int64)}, opset=18),
+    "leakyrelu-opset7": OpCase("LeakyRelu", {"alpha": 0.2}, opset=7),
+    "reducemax-channels": OpCase("ReduceMax", {"axes": [1], "keepdims": 1}),
+    "pad-constant": OpCase("Pad", {"mode": "constant"}, {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)}),
+    "pad-opset9": OpCase("Pad", {"pads": [0, 1, 1, 0, 0, 0, 2, 1]}, opset=9),
     "gemm-opset9": OpCase(
         "Gemm", {"alpha": 2.0}, {"w": np.ones((60, 4), np.float32), "b": np.ones(4, np.float32)}, flat=True, opset=9
     ),
 }
-ONE_NODE = {op: CASES[op] for op in compilable()} | GEOMETRIES
+#: CASES' Pad reflects: refused (test_pad_of_another_mode_is_refused).
+ONE_NODE = {op: CASES[op] for op in compilable() if op != "Pad"} | GEOMETRIES
 
 
 ONE_NODE_RUNS = [(name, "plain") for name in sorted(ONE_NODE)] + [
@@ -137,6 +142,21 @@ def test_maxpool_ties_go_to_the_first_cell_like_the_numpy_rule():
     )
     assert ((windows == case.values["y"][..., None, None]).sum(axis=(-2, -1)) > 1).mean() > 0.3
     assert_emit_matches_vjp(_rule(case.graph, "y"), case.tensors, case.graph)
+
+
+@pytest.mark.parametrize("op", ["Max", "Min"])
+def test_extremes_of_two_computed_operands_send_ties_to_the_first(op):
+    # Max(x, relu(x)) ties wherever x >= 0; Min(x, relu(x)) wherever x <= 0.
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node(op, ["x", "r"], ["y"])]
+    x = np.round(np.random.default_rng(8).standard_normal((2, 3, 4, 5))).astype(np.float32)
+    case = Case(build(nodes, x.shape, ["y"], opset=9), x)
+    assert_emit_matches_vjp(_rule(case.graph, "y"), case.tensors, case.graph)
+
+
+def test_pad_of_another_mode_is_refused():
+    case = CASES["Pad"].case()
+    with pytest.raises(UnsupportedOpError, match="only constant pads"):
+        _rule(case.graph, "y").emit(GraphBuilder(13, set(), {}), "g")
 
 
 def test_compilable_ops_are_gradient_ops_with_an_onnx_form():

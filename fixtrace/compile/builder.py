@@ -109,6 +109,13 @@ class GraphBuilder:
             return self.op("Where", [mask, x, self.scalar(0.0)], "masked")
         return self.op("Mul", [x, self.op("Cast", [mask], "mask", to=onnx.TensorProto.FLOAT)], "masked")
 
+    def where(self, condition: str, x: str, y: str) -> str:
+        """``x`` where the boolean ``condition`` holds, else ``y`` (finite values: before opset 9 a masked sum)."""
+        if self.opset >= 9:
+            return self.op("Where", [condition, x, y], "where")
+        other = self.op("Not", [condition], "not")
+        return self.op("Add", [self.masked(x, condition), self.masked(y, other)], "where")
+
     def both(self, a: str | None, b: str) -> str:
         """``a and b`` of two boolean tensors (``b`` alone when ``a`` is None)."""
         return b if a is None else self.op("And", [a, b], "and")

@@ -180,3 +180,19 @@ class ExtremeVjp(VjpRule):
             if name in self.routes:
                 sent.append((name, unbroadcast(np.where(mine, grad, 0), tensors.shape(name)).astype(np.float32)))
         return sent
+
+    def emit(self, builder, grad):
+        # An operand is at the output's value unless it is past it (every operand is <= a max):
+        # Equal reads floats only from opset 11.
+        out = self.node.outputs[0]
+        out_shape = builder.shape(out)
+        past = "Less" if self.node.op_type == "Max" else "Greater"
+        taken, sent = None, []
+        for k, name in enumerate(self.node.inputs):
+            at = builder.op("Not", [builder.op(past, [name, out], "past")], "at_extreme")
+            mine = at if taken is None else builder.op("And", [at, builder.op("Not", [taken], "untaken")], "mine")
+            if k + 1 < len(self.node.inputs):
+                taken = at if taken is None else builder.op("Or", [taken, at], "taken")
+            if name in self.routes:
+                sent.append((name, builder.unbroadcast(builder.masked(grad, mine), out_shape, builder.shape(name))))
+        return sent

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from onnx import TensorProto
 
 from fixtrace.kernels.shared.pool import pool_geometry
 from fixtrace.ops.base import DataVjp, FixationRule, NodeRule, fixation_rule, vjp_rule
@@ -184,10 +185,11 @@ class MaxPoolVjp(_WindowVjp):
                 taps.append(builder.op("Gather", [rows, cols], "tap", axis=3))
         top = builder.op("Max", taps, "window_max") if len(taps) > 1 else taps[0]
         taken, parts = None, []
-        for tap in taps:
+        for k, tap in enumerate(taps):
             hit = builder.op("Not", [builder.op("Less", [tap, top], "below_max")], "at_max")
             first = hit if taken is None else builder.op("And", [hit, builder.op("Not", [taken], "untaken")], "first")
-            taken = hit if taken is None else builder.op("Or", [taken, hit], "taken")
+            if k + 1 < len(taps):
+                taken = hit if taken is None else builder.op("Or", [taken, hit], "taken")
             parts.append(builder.unsqueeze(builder.masked(grad, first), [2]))
         stacked = builder.op("Concat", parts, "taps", axis=2) if len(parts) > 1 else parts[0]
         count = kh * kw
@@ -313,3 +315,21 @@ class MaxVjp(_ReductionVjp):
         dx = np.zeros(slices.shape, dtype=np.float32)
         np.put_along_axis(dx, best[..., None], grad.reshape(best.shape)[..., None], axis=-1)
         return [(self.node.inputs[0], np.transpose(dx.reshape([x.shape[k] for k in others + axes]), np.argsort(others + axes)))]
+
+    def emit(self, builder, grad):
+        x = self.node.inputs[0]
+        shape = builder.shape(x)
+        axes, kept = self.kept_shape(shape)
+        others = [k for k in range(len(shape)) if k not in axes]
+        order = others + axes
+        moved = builder.op("Transpose", [x], "moved", perm=order) if order != list(range(len(shape))) else x
+        # Reduced axes flattened last (the kept ones copied: any batch size); ArgMax takes the first maximum.
+        target = builder.const(np.asarray([0] * len(others) + [-1], np.int64), "shape")
+        slices = builder.op("Reshape", [moved, target], "slices")
+        best = builder.op("ArgMax", [slices], "best", axis=len(others), keepdims=1)
+        cells = builder.const(np.arange(int(np.prod([shape[a] for a in axes])), dtype=np.int64), "cells")
+        chosen = builder.op("Cast", [builder.op("Equal", [cells, best], "is_best")], "chosen", to=TensorProto.FLOAT)
+        per_slice = builder.op("Reshape", [grad, builder.shape_of(best)], "grad")
+        spread = builder.op("Reshape", [builder.op("Mul", [chosen, per_slice], "spread"), builder.shape_of(moved)], "spread")
+        back = builder.op("Transpose", [spread], "back", perm=[int(p) for p in np.argsort(order)]) if moved != x else spread
+        return [(x, back)]
