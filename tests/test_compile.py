@@ -17,7 +17,7 @@ from conftest import IMAGES, MODELS, package_file, run_cli
 from fixtrace import Explainer
 from fixtrace.compile import compile_explanation, compiled_methods
 from fixtrace.compile.builder import GraphBuilder
-from fixtrace.errors import OptionError, UnsupportedOpError
+from fixtrace.errors import ModelError, OptionError, UnsupportedOpError
 from fixtrace.gradients import GradientPlan
 from fixtrace.images.load import load_image
 from fixtrace.images.preprocess import preprocess
@@ -170,8 +170,8 @@ def test_compilable_ops_are_gradient_ops_with_an_onnx_form():
 # --------------------------------------------------------------------------------------------
 
 
-def _batch(explainer: Explainer, paths) -> np.ndarray:
-    return np.stack([preprocess(load_image(p), explainer.graph.image_input, explainer.preset)[0] for p in paths])
+def _batch(explainer: Explainer, photos) -> np.ndarray:
+    return np.stack([preprocess(load_image(p), explainer.graph.image_input, explainer.preset)[0] for p in photos])
 
 
 MODEL_CASES = {
@@ -288,6 +288,24 @@ def test_compiled_map_equals_fixtraces_map(name, method):
         assert_close(got, want, f"{name} {method} {photo.name}")
 
 
+@pytest.mark.parametrize("method", ["gradcam", "cam", "guided-backprop", "xgradcam"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_channels_last_graphs_compile_alike(layout, method):
+    # test_layouts' small CNN (residual, max pool, swish gate), and as jax2onnx writes it: NHWC maps.
+    from test_layouts import PHOTO, small_cnn, to_channels_last
+
+    model = small_cnn() if layout == "NCHW" else to_channels_last(small_cnn())
+    c = Compiled(model, method, "raw")
+    photos = [PHOTO, PHOTO[::-1], PHOTO[:, ::-1]]
+    batch = _batch(c.explainer, photos)
+    out = c.run(batch)
+    for k, photo in enumerate(photos):
+        want = c.explainer.explain(photo).input_map
+        got = out[c.made.map_output][k]
+        got = got if c.made.layer is None else upsample(got[None], want.shape)[0]
+        assert_close(got, want, f"{layout} {method} photo {k}")
+
+
 @pytest.mark.parametrize(("name", "method"), [("mobilenet_v2", "gradcam"), ("fashion-inception", "saliency")])
 def test_compiled_model_passes_the_checker_and_keeps_the_original_outputs_bit_for_bit(name, method):
     path, preset, _ = MODEL_CASES[name]
@@ -378,6 +396,17 @@ def test_an_op_without_onnx_form_is_named_at_compile_time(tmp_path):
     assert "Conv" in caught.value.supported and "LRN" not in caught.value.supported
     made = compile_explanation(path, "gradcam", preset="raw", layer="relu")  # the path above the LRN compiles
     assert made.layer == "relu"
+
+
+def test_a_model_fed_float16_is_refused():
+    from test_layouts import small_cnn
+
+    model = small_cnn()
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    model.graph.node.insert(0, helper.make_node("Cast", ["x16"], ["x"], to=TensorProto.FLOAT))
+    model.graph.input[0].name = "x16"
+    with pytest.raises(ModelError, match="'x16' is float16; fixtrace compile writes the backward of float32 models"):
+        compile_explanation(model, "gradcam", preset="raw")
 
 
 def test_a_method_without_onnx_form_is_refused():

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 DESCRIPTION = (
-    "Write a model whose outputs are its own plus an explanation: <method>_map, float32 (N, rows, cols) maps on the "
+    "Write a model whose outputs are its own plus an explanation: <method>_map (gradcam++: gradcampp_map, "
+    "guided-backprop: guided_backprop_map), float32 (N, rows, cols) maps on the "
     "input grid (saliency, guided-backprop, deconvnet) or on the layer's grid (gradcam, cam, gradcam++, layercam, "
     "xgradcam), and <method>_class, the int64 (N,) classes explained: the top class, or the class fed to an extra "
     "int64 (N,) input 'class' with --class-input. The backward is written as ONNX nodes (ConvTranspose for convs and "

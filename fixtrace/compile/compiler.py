@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from fixtrace.compile.builder import GraphBuilder
 from fixtrace.compile.maps import COMPILED
-from fixtrace.errors import OptionError
+from fixtrace.errors import ModelError, OptionError
 from fixtrace.images.preset_choice import PresetArg
 from fixtrace.model.load import ModelSource
 
@@ -77,7 +77,7 @@ def compile_explanation(
     Raises:
         OptionError: a method that cannot be compiled, or a bad option.
         UnsupportedOpError: a node on the backward path has no ONNX form of its gradient.
-        ModelError, FixtraceError: the method cannot run on this model.
+        ModelError, FixtraceError: the method cannot run on this model, or its input is not float32.
     """
     from fixtrace.api import Explainer  # the facade imports much; only compiling needs it
 
@@ -89,8 +89,11 @@ def compile_explanation(
     original = graph.model
     shapes = _shapes(explainer, prepared.touched | {explainer.logits})
     builder = GraphBuilder(graph.opset, _names(original), shapes, graph.constants)
-    batch = original.graph.input[[i.name for i in original.graph.input].index(graph.image_input.name)]
-    batch_dim = batch.type.tensor_type.shape.dim[0]
+    image = next(i for i in original.graph.input if i.name == graph.image_input.name)
+    if image.type.tensor_type.elem_type != TensorProto.FLOAT:
+        kind = helper.tensor_dtype_to_string(image.type.tensor_type.elem_type).split(".")[-1].lower()
+        raise ModelError(f"input {image.name!r} is {kind}; fixtrace compile writes the backward of float32 models")
+    batch_dim = image.type.tensor_type.shape.dim[0]
     inputs = []
     tag = method.replace("-", "_").replace("+", "p")  # gradcam++ -> gradcampp_map
     if class_input:
