@@ -89,14 +89,16 @@ class ReluVjp(ElementwiseVjp):
         return [(self.node.inputs[0], passed.reshape(x.shape))]
 
     def emit(self, builder, grad):
-        x = self.node.inputs[0]
+        # low < x < high exactly where low < y < high: reading the output leaves the input free for
+        # the runtime to fuse its producer with this node (Conv + Relu).
+        x, y = self.node.inputs[0], self.node.outputs[0]
         if self.mode == "deconvnet":
             return [(x, builder.masked(grad, builder.op("Greater", [grad, builder.scalar(0.0)], "positive")))]
         inside = None
         if self.low > -np.inf:
-            inside = builder.op("Greater", [x, builder.scalar(self.low)], "above")
+            inside = builder.op("Greater", [y, builder.scalar(self.low)], "above")
         if self.high < np.inf:
-            inside = builder.both(inside, builder.op("Less", [x, builder.scalar(self.high)], "below"))
+            inside = builder.both(inside, builder.op("Less", [y, builder.scalar(self.high)], "below"))
         if self.mode == "guided":
             inside = builder.both(inside, builder.op("Greater", [grad, builder.scalar(0.0)], "positive"))
         return [(x, grad if inside is None else builder.masked(grad, inside))]
