@@ -256,6 +256,9 @@ def _parser() -> argparse.ArgumentParser:
     filters_command.add_parser(sub)
     top_images_command.add_parser(sub)
     tsne_command.add_parser(sub)
+    from fixtrace.compile import command as compile_command
+
+    compile_command.add_parser(sub)
     return parser
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from fixtrace.model.layout import feature_layouts, grid, to_nchw
 from fixtrace.render.display import SIGNED_GRADIENT_DISPLAY
 from fixtrace.runtime.run import Run
 from fixtrace.runtime.tensors import Tensors
+
+if TYPE_CHECKING:
+    from fixtrace.compile.builder import GraphBuilder
 
 #: The ``layer`` option of the methods that read one layer.
 LAYER = Parameter(None, "the feature map read (default: the last spatial map; see `fixtrace layers`)")
@@ -102,6 +105,10 @@ class LayerGradientMethod(LayerMethod):
         """The weight of each activation, broadcastable to (N, K, h, w)."""
         raise NotImplementedError
 
+    def emit_weights(self, builder: GraphBuilder, grads: str, activations: str) -> str:
+        """The ONNX form of ``weights`` (``fixtrace compile``), from the names of (N, K, h, w) tensors."""
+        raise NotImplementedError
+
     def attributions(self, tensors: Tensors, targets: list[int]) -> np.ndarray:
         """(N, h, w) maps on the layer's grid, ReLU applied."""
         grads, activations = self.layer_gradients(tensors, targets)
@@ -128,6 +135,9 @@ class GradCAM(LayerGradientMethod):
 
     def weights(self, grads: np.ndarray, activations: np.ndarray) -> np.ndarray:
         return grads.mean(axis=(2, 3), keepdims=True)
+
+    def emit_weights(self, builder, grads, activations):
+        return builder.reduce("ReduceMean", grads, [2, 3])
 
 
 @register

@@ -31,3 +31,13 @@ class GradCAMPlusPlus(LayerGradientMethod):
         total = activations.sum(axis=(2, 3), keepdims=True)
         alpha = np.where(grads != 0, square / (2 * square + total * square * grads + EPS), 0)
         return (alpha * np.maximum(grads, 0)).sum(axis=(2, 3), keepdims=True)
+
+    def emit_weights(self, builder, grads, activations):
+        square = builder.op("Mul", [grads, grads], "square")
+        total = builder.reduce("ReduceSum", activations, [2, 3])
+        cubic = builder.op("Mul", [builder.op("Mul", [total, square], "cubic"), grads], "cubic")
+        twice = builder.op("Mul", [builder.scalar(2.0), square], "twice")
+        below = builder.op("Add", [builder.op("Add", [twice, cubic], "below"), builder.scalar(EPS)], "below")
+        alpha = builder.masked(builder.op("Div", [square, below], "alpha"), builder.nonzero(grads))
+        positive = builder.op("Mul", [alpha, builder.op("Relu", [grads], "positive")], "weighted")
+        return builder.reduce("ReduceSum", positive, [2, 3])

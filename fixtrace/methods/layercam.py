@@ -24,3 +24,6 @@ class LayerCAM(LayerGradientMethod):
 
     def weights(self, grads: np.ndarray, activations: np.ndarray) -> np.ndarray:
         return np.maximum(grads, 0)
+
+    def emit_weights(self, builder, grads, activations):
+        return builder.op("Relu", [grads], "weights")

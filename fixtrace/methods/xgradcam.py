@@ -27,3 +27,8 @@ class XGradCAM(LayerGradientMethod):
     def weights(self, grads: np.ndarray, activations: np.ndarray) -> np.ndarray:
         total = activations.sum(axis=(2, 3), keepdims=True)
         return (grads * activations).sum(axis=(2, 3), keepdims=True) / (total + EPS)
+
+    def emit_weights(self, builder, grads, activations):
+        total = builder.reduce("ReduceSum", activations, [2, 3])
+        weighted = builder.reduce("ReduceSum", builder.op("Mul", [grads, activations], "weighted"), [2, 3])
+        return builder.op("Div", [weighted, builder.op("Add", [total, builder.scalar(EPS)], "total")], "weights")

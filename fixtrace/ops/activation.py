@@ -88,11 +88,30 @@ class ReluVjp(ElementwiseVjp):
         passed = masked_gradient(np.ascontiguousarray(grad, dtype=np.float32), x, self.low, self.high, _MODES[self.mode])
         return [(self.node.inputs[0], passed.reshape(x.shape))]
 
+    def emit(self, builder, grad):
+        # low < x < high exactly where low < y < high: reading the output leaves the input free for
+        # the runtime to fuse its producer with this node (Conv + Relu).
+        x, y = self.node.inputs[0], self.node.outputs[0]
+        if self.mode == "deconvnet":
+            return [(x, builder.masked(grad, builder.op("Greater", [grad, builder.scalar(0.0)], "positive")))]
+        inside = None
+        if self.low > -np.inf:
+            inside = builder.op("Greater", [y, builder.scalar(self.low)], "above")
+        if self.high < np.inf:
+            inside = builder.both(inside, builder.op("Less", [y, builder.scalar(self.high)], "below"))
+        if self.mode == "guided":
+            inside = builder.both(inside, builder.op("Greater", [grad, builder.scalar(0.0)], "positive"))
+        return [(x, grad if inside is None else builder.masked(grad, inside))]
+
 
 @vjp_rule("LeakyRelu")
 class LeakyReluVjp(ElementwiseVjp):
     def derivative(self, x):
         return np.where(x > 0, 1.0, float(self.attr("alpha"))).astype(np.float32)
+
+    def emit_derivative(self, builder, x):
+        positive = builder.op("Greater", [x, builder.scalar(0.0)], "positive")
+        return builder.where(positive, builder.scalar(1.0), builder.scalar(float(self.attr("alpha"))))
 
 
 @vjp_rule("PRelu")
@@ -105,6 +124,10 @@ class PReluVjp(ElementwiseVjp):
 
     def derivative(self, x):
         return np.where(x > 0, np.float32(1.0), self.slope).astype(np.float32)
+
+    def emit_derivative(self, builder, x):
+        positive = builder.op("Greater", [x, builder.scalar(0.0)], "positive")
+        return builder.where(positive, builder.scalar(1.0), self.node.inputs[1])
 
 
 @vjp_rule("Elu", "Celu", "Selu")
@@ -119,6 +142,17 @@ class ExponentialVjp(ElementwiseVjp):
         scale = float(self.attr("gamma")) if op == "Selu" else 1.0
         return (scale * np.where(x > 0, 1.0, below)).astype(np.float32)
 
+    def emit_derivative(self, builder, x):
+        alpha = float(self.attr("alpha"))
+        op = self.node.op_type
+        if op == "Celu":
+            below = builder.op("Exp", [builder.op("Div", [x, builder.scalar(alpha)], "scaled")], "exp")
+        else:
+            below = builder.op("Exp", [builder.op("Min", [x, builder.scalar(0.0)], "negative")], "exp")
+            below = builder.op("Mul", [builder.scalar(alpha), below], "below")
+        slope = builder.where(builder.op("Greater", [x, builder.scalar(0.0)], "positive"), builder.scalar(1.0), below)
+        return builder.op("Mul", [builder.scalar(float(self.attr("gamma"))), slope], "slope") if op == "Selu" else slope
+
 
 @vjp_rule("Sigmoid")
 class SigmoidVjp(ElementwiseVjp):
@@ -126,11 +160,19 @@ class SigmoidVjp(ElementwiseVjp):
         s = special.expit(x.astype(np.float64))
         return (s * (1.0 - s)).astype(np.float32)
 
+    def emit_derivative(self, builder, x):
+        s = builder.op("Sigmoid", [x], "sigmoid")
+        return builder.op("Mul", [s, builder.op("Sub", [builder.scalar(1.0), s], "complement")], "slope")
+
 
 @vjp_rule("Tanh")
 class TanhVjp(ElementwiseVjp):
     def derivative(self, x):
         return (1.0 - np.tanh(x.astype(np.float64)) ** 2).astype(np.float32)
+
+    def emit_derivative(self, builder, x):
+        t = builder.op("Tanh", [x], "tanh")
+        return builder.op("Sub", [builder.scalar(1.0), builder.op("Mul", [t, t], "square")], "slope")
 
 
 @vjp_rule("Softplus")
@@ -139,6 +181,9 @@ class SoftplusVjp(ElementwiseVjp):
 
     def derivative(self, x):
         return special.expit(x.astype(np.float64)).astype(np.float32)
+
+    def emit_derivative(self, builder, x):
+        return builder.op("Sigmoid", [x], "slope")
 
 
 @vjp_rule("Mish")
@@ -171,6 +216,16 @@ class HardSigmoidVjp(ElementwiseVjp):
         z = alpha * x + beta
         return np.where((z > 0) & (z < 1), alpha, 0.0).astype(np.float32)
 
+    def emit_derivative(self, builder, x):
+        alpha, beta = float(self.attr("alpha")), float(self.attr("beta"))
+        z = builder.op("Add", [builder.op("Mul", [x, builder.scalar(alpha)], "scaled"), builder.scalar(beta)], "z")
+        inside = builder.op(
+            "And",
+            [builder.op("Greater", [z, builder.scalar(0.0)], "above"), builder.op("Less", [z, builder.scalar(1.0)], "below")],
+            "inside",
+        )
+        return builder.where(inside, builder.scalar(alpha), builder.scalar(0.0))
+
 
 @vjp_rule("HardSwish")
 class HardSwishVjp(ElementwiseVjp):
@@ -178,6 +233,11 @@ class HardSwishVjp(ElementwiseVjp):
 
     def derivative(self, x):
         return np.where(x < -3, 0.0, np.where(x <= 3, x / 3.0 + 0.5, 1.0)).astype(np.float32)
+
+    def emit_derivative(self, builder, x):
+        ramp = builder.op("Add", [builder.op("Div", [x, builder.scalar(3.0)], "third"), builder.scalar(0.5)], "ramp")
+        upper = builder.where(builder.op("Greater", [x, builder.scalar(3.0)], "above"), builder.scalar(1.0), ramp)
+        return builder.where(builder.op("Less", [x, builder.scalar(-3.0)], "below"), builder.scalar(0.0), upper)
 
 
 @vjp_rule("Erf")
@@ -187,6 +247,10 @@ class ErfVjp(ElementwiseVjp):
     def derivative(self, x):
         x = x.astype(np.float64)
         return (2.0 / np.sqrt(np.pi) * np.exp(-x * x)).astype(np.float32)
+
+    def emit_derivative(self, builder, x):
+        square = builder.op("Neg", [builder.op("Mul", [x, x], "square")], "negated")
+        return builder.op("Mul", [builder.scalar(2.0 / np.sqrt(np.pi)), builder.op("Exp", [square], "exp")], "slope")
 
 
 @vjp_rule("Pow")

@@ -112,6 +112,15 @@ class SumVjp(VjpRule):
                 sent.append((name, unbroadcast(g, tensors.shape(name)).astype(np.float32)))
         return sent
 
+    def emit(self, builder, grad):
+        out_shape = builder.shape(self.node.outputs[0])
+        sent = []
+        for k, name in enumerate(self.node.inputs):
+            if name in self.routes:
+                g = builder.op("Neg", [grad], "negated") if self.node.op_type == "Sub" and k == 1 else grad
+                sent.append((name, builder.unbroadcast(g, out_shape, builder.shape(name))))
+        return sent
+
 
 @vjp_rule("Mul", "Div")
 class ProductVjp(VjpRule):
@@ -133,6 +142,23 @@ class ProductVjp(VjpRule):
             if name in self.routes
         ]
 
+    def emit(self, builder, grad):
+        a, b = self.node.inputs[:2]
+        out_shape = builder.shape(self.node.outputs[0])
+        sent = []
+        for k, name in enumerate((a, b)):
+            if name not in self.routes:
+                continue
+            if self.node.op_type == "Mul":
+                part = builder.op("Mul", [grad, (b, a)[k]], "grad")
+            elif k == 0:
+                part = builder.op("Div", [grad, b], "grad")
+            else:
+                scaled = builder.op("Mul", [builder.op("Neg", [grad], "negated"), a], "grad")
+                part = builder.op("Div", [scaled, builder.op("Mul", [b, b], "square")], "grad")
+            sent.append((name, builder.unbroadcast(part, out_shape, builder.shape(name))))
+        return sent
+
 
 @vjp_rule("Max", "Min")
 class ExtremeVjp(VjpRule):
@@ -153,4 +179,20 @@ class ExtremeVjp(VjpRule):
             taken |= mine
             if name in self.routes:
                 sent.append((name, unbroadcast(np.where(mine, grad, 0), tensors.shape(name)).astype(np.float32)))
+        return sent
+
+    def emit(self, builder, grad):
+        # An operand is at the output's value unless it is past it (every operand is <= a max):
+        # Equal reads floats only from opset 11.
+        out = self.node.outputs[0]
+        out_shape = builder.shape(out)
+        past = "Less" if self.node.op_type == "Max" else "Greater"
+        taken, sent = None, []
+        for k, name in enumerate(self.node.inputs):
+            at = builder.op("Not", [builder.op(past, [name, out], "past")], "at_extreme")
+            mine = at if taken is None else builder.op("And", [at, builder.op("Not", [taken], "untaken")], "mine")
+            if k + 1 < len(self.node.inputs):
+                taken = at if taken is None else builder.op("Or", [taken, at], "taken")
+            if name in self.routes:
+                sent.append((name, builder.unbroadcast(builder.masked(grad, mine), out_shape, builder.shape(name))))
         return sent

@@ -13,6 +13,7 @@ from fixtrace.ops.geometry import broadcast_table
 from fixtrace.ops.registry import FIXATIONS, GRADIENTS
 
 if TYPE_CHECKING:
+    from fixtrace.compile.builder import GraphBuilder
     from fixtrace.fixations.fixation_set import FixationSet
     from fixtrace.fixations.options import FixationOptions
     from fixtrace.model.layer_graph import LayerGraph, Node
@@ -37,10 +38,12 @@ class NodeRule:
         """The node's attribute ``name``, else the ONNX schema's default, else ``fallback``."""
         return attribute(self.node, name, self.opset, fallback)
 
-    def unsupported(self, detail: str) -> UnsupportedOpError:
-        """An error saying this node's configuration is not handled."""
+    def unsupported(self, detail: str, supported: list[str] | None = None) -> UnsupportedOpError:
+        """An error saying this node's configuration is not handled (``supported``: the op types
+        to list instead of those with a rule of this kind)."""
         registry = FIXATIONS if self.kind == "fixation" else GRADIENTS
-        return UnsupportedOpError(self.node.op_type, self.node.name, registry.supported(), detail, self.node.domain)
+        listed = registry.supported() if supported is None else supported
+        return UnsupportedOpError(self.node.op_type, self.node.name, listed, detail, self.node.domain)
 
 
 class FixationRule(NodeRule):
@@ -117,7 +120,8 @@ class VjpRule(NodeRule):
     """Base of every gradient rule; one instance per node, attributes read once.
 
     Subclasses set ``needs`` (the tensors whose values ``vjp`` reads) in ``__init__`` and
-    implement ``vjp``. ``routes`` are the computed inputs, which receive gradients.
+    implement ``vjp``, and ``emit``, its ONNX form (``fixtrace compile``), beside it.
+    ``routes`` are the computed inputs, which receive gradients.
 
     Args:
         node: the node this rule serves.
@@ -148,6 +152,27 @@ class VjpRule(NodeRule):
             (input name, its gradient) pairs, for computed inputs only.
         """
         raise NotImplementedError
+
+    def emit(self, builder: GraphBuilder, grad: str) -> list[tuple[str, str]]:
+        """The ONNX form of ``vjp``: nodes added to ``builder`` that compute the same gradients
+        from the run's tensors, read by name from the model's own graph.
+
+        Args:
+            builder: where the nodes go (static shapes, unique names, opset-aware helpers).
+            grad: the name of d(score)/d(output), the output's shape.
+
+        Returns:
+            (input name, the name of its gradient) pairs, for computed inputs only.
+
+        Raises:
+            UnsupportedOpError: the op, or this configuration of it, has no ONNX form.
+        """
+        raise self.unsupported("its gradient has no ONNX form for `fixtrace compile` yet", compilable())
+
+    @classmethod
+    def emits(cls) -> bool:
+        """Whether the rule has an ONNX form (``emit``)."""
+        return cls.emit is not VjpRule.emit
 
     def constant(self, k: int) -> np.ndarray:
         """Input ``k`` as a constant array.
@@ -182,6 +207,27 @@ class ElementwiseVjp(DataVjp):
     def derivative(self, x: np.ndarray) -> np.ndarray:
         """f'(x), element-wise."""
         raise NotImplementedError
+
+    def emit(self, builder, grad):
+        x = self.node.inputs[0]
+        return [(x, builder.op("Mul", [grad, self.emit_derivative(builder, x)], "grad"))]
+
+    def emit_derivative(self, builder: GraphBuilder, x: str) -> str:
+        """The ONNX form of ``derivative``: the name of f'(x), computed from tensor ``x``.
+
+        Raises:
+            UnsupportedOpError: no ONNX form.
+        """
+        raise self.unsupported("its gradient has no ONNX form for `fixtrace compile` yet", compilable())
+
+    @classmethod
+    def emits(cls) -> bool:
+        return cls.emit is not ElementwiseVjp.emit or cls.emit_derivative is not ElementwiseVjp.emit_derivative
+
+
+def compilable() -> list[str]:
+    """Every op type whose gradient rule has an ONNX form, sorted."""
+    return GRADIENTS.supported(lambda cls: cls.emits())
 
 
 #: Class decorator registering a fixation rule for ONNX op types.

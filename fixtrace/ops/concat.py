@@ -46,3 +46,12 @@ class ConcatVjp(VjpRule):
             for k, name in enumerate(self.node.inputs)
             if name in self.routes
         ]
+
+    def emit(self, builder, grad):
+        axis = concat_axis(self, len(builder.shape(self.node.outputs[0])))
+        bounds = np.cumsum([0] + [builder.shape(t)[axis] for t in self.node.inputs])
+        return [
+            (name, builder.slice(grad, [int(bounds[k])], [int(bounds[k + 1])], [axis]))
+            for k, name in enumerate(self.node.inputs)
+            if name in self.routes
+        ]

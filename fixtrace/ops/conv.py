@@ -119,3 +119,13 @@ class ConvVjp(VjpRule):
                     )
                 canvas[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw] += part
         return [(name, canvas[:, :, pt : pt + h, pl : pl + w])]
+
+    def emit(self, builder, grad):
+        name = self.node.inputs[0]
+        hw, out_hw = builder.shape(name)[2:], builder.shape(self.node.outputs[0])[2:]
+        kernel = self.weights.shape[2:]
+        win = window(self.node, kernel, hw, out_hw, self.opset)
+        back = builder.conv_transpose(
+            grad, self.node.inputs[1], self.groups, kernel, win.strides, win.pads, win.dilations, hw, out_hw
+        )
+        return [(name, back)]

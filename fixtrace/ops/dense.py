@@ -74,3 +74,12 @@ class DenseVjp(VjpRule):
 
     def vjp(self, grad, tensors):
         return [(self.node.inputs[0], grad @ self.back)]
+
+    def emit(self, builder, grad):
+        data, weight = self.node.inputs[:2]
+        if self.node.op_type == "MatMul":  # da = dy @ W.T
+            return [(data, builder.op("MatMul", [grad, builder.op("Transpose", [weight], "weight_t", perm=[1, 0])], "grad"))]
+        # y = alpha a @ op(B): da = alpha dy @ op(B).T, a Gemm with transB flipped; C is optional from opset 11.
+        zero = [builder.scalar(0.0)] if builder.opset < 11 else []
+        flip = 0 if self.attr("transB") else 1
+        return [(data, builder.op("Gemm", [grad, weight, *zero], "grad", alpha=float(self.attr("alpha")), beta=0.0, transB=flip))]

@@ -36,8 +36,14 @@ class BatchNormVjp(DataVjp):
         self.factor = (scale / np.sqrt(var.astype(np.float64) + float(self.attr("epsilon")))).astype(np.float32)
 
     def vjp(self, grad, tensors):
-        shape = (1, -1) + (1,) * (grad.ndim - 2)
-        return [(self.node.inputs[0], grad * self.factor.reshape(shape))]
+        return [(self.node.inputs[0], grad * self.factor.reshape(self._factor_shape(grad.ndim)))]
+
+    def _factor_shape(self, rank: int) -> tuple[int, ...]:
+        return (1, -1) + (1,) * (rank - 2)
+
+    def emit(self, builder, grad):
+        factor = builder.const(self.factor.reshape(self._factor_shape(len(builder.shape(self.node.inputs[0])))), "bn_factor")
+        return [(self.node.inputs[0], builder.op("Mul", [grad, factor], "grad"))]
 
 
 @vjp_rule("LRN")

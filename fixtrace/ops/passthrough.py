@@ -18,3 +18,6 @@ class IdentityVjp(DataVjp):
 
     def vjp(self, grad, tensors):
         return [(self.node.inputs[0], grad)]
+
+    def emit(self, builder, grad):
+        return [(self.node.inputs[0], grad)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from onnx import TensorProto
 
 from fixtrace.kernels.shared.pool import pool_geometry
 from fixtrace.ops.base import DataVjp, FixationRule, NodeRule, fixation_rule, vjp_rule
@@ -130,10 +131,9 @@ class _WindowVjp(DataVjp):
         if self.kernel is None:
             raise self.unsupported("only 2-D pooling is handled")
 
-    def geometry(self, tensors, grad_shape):
-        """(input shape, window, canvas height, canvas width)."""
-        shape = tensors.shape(self.node.inputs[0])
-        win = window(self.node, self.kernel, shape[2:], grad_shape[2:], self.opset)
+    def geometry(self, shape: tuple[int, ...], grad_shape: tuple[int, ...]):
+        """(input shape, window, canvas height, canvas width), given the input's and the output's shapes."""
+        win = window(self.node, self.kernel, (shape[2], shape[3]), (grad_shape[2], grad_shape[3]), self.opset)
         (kh, kw), (sh, sw), (pt, pl), (dh, dw) = self.kernel, win.strides, win.pads, win.dilations
         height = max(pt + shape[2], (grad_shape[2] - 1) * sh + (kh - 1) * dh + 1)
         width = max(pl + shape[3], (grad_shape[3] - 1) * sw + (kw - 1) * dw + 1)
@@ -150,7 +150,7 @@ class MaxPoolVjp(_WindowVjp):
 
     def vjp(self, grad, tensors):
         x = tensors.value(self.node.inputs[0])
-        (b, c, h, w), win, height, width = self.geometry(tensors, grad.shape)
+        (b, c, h, w), win, height, width = self.geometry(tensors.shape(self.node.inputs[0]), grad.shape)
         (kh, kw), (sh, sw), (pt, pl), (dh, dw) = self.kernel, win.strides, win.pads, win.dilations
         oh, ow = grad.shape[2:]
         canvas = np.full((b, c, height, width), -np.inf, dtype=np.float32)
@@ -165,6 +165,41 @@ class MaxPoolVjp(_WindowVjp):
         np.add.at(dx, flat.ravel(), grad.ravel())
         return [(self.node.inputs[0], dx.reshape(b, c, h, w))]
 
+    def emit(self, builder, grad):
+        # Each window's cells are gathered tap by tap from a -inf canvas; the first tap (raster
+        # order) equal to the window's max takes the gradient, which a grouped ConvTranspose with
+        # one-hot kernels then sends back to that tap's input cell.
+        x = self.node.inputs[0]
+        out_shape = builder.shape(self.node.outputs[0])
+        (_, c, h, w), win, height, width = self.geometry(builder.shape(x), out_shape)
+        (kh, kw), (sh, sw), (pt, pl), (dh, dw) = self.kernel, win.strides, win.pads, win.dilations
+        oh, ow = out_shape[2:]
+        canvas = x
+        if (pt, pl, height, width) != (0, 0, h, w):
+            canvas = builder.pad(x, [0, 0, pt, pl, 0, 0, height - pt - h, width - pl - w], -np.inf)
+        taps = []
+        for i in range(kh):
+            rows = builder.op("Gather", [canvas, builder.const(np.arange(oh, dtype=np.int64) * sh + i * dh, "rows")], axis=2)
+            for j in range(kw):
+                cols = builder.const(np.arange(ow, dtype=np.int64) * sw + j * dw, "cols")
+                taps.append(builder.op("Gather", [rows, cols], "tap", axis=3))
+        top = builder.op("Max", taps, "window_max") if len(taps) > 1 else taps[0]
+        taken, parts = None, []
+        for k, tap in enumerate(taps):
+            hit = builder.op("Not", [builder.op("Less", [tap, top], "below_max")], "at_max")
+            first = hit if taken is None else builder.op("And", [hit, builder.op("Not", [taken], "untaken")], "first")
+            if k + 1 < len(taps):
+                taken = hit if taken is None else builder.op("Or", [taken, hit], "taken")
+            parts.append(builder.unsqueeze(builder.masked(grad, first), [2]))
+        stacked = builder.op("Concat", parts, "taps", axis=2) if len(parts) > 1 else parts[0]
+        count = kh * kw
+        flat = builder.op("Reshape", [stacked, builder.const(np.asarray([0, c * count, oh, ow], np.int64), "shape")], "taps")
+        one_hot = np.tile(np.eye(count, dtype=np.float32).reshape(count, 1, kh, kw), (c, 1, 1, 1))
+        back = builder.conv_transpose(
+            flat, builder.const(one_hot, "one_hot"), c, self.kernel, win.strides, win.pads, win.dilations, (h, w), (oh, ow)
+        )
+        return [(x, back)]
+
 
 @vjp_rule("AveragePool")
 class AveragePoolVjp(_WindowVjp):
@@ -172,10 +207,10 @@ class AveragePoolVjp(_WindowVjp):
     area (count_include_pad=1, padding cells inside the declared pads counted) or by the
     number of cells inside the input (count_include_pad=0)."""
 
-    def vjp(self, grad, tensors):
-        (b, c, h, w), win, height, width = self.geometry(tensors, grad.shape)
+    def counts(self, hw: tuple[int, ...], out_hw: tuple[int, ...], win) -> np.ndarray:
+        """(oh, ow) int: the cells each window averages over."""
+        (h, w), (oh, ow) = hw, out_hw
         (kh, kw), (sh, sw), (pt, pl), (dh, dw) = self.kernel, win.strides, win.pads, win.dilations
-        oh, ow = grad.shape[2:]
         # Cells that count: inside the input, or inside input + pads when padding counts.
         if self.attr("count_include_pad"):
             pb, pr = (int(p) for p in self.attr("pads", [0, 0, 0, 0])[2:])
@@ -185,12 +220,27 @@ class AveragePoolVjp(_WindowVjp):
         rows = np.arange(oh)[:, None] * sh - pt + np.arange(kh)[None, :] * dh  # (oh, kh) input rows
         cols = np.arange(ow)[:, None] * sw - pl + np.arange(kw)[None, :] * dw
         count = ((rows >= lo_h) & (rows < hi_h)).sum(1)[:, None] * ((cols >= lo_w) & (cols < hi_w)).sum(1)[None, :]
-        share = grad / np.maximum(count, 1)[None, None]
+        return np.maximum(count, 1)
+
+    def vjp(self, grad, tensors):
+        (b, c, h, w), win, height, width = self.geometry(tensors.shape(self.node.inputs[0]), grad.shape)
+        (kh, kw), (sh, sw), (pt, pl), (dh, dw) = self.kernel, win.strides, win.pads, win.dilations
+        oh, ow = grad.shape[2:]
+        share = grad / self.counts((h, w), (oh, ow), win)[None, None]
         canvas = np.zeros((b, c, height, width), dtype=np.float32)
         for i in range(kh):
             for j in range(kw):
                 canvas[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw] += share
         return [(self.node.inputs[0], canvas[:, :, pt : pt + h, pl : pl + w])]
+
+    def emit(self, builder, grad):
+        x = self.node.inputs[0]
+        out_hw = builder.shape(self.node.outputs[0])[2:]
+        (_, c, h, w), win, _, _ = self.geometry(builder.shape(x), builder.shape(self.node.outputs[0]))
+        count = self.counts((h, w), out_hw, win)
+        share = builder.op("Div", [grad, builder.const(count.astype(np.float32), "count")], "share")
+        ones = builder.const(np.ones((c, 1, *self.kernel), np.float32), "ones")
+        return [(x, builder.conv_transpose(share, ones, c, self.kernel, win.strides, win.pads, win.dilations, (h, w), out_hw))]
 
 
 class _ReductionVjp(DataVjp):
@@ -213,8 +263,21 @@ class MeanVjp(_ReductionVjp):
     def vjp(self, grad, tensors):
         shape = tensors.shape(self.node.inputs[0])
         axes, kept = self.kept_shape(shape)
-        size = 1 if self.node.op_type == "ReduceSum" else int(np.prod([shape[a] for a in axes]))
-        return [(self.node.inputs[0], np.broadcast_to(grad.reshape(kept) / size, shape).astype(np.float32))]
+        return [(self.node.inputs[0], np.broadcast_to(grad.reshape(kept) / self.size(shape, axes), shape).astype(np.float32))]
+
+    def size(self, shape: tuple[int, ...], axes: list[int]) -> int:
+        """What the gradient is divided by: the cells averaged (1 for a sum)."""
+        return 1 if self.node.op_type == "ReduceSum" else int(np.prod([shape[a] for a in axes]))
+
+    def emit(self, builder, grad):
+        x = self.node.inputs[0]
+        shape = builder.shape(x)
+        axes, _ = self.kept_shape(shape)
+        size = self.size(shape, axes)
+        share = builder.op("Div", [grad, builder.scalar(size)], "share") if size != 1 else grad
+        if not self.node.op_type.startswith("Global") and not self.attr("keepdims"):
+            share = builder.unsqueeze(share, axes)
+        return [(x, builder.op("Expand", [share, builder.shape_of(x)], "spread"))]
 
 
 @vjp_rule("ReduceL2")
@@ -252,3 +315,21 @@ class MaxVjp(_ReductionVjp):
         dx = np.zeros(slices.shape, dtype=np.float32)
         np.put_along_axis(dx, best[..., None], grad.reshape(best.shape)[..., None], axis=-1)
         return [(self.node.inputs[0], np.transpose(dx.reshape([x.shape[k] for k in others + axes]), np.argsort(others + axes)))]
+
+    def emit(self, builder, grad):
+        x = self.node.inputs[0]
+        shape = builder.shape(x)
+        axes, kept = self.kept_shape(shape)
+        others = [k for k in range(len(shape)) if k not in axes]
+        order = others + axes
+        moved = builder.op("Transpose", [x], "moved", perm=order) if order != list(range(len(shape))) else x
+        # Reduced axes flattened last (the kept ones copied: any batch size); ArgMax takes the first maximum.
+        target = builder.const(np.asarray([0] * len(others) + [-1], np.int64), "shape")
+        slices = builder.op("Reshape", [moved, target], "slices")
+        best = builder.op("ArgMax", [slices], "best", axis=len(others), keepdims=1)
+        cells = builder.const(np.arange(int(np.prod([shape[a] for a in axes])), dtype=np.int64), "cells")
+        chosen = builder.op("Cast", [builder.op("Equal", [cells, best], "is_best")], "chosen", to=TensorProto.FLOAT)
+        per_slice = builder.op("Reshape", [grad, builder.shape_of(best)], "grad")
+        spread = builder.op("Reshape", [builder.op("Mul", [chosen, per_slice], "spread"), builder.shape_of(moved)], "spread")
+        back = builder.op("Transpose", [spread], "back", perm=[int(p) for p in np.argsort(order)]) if moved != x else spread
+        return [(x, back)]

@@ -84,10 +84,10 @@ class Registry(Generic[R]):
             raise UnsupportedOpError(node.op_type, node.name, self.supported(), domain=node.domain)
         return cls
 
-    def supported(self) -> list[str]:
-        """Every op type with a rule, sorted."""
+    def supported(self, where: Callable[[type[R]], bool] | None = None) -> list[str]:
+        """Every op type with a rule (whose class ``where`` accepts, when given), sorted."""
         load()
-        return sorted(self._rules)
+        return sorted(op for op, cls in self._rules.items() if where is None or where(cls))
 
 
 FIXATIONS: Registry[FixationRule] = Registry("fixation")

@@ -21,6 +21,7 @@ from fixtrace.ops.base import (
     FixationRule,
     NodeRule,
     PassThrough,
+    compilable,
     fixation_rule,
     vjp_rule,
 )
@@ -39,6 +40,9 @@ class SameOrder(PassThrough):
 class ReshapeVjp(DataVjp):
     def vjp(self, grad, tensors):
         return [(self.node.inputs[0], grad.reshape(tensors.shape(self.node.inputs[0])))]
+
+    def emit(self, builder, grad):
+        return [(self.node.inputs[0], builder.reshape_like(grad, self.node.inputs[0]))]
 
 
 def _perm(rule, rank: int) -> list[int]:
@@ -62,6 +66,10 @@ class TransposeMap(FixationRule):
 class TransposeVjp(DataVjp):
     def vjp(self, grad, tensors):
         return [(self.node.inputs[0], np.ascontiguousarray(grad.transpose(np.argsort(_perm(self, grad.ndim)))))]
+
+    def emit(self, builder, grad):
+        back = np.argsort(_perm(self, len(builder.shape(self.node.inputs[0]))))
+        return [(self.node.inputs[0], builder.op("Transpose", [grad], "transposed", perm=[int(p) for p in back]))]
 
 
 _PAD_MODES = {"constant": AXIS_CONSTANT, "edge": AXIS_EDGE, "wrap": AXIS_WRAP, "reflect": AXIS_REFLECT}
@@ -153,3 +161,14 @@ class PadVjp(DataVjp):
         dx = np.zeros(int(np.prod(shape)), dtype=np.float32)
         np.add.at(dx, source[valid], grad.ravel()[valid])
         return [(name, dx.reshape(shape))]
+
+    def emit(self, builder, grad):
+        name = self.node.inputs[0]
+        if self.map.mode != AXIS_CONSTANT or self.map.pads is None or min(self.map.pads) < 0:
+            raise self.unsupported("only constant pads of constant, non-negative widths have an ONNX gradient", compilable())
+        if not any(self.map.pads):
+            return [(name, grad)]
+        shape = builder.shape(name)
+        axes = [a % len(shape) for a in self.map.axes] if self.map.axes is not None else list(range(len(shape)))
+        begins = [int(p) for p in self.map.pads[: len(axes)]]
+        return [(name, builder.slice(grad, begins, [b + shape[a] for a, b in zip(axes, begins)], axes))]

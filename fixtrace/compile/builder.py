@@ -1,0 +1,211 @@
+"""A small ONNX graph builder for the emitted backward: unique names, initializers, and node helpers
+that write each op in the form the model's opset defines (attributes before, inputs after)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from fixtrace.errors import ModelError
+
+
+class GraphBuilder:
+    """Nodes and initializers to append to a model's graph.
+
+    Args:
+        opset: the model's default-domain opset (every node is written for it).
+        taken: names already used in the graph (tensors, nodes, initializers).
+        shapes: static tensor shapes at the compile batch (a batch of 2 unless the model fixes it,
+            so that a dim broadcast over the batch shows as 1).
+        constants: the graph's constants (their shapes are theirs).
+        prefix: put before every name made here.
+
+    Attributes:
+        nodes, initializers: what was emitted, in order.
+    """
+
+    def __init__(
+        self,
+        opset: int,
+        taken: Iterable[str],
+        shapes: Mapping[str, tuple[int, ...]],
+        constants: Mapping[str, np.ndarray] | None = None,
+        prefix: str = "xai/",
+    ) -> None:
+        self.opset = opset
+        self.shapes = shapes
+        self.constants = constants or {}
+        self.prefix = prefix
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._taken = set(taken)
+        self._shape_of: dict[str, str] = {}
+        self._scalars: dict[float, str] = {}
+
+    def fresh(self, hint: str, prefixed: bool = True) -> str:
+        """A name not used in the graph, from ``hint`` (after ``prefix`` unless told otherwise)."""
+        base = f"{self.prefix}{hint}" if prefixed else hint
+        name, k = base, 1
+        while name in self._taken:
+            k += 1
+            name = f"{base}_{k}"
+        self._taken.add(name)
+        return name
+
+    def const(self, value: Any, hint: str = "const") -> str:
+        """An initializer holding ``value`` (its numpy dtype kept)."""
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def scalar(self, value: float) -> str:
+        """A float32 scalar initializer (one per value)."""
+        if value not in self._scalars:
+            self._scalars[value] = self.const(np.float32(value), "scalar")
+        return self._scalars[value]
+
+    def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, **attrs: Any) -> str:
+        """One node with one output; returns the output's name. Attributes whose value is None are left out."""
+        output = self.fresh(hint or op_type.lower())
+        kept = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output], name=output, **kept))
+        return output
+
+    def output(self, name: str, wanted: str) -> str:
+        """``name`` given out under ``wanted`` (or a fresh variant of it, unprefixed) through an Identity node."""
+        output = self.fresh(wanted, prefixed=False)
+        self.nodes.append(helper.make_node("Identity", [name], [output], name=output))
+        return output
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The static shape of tensor ``name`` at the compile batch.
+
+        Raises:
+            ModelError: shape inference could not tell it.
+        """
+        if name in self.constants:
+            return tuple(np.shape(self.constants[name]))
+        if name not in self.shapes:
+            raise ModelError(f"the shape of tensor {name!r} is unknown: the backward cannot be written for it")
+        return tuple(self.shapes[name])
+
+    def shape_of(self, name: str) -> str:
+        """A Shape node of ``name`` (one per tensor)."""
+        if name not in self._shape_of:
+            self._shape_of[name] = self.op("Shape", [name], "shape")
+        return self._shape_of[name]
+
+    def reshape_like(self, x: str, like: str) -> str:
+        """``x`` reshaped to the run-time shape of ``like`` (any batch size)."""
+        return self.op("Reshape", [x, self.shape_of(like)], "reshape")
+
+    def masked(self, x: str, mask: str) -> str:
+        """``x`` where the boolean ``mask`` holds, 0 elsewhere."""
+        if self.opset >= 9:
+            return self.op("Where", [mask, x, self.scalar(0.0)], "masked")
+        return self.op("Mul", [x, self.op("Cast", [mask], "mask", to=onnx.TensorProto.FLOAT)], "masked")
+
+    def where(self, condition: str, x: str, y: str) -> str:
+        """``x`` where the boolean ``condition`` holds, else ``y`` (finite values: before opset 9 a masked sum)."""
+        if self.opset >= 9:
+            return self.op("Where", [condition, x, y], "where")
+        other = self.op("Not", [condition], "not")
+        return self.op("Add", [self.masked(x, condition), self.masked(y, other)], "where")
+
+    def both(self, a: str | None, b: str) -> str:
+        """``a and b`` of two boolean tensors (``b`` alone when ``a`` is None)."""
+        return b if a is None else self.op("And", [a, b], "and")
+
+    def nonzero(self, x: str) -> str:
+        """``x != 0`` (for floats Equal needs opset 11: written as x > 0 or x < 0)."""
+        zero = self.scalar(0.0)
+        return self.op("Or", [self.op("Greater", [x, zero], "positive"), self.op("Less", [x, zero], "negative")], "nonzero")
+
+    def reduce(self, op_type: str, x: str, axes: Sequence[int], keepdims: bool = True) -> str:
+        """A Reduce* node over ``axes`` (an attribute before ReduceSum-13 and the others' 18, an input since)."""
+        since = 13 if op_type == "ReduceSum" else 18
+        keep = int(keepdims)
+        if self.opset >= since:
+            return self.op(op_type, [x, self.const(np.asarray(axes, np.int64), "axes")], op_type.lower(), keepdims=keep)
+        return self.op(op_type, [x], op_type.lower(), axes=list(axes), keepdims=keep)
+
+    def unsqueeze(self, x: str, axes: Sequence[int]) -> str:
+        """Unsqueeze (its axes an input since opset 13)."""
+        if self.opset >= 13:
+            return self.op("Unsqueeze", [x, self.const(np.asarray(axes, np.int64), "axes")], "unsqueeze")
+        return self.op("Unsqueeze", [x], "unsqueeze", axes=list(axes))
+
+    def slice(self, x: str, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int]) -> str:
+        """Slice, step 1 (inputs since opset 10)."""
+        if self.opset >= 10:
+            args = [self.const(np.asarray(v, np.int64), key) for key, v in (("starts", starts), ("ends", ends), ("axes", axes))]
+            return self.op("Slice", [x, *args], "slice")
+        return self.op("Slice", [x], "slice", starts=list(starts), ends=list(ends), axes=list(axes))
+
+    def pad(self, x: str, pads: Sequence[int], value: float) -> str:
+        """A constant Pad (pads and value inputs since opset 11)."""
+        if self.opset >= 11:
+            return self.op("Pad", [x, self.const(np.asarray(pads, np.int64), "pads"), self.scalar(value)], "pad")
+        return self.op("Pad", [x], "pad", pads=list(pads), value=float(value), mode="constant")
+
+    def unbroadcast(self, x: str, out_shape: tuple[int, ...], in_shape: tuple[int, ...]) -> str:
+        """``x`` (shaped ``out_shape``) summed down to ``in_shape``: the inverse of broadcasting
+        (``ops.geometry.unbroadcast``)."""
+        if tuple(out_shape) == tuple(in_shape):
+            return x
+        lead = len(out_shape) - len(in_shape)
+        if lead:
+            x = self.reduce("ReduceSum", x, list(range(lead)), keepdims=False)
+        axes = [k for k, n in enumerate(in_shape) if n == 1 and out_shape[lead + k] != 1]
+        return self.reduce("ReduceSum", x, axes) if axes else x
+
+    def conv_transpose(
+        self,
+        x: str,
+        weight: str,
+        group: int,
+        kernel: Sequence[int],
+        strides: Sequence[int],
+        pads: Sequence[int],
+        dilations: Sequence[int],
+        in_hw: Sequence[int],
+        out_hw: Sequence[int],
+    ) -> str:
+        """The transposed 2-D convolution sending a windowed op's output gradient ``x`` back to its
+        input grid: the adjoint of a conv of ``weight`` with this window, output exactly ``in_hw``.
+
+        Args:
+            x: (N, M, oh, ow), the gradient of the windowed op's output.
+            weight: (M, C / group, kh, kw), as the forward conv's.
+            group: the forward conv's groups.
+            kernel, strides, dilations: the window.
+            pads: the leading (top, left) pads.
+            in_hw: the forward input's (H, W).
+            out_hw: the forward output's (oh, ow).
+
+        Raises:
+            ModelError: a leading pad past the window's reach.
+        """
+        ends, extra = [], []
+        for k, s, d, p, size, o in zip(kernel, strides, dilations, pads, in_hw, out_hw):
+            reach = (o - 1) * s + (k - 1) * d + 1  # the rows the windows cover, pads included
+            if p > reach:
+                raise ModelError(f"a leading pad of {p} past the {reach} rows the windows reach")
+            # Rows no window reads get a zero gradient: output_padding grows the result to them.
+            ends.append(max(reach - p - size, 0))
+            extra.append(max(size - (reach - p), 0))
+        return self.op(
+            "ConvTranspose",
+            [x, weight],
+            "conv_transpose",
+            group=int(group),
+            kernel_shape=[int(k) for k in kernel],
+            strides=[int(s) for s in strides],
+            dilations=[int(d) for d in dilations],
+            pads=[int(pads[0]), int(pads[1]), *ends],
+            output_padding=extra if any(extra) else None,
+        )
