@@ -723,8 +723,8 @@ def explain(
         labels: labels file.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see Explainer).
         method, layer, ge: the explanation method (see Explainer).
-        **options: ``Explainer.explain``'s (outlier_removal, sigma, box_threshold, and the
-            pictures' colormap, legend, points, view, clip) and ``Explainer``'s others (output,
+        **options: ``Explainer.explain``'s (outlier_removal, sigma, box_threshold, crops, and
+            the pictures' colormap, legend, points, view, clip) and ``Explainer``'s others (output,
             threads, any_output).
 
     Returns:
@@ -734,7 +734,7 @@ def explain(
     Raises:
         ModelError, ImageError, TargetError, OptionError: as ``Explainer`` and ``Explainer.explain``.
     """
-    validate.keywords(options, (*RENDER_OPTIONS, "output", "threads", "any_output", "methods"), "fixtrace.explain()")
+    validate.keywords(options, (*RENDER_OPTIONS, "output", "threads", "any_output", "methods", "crops"), "fixtrace.explain()")
     init: dict[str, Any] = {k: options.pop(k) for k in ("output", "threads", "any_output") if k in options}
     init |= {"preset": preset, "conv_location": conv_location, "labels": labels, "device": device, "method": method}
     init |= {"layer": layer, "ge": ge}

@@ -132,6 +132,13 @@ def test_one_crop_is_the_plain_explanation(explainer, chelsea_path):
     assert "crops" not in one.settings
 
 
+def test_the_one_call_api_takes_crops(mobilenet_path, chelsea_path, explainer):
+    import fixtrace
+
+    e = fixtrace.explain(mobilenet_path, chelsea_path, crops=2, device="cpu")
+    np.testing.assert_array_equal(e.heatmap, explainer.explain(chelsea_path, crops=2).heatmap)
+
+
 def test_merged_maps_are_the_sum_of_the_agreeing_crops_maps(explainer, chelsea_path):
     photo = load_photo(chelsea_path)
     made = crops_of(photo.pixels, explainer.graph.image_input, explainer.preset, 5, photo.size)
