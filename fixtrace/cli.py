@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,12 +71,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def _parser() -> argparse.ArgumentParser:
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose texts that need heavy imports (the method registry) are written
+    only when it prints its help or usage, so that parsing the arguments stays light."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._later: list[tuple[argparse.Action, str, Callable[[], str]]] = []
+
+    def later(self, action: argparse.Action, field: str, text: Callable[[], str]) -> None:
+        """Set ``action``'s ``field`` (``help`` or ``metavar``) to ``text()`` before help or usage is printed."""
+        self._later.append((action, field, text))
+
+    def format_usage(self) -> str:
+        self._write_later()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._write_later()
+        return super().format_help()
+
+    def _write_later(self) -> None:
+        for action, field, text in self._later:
+            setattr(action, field, text())
+        self._later.clear()
+
+
+def _parser() -> Parser:
     from fixtrace.backends import DEVICES
     from fixtrace.fixations.options import CONV_LOCATIONS, DEFAULT_CONV_LOCATION
-    from fixtrace.methods import METHODS, method_names
 
-    parser = argparse.ArgumentParser(prog="fixtrace", description="Explain CNN image classifiers through their ONNX graph.")
+    parser = Parser(prog="fixtrace", description="Explain CNN image classifiers through their ONNX graph.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ex = sub.add_parser("explain", help="explain photos with CNN Fixations and write overlays, heat maps and JSON")
@@ -99,20 +124,19 @@ def _parser() -> argparse.ArgumentParser:
         help="class index to explain (repeatable); default: the predicted class",
     )
     which.add_argument("--top-k", type=int, metavar="K", help="explain the K best classes, one map each")
-    ex.add_argument(
-        "--method",
-        default="fixations",
-        metavar="NAME[,NAME...]",
-        help=f"{', '.join(method_names())}, or all; several (comma-separated) share one forward and "
-        "write one folder per method plus grid.png; options as name:key=value, e.g. occlusion:patch=32, "
-        "gradcam:ge (default: fixations; `fixtrace info` describes each)",
+    method = ex.add_argument("--method", default="fixations", metavar="NAME[,NAME...]")
+    ex.later(
+        method,
+        "help",
+        lambda: (
+            f"{', '.join(_methods())}, or all; several (comma-separated) share one forward and "
+            "write one folder per method plus grid.png; options as name:key=value, e.g. occlusion:patch=32, "
+            "gradcam:ge (default: fixations; `fixtrace info` describes each)"
+        ),
     )
     ex.add_argument("--layer", help="the tensor the layer methods read (default: the last spatial map; see `fixtrace layers`)")
-    ex.add_argument(
-        "--ge",
-        action="store_true",
-        help=f"sharpen the map with Gradual Extrapolation ({', '.join(n for n in method_names() if METHODS[n].coarse_maps)})",
-    )
+    ge = ex.add_argument("--ge", action="store_true")
+    ex.later(ge, "help", lambda: f"sharpen the map with Gradual Extrapolation ({', '.join(_methods(coarse_maps=True))})")
     ex.add_argument(
         "--conv-location",
         choices=CONV_LOCATIONS,
@@ -260,6 +284,13 @@ def _parser() -> argparse.ArgumentParser:
 
     compile_command.add_parser(sub)
     return parser
+
+
+def _methods(coarse_maps: bool = False) -> list[str]:
+    """The registered methods' names (those with coarse maps only, when asked); imports every method."""
+    from fixtrace.methods import METHODS, method_names
+
+    return [name for name in method_names() if METHODS[name].coarse_maps or not coarse_maps]
 
 
 def _rendering_options(parser: argparse.ArgumentParser, box_default: str) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fixtrace.backends.base import Backend
 from fixtrace.errors import FixtraceError
+
+if TYPE_CHECKING:  # numba: imported when a backend is chosen
+    from fixtrace.backends.base import Backend
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -20,11 +20,11 @@ DESCRIPTION = (
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``compile`` verb: its flags, help and run function."""
     from fixtrace.cli import _preprocessing_options
-    from fixtrace.compile.maps import COMPILED
 
     co = sub.add_parser("compile", help="write a method's map into the model as extra ONNX outputs", description=DESCRIPTION)
     co.add_argument("model", help="the .onnx model")
-    co.add_argument("--method", default="gradcam", metavar="|".join(COMPILED), help="the method written (default: gradcam)")
+    method = co.add_argument("--method", default="gradcam", help="the method written (default: gradcam)")
+    co.later(method, "metavar", _compiled_names)  # the compiled maps import the methods: only for help or usage
     co.add_argument("-o", "--out", metavar="FILE", help="the model written (default: MODEL_xai.onnx in the current folder)")
     co.add_argument("--layer", help="the tensor the Grad-CAM family reads (default: the last spatial map; see `fixtrace layers`)")
     co.add_argument(
@@ -38,6 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     co.add_argument("--quiet", action="store_true", help="print only errors")
     co.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     co.set_defaults(run=run)
+
+
+def _compiled_names() -> str:
+    """``gradcam|cam|...``: the methods ``compile`` writes."""
+    from fixtrace.compile.maps import COMPILED
+
+    return "|".join(COMPILED)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,10 +20,13 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fixtrace.errors import FixtraceError
 from fixtrace.files import check_input_file, inside
-from fixtrace.metrics.localization import Box
+
+if TYPE_CHECKING:  # the metrics import scipy
+    from fixtrace.metrics.localization import Box
 
 BOXES_FILE = "boxes.csv"
 COLUMNS = ("image", "label", "x0", "y0", "x1", "y1")

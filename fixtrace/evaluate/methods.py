@@ -13,7 +13,6 @@ from typing import Any
 
 from fixtrace.errors import OptionError
 from fixtrace.fixations.options import DEFAULT_CONV_LOCATION
-from fixtrace.methods import METHODS, method_names
 from fixtrace.validate import choice
 
 #: The image-blind baseline: a Gaussian at the photo's centre, with the model's predicted class.
@@ -84,6 +83,8 @@ def parse_method(text: str) -> MethodSpec:
     Raises:
         OptionError: unknown method or flag, a bad value, or a fixations flag on another method.
     """
+    from fixtrace.methods import METHODS, method_names  # the registry imports every method: only here
+
     if not isinstance(text, str):
         raise OptionError(f"a method spec is a string like 'gradcam:box=0.3', not {type(text).__name__}")
     name, *flags = [part.strip() for part in text.strip().split(":")]

@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fixtrace.errors import ModelError, OptionError
 from fixtrace.images.presets import PRESETS, Preset, check_field, get_preset, preset_from_model
-from fixtrace.model.layer_graph import LayerGraph
+
+if TYPE_CHECKING:  # onnx: not needed to name a preset
+    from fixtrace.model.layer_graph import LayerGraph
 
 #: Where a run's preset came from: asked for by name or as a Preset, a JSON file, the model's
 #: metadata, or the default (``imagenet``) for a model without preprocessing metadata.

@@ -7,13 +7,13 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING, Any
 
 from fixtrace.errors import ModelError, OptionError
-from fixtrace.model.metadata import metadata_json
 from fixtrace.validate import choice
+
+if TYPE_CHECKING:  # the presets' names and fields are read without onnx (the command line's parser)
+    import onnx
 
 #: The ONNX ``metadata_props`` key holding a preset as JSON (the same JSON as ``--preset-file``).
 METADATA_KEY = "fixtrace.preprocessing"
@@ -127,6 +127,8 @@ def preset_from_model(model: onnx.ModelProto) -> Preset | None:
     Raises:
         ModelError: the metadata holds a preset that is not valid JSON or not a valid preset.
     """
+    from fixtrace.model.metadata import metadata_json
+
     values = metadata_json(model, METADATA_KEY)
     if values is None:
         return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.kernels.cpu.points import neighbour_mass
 from fixtrace.render.resample import bilinear, pixel_centres
 
 #: Blur sigma as a fraction of the photo's short side: the value with the lowest mean top-1
@@ -32,6 +31,8 @@ def inlier_mask(
     Returns:
         bool (n,) mask of the points to keep.
     """
+    from fixtrace.kernels.cpu.points import neighbour_mass  # numba: not for the CLI's parser (DEFAULT_SIGMA)
+
     if len(xy) == 0:
         return np.zeros(0, dtype=bool)
     diagonal = float(np.hypot(*size))

@@ -26,10 +26,9 @@ from fixtrace.images.preset_choice import PresetArg
 from fixtrace.model.load import ModelSource
 from fixtrace.render.colormaps import COLORMAPS, colours
 from fixtrace.render.tiles import TileGrid, magnify, scaled_between, tile_grid, zoom_for
+from fixtrace.toolbox.options import SCALES
 from fixtrace.toolbox.stream import LayerReader
 
-#: How tiles are scaled: one range for the whole layer, or each channel its own.
-SCALES = ("shared", "tile")
 #: A tile's long side is brought near this many pixels (whole nearest-neighbour factors).
 TILE = 64
 #: What "zero" means for a channel's value: at most this (exactly 0 after a ReLU or Clip).

@@ -13,9 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``activations`` verb."""
     from fixtrace.cli import _preprocessing_options
     from fixtrace.render.colormaps import COLORMAPS
-    from fixtrace.toolbox.activations import SCALES
-    from fixtrace.toolbox.dead import THRESHOLD
-    from fixtrace.toolbox.layer_choice import ALL_CONV
+    from fixtrace.toolbox.options import ALL_CONV, SCALES, THRESHOLD
 
     parser = sub.add_parser(
         "activations",

@@ -25,11 +25,9 @@ from fixtrace.images.load import ImageSource
 from fixtrace.images.preset_choice import PresetArg
 from fixtrace.model.load import ModelSource
 from fixtrace.toolbox.activations import ZERO, feature_map
-from fixtrace.toolbox.layer_choice import ALL_CONV, choose_layers
+from fixtrace.toolbox.layer_choice import choose_layers
+from fixtrace.toolbox.options import ALL_CONV, THRESHOLD
 from fixtrace.toolbox.stream import LayerReader
-
-#: Default share of photos on which a dead channel is zero (more than this).
-THRESHOLD = 0.99
 
 
 @dataclass

@@ -25,14 +25,13 @@ from fixtrace.images.preset_choice import PresetArg, choose_preset
 from fixtrace.model.layer_graph import LayerGraph, Node
 from fixtrace.model.load import ModelSource, load_model
 from fixtrace.render.tiles import TileGrid, magnify, scaled_between, tile_grid, to_pixels, zoom_for
+from fixtrace.toolbox.options import FIRST
 from fixtrace.toolbox.stream import check_layer
 
 #: Ops between the image input and the first conv that keep the channels in the order fed.
 _KEEP_CHANNELS = {"Transpose", "Identity", "Cast", "Pad", "Add", "Sub", "Mul", "Div", "BatchNormalization"}
 #: A patch's long side is brought near this many pixels (whole nearest-neighbour factors).
 TILE = 40
-#: Filters and input channels shown of a grey grid by default.
-FIRST = 16
 
 
 @dataclass

@@ -8,7 +8,7 @@ import argparse
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``filters`` verb."""
     from fixtrace.cli import _preprocessing_options
-    from fixtrace.toolbox.filters import FIRST
+    from fixtrace.toolbox.options import FIRST
 
     parser = sub.add_parser(
         "filters",

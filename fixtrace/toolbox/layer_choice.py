@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fixtrace.errors import OptionError
 from fixtrace.model.layer_graph import LayerGraph, Node
+from fixtrace.toolbox.options import ALL_CONV
 
-#: ``--layer`` value naming each Conv's output, after the per-channel ops and the ReLU or Clip
-#: that directly follow it when they do (where a filter's "zero" is read).
-ALL_CONV = "all-conv"
 #: Ops between a conv and its rectifier that keep each channel apart: BatchNormalization, a
 #: layout Transpose (channels-last exports) and a product or sum with a constant (a folded BN).
 _PER_CHANNEL = {"BatchNormalization", "Transpose"}

@@ -30,11 +30,8 @@ from fixtrace.images.preset_choice import PresetArg
 from fixtrace.model.load import ModelSource
 from fixtrace.model.outputs import ClassOutput, choose_output
 from fixtrace.model.receptive_field import ReceptiveField, receptive_field
+from fixtrace.toolbox.options import DEFAULT_K, SCORES
 from fixtrace.toolbox.stream import LayerBatch, LayerReader
-
-#: How a channel's map is scored: its largest cell (the unit at its best position) or its mean.
-SCORES = ("max", "mean")
-DEFAULT_K = 9
 
 
 @dataclass(frozen=True)

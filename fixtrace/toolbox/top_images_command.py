@@ -10,7 +10,7 @@ import sys
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``top-images`` verb."""
     from fixtrace.cli import _preprocessing_options
-    from fixtrace.toolbox.top_images import DEFAULT_K, SCORES
+    from fixtrace.toolbox.options import DEFAULT_K, SCORES
 
     top = sub.add_parser(
         "top-images",

@@ -22,11 +22,11 @@ from fixtrace.images.preset_choice import PresetArg
 from fixtrace.model.load import ModelSource
 from fixtrace.runtime.threads import limit_threads
 from fixtrace.toolbox.codes import CodeLayer, Codes, read_codes
+from fixtrace.toolbox.options import DEFAULT_PERPLEXITY
 from fixtrace.toolbox.stream import LayerReader
 
 #: The fewest photos an embedding is made of: below this a 2-D map shows nothing.
 MIN_IMAGES = 5
-DEFAULT_PERPLEXITY = 30.0
 #: Codes longer than this are first reduced by PCA to this many dimensions.
 PCA_DIMENSIONS = 50
 INSTALL_HINT = "t-SNE needs scikit-learn, which is not installed here: pip install 'fixtrace[tsne]'"

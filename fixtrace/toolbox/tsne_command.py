@@ -20,8 +20,7 @@ DESCRIPTION = (
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``tsne`` verb: its flags, help and run function."""
     from fixtrace.cli import _preprocessing_options
-    from fixtrace.toolbox.tsne import DEFAULT_PERPLEXITY
-    from fixtrace.toolbox.tsne_pictures import DEFAULT_MAX_SIDE, DEFAULT_THUMB, MAX_SIDE
+    from fixtrace.toolbox.options import DEFAULT_MAX_SIDE, DEFAULT_PERPLEXITY, DEFAULT_THUMB, MAX_SIDE
 
     ts = sub.add_parser("tsne", help="t-SNE of CNN codes: images laid out by how the network sees them", description=DESCRIPTION)
     ts.add_argument("model", help="the .onnx model")

@@ -15,16 +15,12 @@ from fixtrace import validate
 from fixtrace.errors import FixtraceError
 from fixtrace.images.load import load_photo
 from fixtrace.render.legend import text_font
+from fixtrace.toolbox.options import DEFAULT_MAX_SIDE, DEFAULT_THUMB, MAX_SIDE
 from fixtrace.toolbox.tsne import TsneResult
 
-#: The default grid is the smallest square with a cell per photo, at most this many cells a side.
-DEFAULT_MAX_SIDE = 32
-#: The largest grid (the assignment's cost matrix has side^2 x photos entries).
-MAX_SIDE = 50
 #: Candidates per cell the assignment weighs at most: beyond, an evenly spaced sample of the
 #: photos (in stream order) is matched, which bounds the cost matrix on large folders.
 CANDIDATES_PER_CELL = 8
-DEFAULT_THUMB = 48
 #: White pixels between two thumbnails (and around the grid).
 GUTTER = 2
 #: Classes named in the scatter's legend (the most frequent); the others are drawn grey.
