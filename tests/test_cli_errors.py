@@ -278,8 +278,10 @@ def test_api_model_shape_errors():
     assert (info.value.op_type, info.value.node_name) == ("Sin", "sin_node")
     assert info.value.supported == supported_ops()
     fixed_batch = Explainer(tiny_model(shape=(2, 3, 32, 32)))
-    with pytest.raises(InputShapeError, match=r"expects 2x3x32x32 .*got 1x3x32x32"):
-        fixed_batch.explain(CHELSEA)
+    assert fixed_batch.explain(CHELSEA).heatmap.shape == (300, 451)  # one photo fills a batch of 2 with a zero row
+    geometry = fixed_batch.explain(CHELSEA).geometry
+    with pytest.raises(InputShapeError, match=r"expects 2x3x32x32 .*got 2x3x16x16"):
+        fixed_batch.explain_batch([np.zeros((300, 451, 3), np.uint8)], np.zeros((1, 3, 16, 16), np.float32), [geometry])
 
 
 def test_fixed_small_input_is_fitted_by_the_preset():
