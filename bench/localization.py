@@ -48,6 +48,7 @@ from fixtrace.errors import FixtraceError  # noqa: E402
 from fixtrace.evaluate import evaluate, make_maps, parse_method, read_dataset, save, to_markdown  # noqa: E402
 from fixtrace.evaluate.methods import BASELINE, DEFAULT_METHODS  # noqa: E402
 from fixtrace.evaluate.run import MapResult  # noqa: E402
+from fixtrace.files import safe_name  # noqa: E402
 from fixtrace.metrics import model_randomisation  # noqa: E402
 from fixtrace.metrics.localization import box_found  # noqa: E402
 from fixtrace.model.load import load_model  # noqa: E402
@@ -112,11 +113,21 @@ def box_settings():
 
 
 def variants() -> list[str]:
-    """The fixations variants swept, as specs."""
-    return [
-        f"fixations:{location}" + ("" if rule == "authors" else f":rule={rule}")
-        for location, rule in itertools.product(LOCATIONS, RULES)
-    ]
+    """The fixations variants swept, as specs (the rule always named: the library's default changes)."""
+    return [f"fixations:{location}:rule={rule}" for location, rule in itertools.product(LOCATIONS, RULES)]
+
+
+def named_rules(sweeps: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """A cached sweep with the authors' rule named in its fixations settings: sweeps made while
+    it was the library's default left it out (``fixations:argmax:sigma=...``)."""
+
+    def named(label: str) -> str:
+        flags = label.split(":")
+        if flags[0] == "fixations" and len(flags) > 1 and flags[1] in LOCATIONS and not any(f.startswith("rule=") for f in flags):
+            flags.insert(2, "rule=authors")
+        return ":".join(flags)
+
+    return {model: {named(label): error for label, error in errors.items()} for model, errors in sweeps.items()}
 
 
 def missing(done: dict[str, float]) -> list[str]:
@@ -228,11 +239,16 @@ def main() -> None:
     parser.add_argument("--sanity", type=int, default=4, help="images for the randomisation check")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sweep-only", action="store_true", help="stop after the validation sweep (cached in sweep.json)")
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="test only the chosen settings whose label holds TEXT (e.g. rule=authors); results-TEXT.md, not results.md",
+    )
     args = parser.parse_args()
     t0 = time.time()
     folders = datasets(args.val, args.test, args.composites)
     sweep_file = OUT / "sweep.json"
-    sweeps = json.loads(sweep_file.read_text()) if sweep_file.is_file() else {}
+    sweeps = named_rules(json.loads(sweep_file.read_text())) if sweep_file.is_file() else {}
     # A cached sweep is completed with what it lacks (variants or methods added since).
     todo = {m: missing(sweeps.get(m, {})) for m in args.models}
     progress = Progress(sum(len(t) for t in todo.values()))
@@ -248,6 +264,9 @@ def main() -> None:
     chosen, mean = choose({m: sweeps[m] for m in args.models})
     print("chosen on validation:", json.dumps(chosen, indent=1), flush=True)
     order = sorted(chosen, key=lambda key: (not key.startswith("fixations"), key == "centre-gaussian", key))
+    suffix = f"-{safe_name(args.only)}" if args.only else ""
+    if args.only:
+        order = [key for key in order if args.only in chosen[key]]
     specs = [parse_method(chosen[key]) for key in order]
     default = min((k for k in chosen if k.startswith("fixations:") and k != "fixations:ge"), key=lambda k: mean[chosen[k]])
     report = [
@@ -285,13 +304,14 @@ def main() -> None:
             name=name,
             dataset=str(folders[name]["test"]),
         )
-        save(evaluation, OUT / f"test-{name}")
+        save(evaluation, OUT / f"test-{name}{suffix}")
         rows = {row.label: row for row in evaluation.rows}
-        fix, grad = rows[chosen[default]], rows[chosen["gradcam"]]
-        headline.append(f"| {name} | {fix.loc_error:.1f} | {grad.loc_error:.1f} | {fix.pointing:.1f} | {grad.pointing:.1f} |")
+        if chosen[default] in rows and chosen["gradcam"] in rows:
+            fix, grad = rows[chosen[default]], rows[chosen["gradcam"]]
+            headline.append(f"| {name} | {fix.loc_error:.1f} | {grad.loc_error:.1f} | {fix.pointing:.1f} | {grad.pointing:.1f} |")
         acc = f", test accuracy {100 * accuracy[name]['test_accuracy']:.1f} % on 10,000 canvases" if name in accuracy else ""
         report += ["", f"## {name} ({len(items)} test images{acc})", "", to_markdown(evaluation)]
-        if args.sanity:
+        if args.sanity and not args.only:
             checks = sanity(name, items, args.sanity)
             report += [
                 "Model randomisation (mean Spearman correlation with the original map; lower is better):",
@@ -301,9 +321,9 @@ def main() -> None:
             ]
             report += [f"| {m} | {a:.2f} | {b:.2f} |" for m, (a, b) in checks.items()]
         text = "\n".join(report).replace("HEADLINE", "\n".join(headline))
-        (OUT / "results.md").write_text(text + "\n")
+        (OUT / f"results{suffix}.md").write_text(text + "\n")
         print(f"{name} done at {time.time() - t0:.0f}s", flush=True)
-    print(f"results in {OUT / 'results.md'} ({time.time() - t0:.0f}s)")
+    print(f"results in {OUT / f'results{suffix}.md'} ({time.time() - t0:.0f}s)")
 
 
 if __name__ == "__main__":
