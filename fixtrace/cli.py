@@ -334,6 +334,19 @@ def _picture_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def stream_options(parser: argparse.ArgumentParser, batch_size: int, quiet: str = "print only errors") -> None:
+    """The toolbox verbs' last flags: --output, --batch-size, --threads, the preprocessing flags,
+    --quiet and --debug."""
+    parser.add_argument("--output", metavar="NAME", help="the class-score output (default: the first; see `fixtrace info`)")
+    parser.add_argument(
+        "--batch-size", type=int, default=batch_size, metavar="N", help="images per forward pass (default: %(default)s)"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="threads for onnxruntime and BLAS (default: 0, all cores)")
+    _preprocessing_options(parser)
+    parser.add_argument("--quiet", action="store_true", help=quiet)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+
+
 def _runtime_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     """--batch-size, --device and --threads."""
     from fixtrace.backends import DEVICES

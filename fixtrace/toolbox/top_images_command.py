@@ -9,7 +9,7 @@ import sys
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``top-images`` verb."""
-    from fixtrace.cli import _preprocessing_options
+    from fixtrace.cli import stream_options
     from fixtrace.toolbox.options import DEFAULT_K, SCORES
 
     top = sub.add_parser(
@@ -41,12 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a photo's score for a channel: the largest value of its map, or the map's mean (default: %(default)s)",
     )
     top.add_argument("--out", default="top_images", help="output folder (default: %(default)s)")
-    top.add_argument("--output", metavar="NAME", help="the model output holding the class scores (default: the first)")
-    top.add_argument("--batch-size", type=int, default=32, metavar="N", help="photos per forward pass (default: %(default)s)")
-    top.add_argument("--threads", type=int, default=0, help="threads for onnxruntime and BLAS (default: 0, all cores)")
-    _preprocessing_options(top)
-    top.add_argument("--quiet", action="store_true", help="print only errors")
-    top.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    stream_options(top, batch_size=32)
     top.set_defaults(run=_run)
 
 

@@ -19,7 +19,7 @@ DESCRIPTION = (
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``tsne`` verb: its flags, help and run function."""
-    from fixtrace.cli import _preprocessing_options
+    from fixtrace.cli import stream_options
     from fixtrace.toolbox.options import DEFAULT_MAX_SIDE, DEFAULT_PERPLEXITY, DEFAULT_THUMB, MAX_SIDE
 
     ts = sub.add_parser("tsne", help="t-SNE of CNN codes: images laid out by how the network sees them", description=DESCRIPTION)
@@ -58,12 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--labels",
         help="class names file, one per line (default: the model's own names in its metadata, else ImageNet's for 1000 classes)",
     )
-    ts.add_argument("--output", metavar="NAME", help="the class-score output (default: the first; see `fixtrace info`)")
-    ts.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per forward pass (default: %(default)s)")
-    ts.add_argument("--threads", type=int, default=0, help="threads for onnxruntime and BLAS (default: 0, all cores)")
-    _preprocessing_options(ts)
-    ts.add_argument("--quiet", action="store_true", help="print only errors")
-    ts.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    stream_options(ts, batch_size=32)
     ts.set_defaults(run=run)
 
 
