@@ -244,7 +244,8 @@ def cases() -> list[Case]:
     for name in explained:
         out.append(Case(f"graphs/{name}", ok(*OUTPUTS), _explain(name), fast=name in fast))
     out += [
-        Case("graphs/batch_two_is_refused_per_image", fails(ITEM_FAILED, "expects 2x3x32x32"), _explain("batch_two")),
+        Case("graphs/batch_two_is_filled_with_a_zero_row", ok(*OUTPUTS), _explain("batch_two")),
+        Case("graphs/batch_two_refuses_ten_crops", fails(BAD_INPUT, "fixed batch of 2"), _explain("batch_two", "--crops", "10")),
         Case("graphs/overflowing_weights_fail_per_image", fails(ITEM_FAILED, "not finite"), _explain("overflowing_weights")),
         Case("graphs/output_named", ok(*OUTPUTS), _explain("features_then_logits", "--output", "logits"), fast=True),
         Case("graphs/output_unknown", fails(BAD_INPUT, "'nope'", "not an output"), _explain("ok", "--output", "nope")),
