@@ -8,12 +8,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fixtrace.errors import FixtraceError, one_line
 from fixtrace.files import make_folder, write_atomic, write_json_atomic
 from fixtrace.images.preset_choice import PresetArg
+
+if TYPE_CHECKING:
+    from fixtrace.toolbox.dead import DeadReport
 
 TOOLBOX = "toolbox"
 INDEX = "index.json"
@@ -76,26 +80,22 @@ def write_toolbox(
         OutputError: the folder or the index cannot be written.
     """
     folder = make_folder(out / TOOLBOX)
-    views: list[tuple[str, Callable[[], Panel]]] = [
-        ("Filters of the first conv", lambda: _filters(out, model, settings)),
-        ("Dead filters", lambda: _dead(out, model, photos, settings)),
-        ("t-SNE of the codes", lambda: _tsne(out, model, photos, settings)),
-    ]
-    panels: list[Panel] = []
-    for title, make in views:
+    found: dict[str, Any] = {}
+
+    def view(title: str, make: Callable[[], Panel]) -> Panel:
         if on_view is not None:
             on_view(title)
         try:
-            panels.append(make())
+            return make()
         except FixtraceError as exc:
-            panels.append(Panel(title, None, f"not available: {one_line(str(exc))}"))
-    dead = next((p for p in panels if p.title == "Dead filters" and p.files), None)
-    if on_view is not None:
-        on_view("Top images")
-    try:
-        panels.insert(2, _top(out, model, photos, settings, dead))
-    except FixtraceError as exc:
-        panels.insert(2, Panel("Top images", None, f"not available: {one_line(str(exc))}"))
+            return Panel(title, None, f"not available: {one_line(str(exc))}")
+
+    panels = [
+        view("Filters of the first conv", lambda: _filters(out, model, settings)),
+        view("Dead filters", lambda: _dead(out, model, photos, settings, found)),
+        view("Top images", lambda: _top(out, model, photos, settings, found.get("dead"))),
+        view("t-SNE of the codes", lambda: _tsne(out, model, photos, settings)),
+    ]
     write_json_atomic(folder / INDEX, [asdict(p) for p in panels], indent=1)
     return panels
 
@@ -127,10 +127,13 @@ def _filters(out: Path, model: str, settings: ToolboxSettings) -> Panel:
     )
 
 
-def _dead(out: Path, model: str, photos: Sequence[Path], settings: ToolboxSettings) -> Panel:
+def _dead(out: Path, model: str, photos: Sequence[Path], settings: ToolboxSettings, found: dict[str, Any]) -> Panel:
+    """The dead-filter report (kept in ``found["dead"]``: its peaks choose the top-images channels)."""
     from fixtrace.toolbox.dead import dead_filters
 
-    report = dead_filters(model, photos, preset=settings.preset, batch_size=settings.batch_size, threads=settings.threads)
+    report = found["dead"] = dead_filters(
+        model, photos, preset=settings.preset, batch_size=settings.batch_size, threads=settings.threads
+    )
     written = report.save(out / TOOLBOX)
     return Panel(
         "Dead filters",
@@ -142,35 +145,32 @@ def _dead(out: Path, model: str, photos: Sequence[Path], settings: ToolboxSettin
     )
 
 
-def _top(out: Path, model: str, photos: Sequence[Path], settings: ToolboxSettings, dead: Panel | None) -> Panel:
+def _top(out: Path, model: str, photos: Sequence[Path], settings: ToolboxSettings, dead: DeadReport | None) -> Panel:
     """The top images of the channels of the last conv map that peak highest over the photos."""
     from fixtrace.toolbox.top_images import top_images
 
     if dead is None:
         raise FixtraceError("the dead-filter counts, which choose the channels, could not be made")
-    import json
-
-    layers = json.loads((out / dead.files[0]).read_text(encoding="utf-8"))["layers"]
-    if not layers:
+    if not dead.layers:
         raise FixtraceError("no conv map to read")
-    last = layers[-1]
-    channels = [int(c) for c in np.argsort(-np.asarray(last["peak"]), kind="stable")[:TOP_CHANNELS]]
-    found = top_images(
+    last = dead.layers[-1]
+    channels = [int(c) for c in np.argsort(-last.peak, kind="stable")[:TOP_CHANNELS]]
+    winners = top_images(
         model,
         photos,
-        last["layer"],
+        last.layer,
         channels,
         TOP_K,
         preset=settings.preset,
         batch_size=settings.batch_size,
         threads=settings.threads,
     )
-    written = found.save(out / TOOLBOX / "top_images")
+    written = winners.save(out / TOOLBOX / "top_images")
     picture = next(p for p in written if p.suffix == ".jpg")
     return Panel(
         "Top images",
         _relative(out, picture),
-        f"the {TOP_K} photos whose patch excites each of the {len(channels)} channels of {last['layer']} that peak "
+        f"the {TOP_K} photos whose patch excites each of the {len(channels)} channels of {last.layer} that peak "
         "highest, cut at the receptive field of the strongest cell",
         files=[_relative(out, p) for p in written],
     )

@@ -46,11 +46,6 @@ def scaled_between(values: np.ndarray, low: np.ndarray | float, high: np.ndarray
     return np.clip(out, 0.0, 1.0)
 
 
-def to_pixels(unit: np.ndarray) -> np.ndarray:
-    """[0, 1] values as uint8: round(255 x)."""
-    return np.floor(np.asarray(unit, dtype=np.float64) * 255.0 + 0.5).astype(np.uint8)
-
-
 def magnify(tile: np.ndarray, factor: int) -> np.ndarray:
     """``tile`` (h, w[, c]) enlarged ``factor`` times with nearest neighbour (each value a block)."""
     return np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)

@@ -24,7 +24,8 @@ from fixtrace.files import UniqueNames, make_folder, write_atomic, write_json_at
 from fixtrace.images.preset_choice import PresetArg, choose_preset
 from fixtrace.model.layer_graph import LayerGraph, Node
 from fixtrace.model.load import ModelSource, load_model
-from fixtrace.render.tiles import TileGrid, magnify, scaled_between, tile_grid, to_pixels, zoom_for
+from fixtrace.render.resample import to_uint8
+from fixtrace.render.tiles import TileGrid, magnify, scaled_between, tile_grid, zoom_for
 from fixtrace.toolbox.options import FIRST
 from fixtrace.toolbox.stream import check_layer
 
@@ -172,7 +173,7 @@ def filter_tiles(
 
     def patch(f: int, c: int | None) -> np.ndarray:
         unit = scaled_between(weights[f] if c is None else weights[f, c], low[f], high[f])
-        pixels = to_pixels(unit.transpose(1, 2, 0) if c is None else unit)
+        pixels = to_uint8(unit.transpose(1, 2, 0) if c is None else unit)
         return magnify(pixels if c is None else np.repeat(pixels[..., None], 3, axis=2), factor)
 
     shape = f"{out}x{inputs}x{kh}x{kw}" + (f", group {filters.group}" if filters.group > 1 else "")
