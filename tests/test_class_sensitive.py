@@ -70,3 +70,56 @@ def test_the_authors_rule_is_kept_by_name():
     counts = e.per_layer[name].counts
     assert np.all(counts == 1.0)
     assert e.settings["rule"] == "authors"
+
+
+FASHION = ROOT / "models" / "fashion"
+
+
+@pytest.mark.parametrize(
+    "model, pooled",
+    [(MODEL, True), (FASHION / "resnet.onnx", True), (FASHION / "inception.onnx", True), (FASHION / "vgg.onnx", False)],
+)
+def test_the_head_is_told_from_the_graph(model, pooled):
+    """GAP heads (MobileNetV2 and the Fashion ResNet/Inception) against the VGG-style model, whose
+    scores read a flattened map through two dense layers."""
+    from fixtrace.fixations.head import reads_global_pool
+    from fixtrace.model.outputs import find_logits
+
+    graph = LayerGraph.from_model(load_model(model))
+    assert reads_global_pool(graph, find_logits(graph, None)) is pooled
+
+
+def test_heads_of_every_spelling_are_global_pools_and_a_flattened_conv_is_not():
+    from test_heads import HEADS, head_model
+    from test_rules_oracle import _w, build
+
+    from fixtrace.fixations.head import reads_global_pool
+
+    for head in HEADS:
+        assert reads_global_pool(LayerGraph.from_model(head_model(head)), "y"), head
+    rng = np.random.default_rng(3)
+    body = [
+        onnx.helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        onnx.helper.make_node("Relu", ["c"], ["r"]),
+        onnx.helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        onnx.helper.make_node("Flatten", ["p"], ["f"]),
+        onnx.helper.make_node("Gemm", ["f", "fc"], ["h"], transB=1),
+        onnx.helper.make_node("Relu", ["h"], ["hr"]),
+        onnx.helper.make_node("Gemm", ["hr", "fc2"], ["y"], transB=1),
+    ]
+    inits = {"w": _w(rng, 4, 3, 3, 3), "b": _w(rng, 4), "fc": _w(rng, 6, 64), "fc2": _w(rng, 5, 6)}
+    assert not reads_global_pool(LayerGraph.from_model(build(body, ["N", 3, 8, 8], ["y"], inits)), "y")
+
+
+@pytest.mark.parametrize("model, location, rule", [(MODEL, "coarse-centre", "spread"), (FASHION / "vgg.onnx", "centre", "authors")])
+def test_the_default_follows_the_head_and_named_options_win(model, location, rule):
+    photo = CHELSEA if model == MODEL else FASHION / "samples" / "00001.png"
+    auto = Explainer(model).explain(photo)
+    named = Explainer(model, method=f"fixations:conv_location={location}:rule={rule}").explain(photo)
+    assert (auto.settings["conv_location"], auto.settings["rule"]) == (location, rule)
+    assert auto.settings["head"] == ("global pool" if model == MODEL else "flattened map")
+    np.testing.assert_array_equal(auto.points, named.points)
+    np.testing.assert_array_equal(auto.counts, named.counts)
+    other = "authors" if rule == "spread" else "spread"
+    overridden = Explainer(model, method=f"fixations:rule={other}").explain(photo)
+    assert overridden.settings["rule"] == other and overridden.settings["conv_location"] == location

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fixtrace.fixations.fixation_set import FixationSet
+from fixtrace.fixations.head import reads_global_pool
 from fixtrace.fixations.options import FixationOptions
 from fixtrace.fixations.recompute import ConvRecipe, find_recipe
 from fixtrace.model.layer_graph import LayerGraph
@@ -32,7 +33,7 @@ class BacktrackPlan:
 
     Args:
         graph: the layer graph.
-        options: walk options.
+        options: walk options (``auto`` choices are resolved from the model's head).
         output: graph output to explain (default: the first).
         logits: the class-score tensor itself (instead of ``output``).
 
@@ -45,8 +46,10 @@ class BacktrackPlan:
         self, graph: LayerGraph, options: FixationOptions | None = None, output: str | None = None, logits: str | None = None
     ) -> None:
         self.graph = graph
-        self.options = options or FixationOptions()
         self.logits = logits or find_logits(graph, output)
+        #: Whether the class scores read a global pool (else a flattened map): what ``auto`` options follow.
+        self.pooled_head = reads_global_pool(graph, self.logits)
+        self.options = (options or FixationOptions()).resolved(self.pooled_head)
         self.rules: list[FixationRule] = rules_below(
             graph, self.logits, lambda node: FIXATIONS.rule_for(node)(node, graph, self.options)
         )

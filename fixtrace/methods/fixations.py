@@ -32,10 +32,15 @@ class Fixations(Method):
     summary = "CNN Fixations: the class neuron's discriminative neurons unravelled down to pixels (Mopuri et al. 2019)"
     coarse_maps = True
     parameters = {
-        "conv_location": Parameter(DEFAULT_CONV_LOCATION, "where a conv fixation lands in its window", choices=CONV_LOCATIONS),
+        "conv_location": Parameter(
+            DEFAULT_CONV_LOCATION,
+            "where a conv fixation lands in its window; auto: coarse-centre under a global-pool head, centre under a flattened one",
+            choices=CONV_LOCATIONS,
+        ),
         "rule": Parameter(
             DEFAULT_RULE,
-            "how the dense and global-pool steps pass counts down: authors (the paper), weighted or spread (by contribution)",
+            "how the dense and global-pool steps pass counts down: authors (the paper), weighted or spread (by contribution); "
+            "auto: spread under a global-pool head, authors under a flattened one",
             choices=RULES,
         ),
     }
@@ -43,8 +48,10 @@ class Fixations(Method):
 
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
-        self.options = FixationOptions(conv_location=self.params["conv_location"], rule=self.params["rule"])
-        self.plan = BacktrackPlan(graph, self.options, logits=logits)
+        self.plan = BacktrackPlan(
+            graph, FixationOptions(conv_location=self.params["conv_location"], rule=self.params["rule"]), logits=logits
+        )
+        self.options = self.plan.options
         self.needs = set(self.plan.needs)
         self.touched = set(self.plan.touched)
         self.recipes = dict(self.plan.recipes)
@@ -76,7 +83,8 @@ class Fixations(Method):
         return Maps(maps, coarse, points, per_layer, heat_from_points=True)
 
     def settings(self) -> dict[str, Any]:
-        return {"conv_location": self.options.conv_location, "rule": self.options.rule}
+        head = "global pool" if self.plan.pooled_head else "flattened map"
+        return {"conv_location": self.options.conv_location, "rule": self.options.rule, "head": head}
 
     def _input_points(self, fixations: FixationSet, run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One photo's input fixations (host) -> (rows, cols, counts), one entry per input pixel (channels merged)."""
