@@ -103,7 +103,8 @@ class Explainer:
             ``PresetChoice`` (``choose_preset``: a base with fields overridden). Default (None):
             the preset the model carries in its metadata (``fixtrace.preprocessing``), else
             ``imagenet``; ``preset_source`` says which.
-        conv_location: fixations' ``"argmax"``, ``"centre"`` or ``"coarse-centre"`` (see FixationOptions).
+        conv_location: fixations' ``"auto"`` (by the model's head), ``"argmax"``, ``"centre"`` or
+            ``"coarse-centre"`` (see FixationOptions).
         output: graph output to explain (default: the first).
         labels: a labels file (one class name per line); without one, the names the model
             carries in its metadata (``fixtrace.labels``), else ImageNet's for 1000 classes.
@@ -719,7 +720,7 @@ def explain(
         target: class index or indices (default: the predicted class).
         top_k: explain the k best classes (one map each).
         preset: preprocessing (see Explainer; default: the model's metadata preset, else imagenet).
-        conv_location: ``"argmax"``, ``"centre"`` or ``"coarse-centre"``.
+        conv_location: ``"auto"``, ``"argmax"``, ``"centre"`` or ``"coarse-centre"``.
         labels: labels file.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see Explainer).
         method, layer, ge: the explanation method (see Explainer).

@@ -111,7 +111,9 @@ def test_heads_of_every_spelling_are_global_pools_and_a_flattened_conv_is_not():
     assert not reads_global_pool(LayerGraph.from_model(build(body, ["N", 3, 8, 8], ["y"], inits)), "y")
 
 
-@pytest.mark.parametrize("model, location, rule", [(MODEL, "coarse-centre", "spread"), (FASHION / "vgg.onnx", "centre", "authors")])
+@pytest.mark.parametrize(
+    "model, location, rule", [(MODEL, "coarse-centre", "spread"), (FASHION / "vgg.onnx", "centre", "authors")]
+)
 def test_the_default_follows_the_head_and_named_options_win(model, location, rule):
     photo = CHELSEA if model == MODEL else FASHION / "samples" / "00001.png"
     auto = Explainer(model).explain(photo)

@@ -50,7 +50,7 @@ class MethodSpec:
     Attributes:
         label: the spec as written (the table's row name).
         method: ``fixations``, a gradient method of ``fixtrace.methods`` or ``centre-gaussian``.
-        conv_location: fixations' conv location (``argmax``, ``centre`` or ``coarse-centre``).
+        conv_location: fixations' conv location (``auto``, ``argmax``, ``centre`` or ``coarse-centre``).
         outlier_removal: fixations' outlier removal.
         ge: sharpen with Gradual Extrapolation.
         box_threshold: this method's box threshold (None: the evaluation's).
