@@ -1,6 +1,9 @@
-"""A compiled model (``fixtrace compile``: forward and backward in one onnxruntime run) against
-fixtrace's numpy walk (forward keeping tensors, then the rules in numpy) on the same batch:
-seconds per batch, interleaved in one process, and the largest difference between the maps.
+"""The map in one onnxruntime run against fixtrace's walks, side by side on the same batch: a plain
+forward (the unit), fixtrace with the numpy walk (forward keeping tensors, then the rules in
+numpy), fixtrace with the onnxruntime walk (``Explainer(backward="onnx")``: the same forward, the
+rules' ONNX form run on its kept tensors) and the compiled model (``fixtrace compile``: forward and
+backward in one run). Medians, interleaved round by round in one process, and the largest
+difference between the maps.
 
 Usage: python bench/bench_compile.py [--methods gradcam,saliency,guided-backprop] [--batches 1,8]
        [--repeats 10] [--threads 2] [--model models/mobilenet_v2.onnx] [--preset NAME] [--cuda]
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +24,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _timed(call, repeats: int) -> float:
-    """Median seconds of ``call`` after one warm-up."""
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each call, the calls taking turns round by round (after one warm-up each),
+    so that a machine's load drifts over all of them alike."""
+    for call in calls.values():
         call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -51,41 +58,58 @@ def main() -> None:
     from fixtrace.runtime.threads import limit_threads
 
     photos = sorted((ROOT / "models" / "images").glob("*.jpg"))
-    print(f"model {Path(args.model).name}, {args.threads} threads, median of {args.repeats}")
-    print("| method | batch | numpy walk (s) | compiled, CPU (s) | compiled, CUDA (s) | max diff / max |")
-    print("|---|---|---|---|---|---|")
+    print(f"model {Path(args.model).name}, {args.threads} threads, median of {args.repeats}; ms (x a plain forward)")
+    print("| method | batch | plain forward | numpy walk | onnxruntime walk | compiled, CPU | compiled, CUDA | max diff / max |")
+    print("|---|---|---|---|---|---|---|---|")
     for method in args.methods.split(","):
-        explainer = Explainer(args.model, method=method, preset=args.preset, threads=args.threads, device="cpu")
+        walkers = {
+            backward: Explainer(
+                args.model, method=method, preset=args.preset, threads=args.threads, device="cpu", backward=backward
+            )
+            for backward in ("numpy", "onnx")
+        }
+        explainer = walkers["numpy"]
         made = compile_explanation(args.model, method, preset=args.preset)
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        plain = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
         sessions = {"cpu": ort.InferenceSession(made.model.SerializeToString(), options, providers=["CPUExecutionProvider"])}
         if args.cuda:
             cuda = ("CUDAExecutionProvider", {"use_tf32": 0})
             sessions["cuda"] = ort.InferenceSession(made.model.SerializeToString(), options, providers=[cuda])
-        prepared = explainer.map_method
         samples = [preprocess(load_image(p), explainer.graph.image_input, explainer.preset)[0] for p in photos]
         for size in (int(b) for b in args.batches.split(",")):
             batch = np.stack([samples[k % len(samples)] for k in range(size)])
             feeds = {explainer.graph.image_input.name: batch}
 
-            def numpy_walk(batch=batch):
-                run = explainer.runner.run(batch)
+            def walk(which: str, batch=batch):
+                chosen = walkers[which]
+                run = chosen.runner.run(batch)
                 classes = list(run.scores.argmax(axis=1))
-                if made.layer is not None:
-                    return prepared.coarse(run.tensors, classes)
-                return prepared.maps(run.tensors, classes)
+                prepared = chosen.map_method
+                return prepared.coarse(run.tensors, classes) if made.layer is not None else prepared.maps(run.tensors, classes)
 
+            calls: dict[str, Callable[[], object]] = {
+                "plain": lambda: plain.run(None, feeds),
+                "numpy": lambda: walk("numpy"),
+                "onnx": lambda: walk("onnx"),
+            }
+            calls |= {device: (lambda s=session: s.run([made.map_output], feeds)) for device, session in sessions.items()}
             with limit_threads(args.threads):
-                walk = _timed(numpy_walk, args.repeats)
-                want = numpy_walk()
-            seconds, diff = {}, 0.0
-            for device, session in sessions.items():
-                seconds[device] = _timed(lambda s=session: s.run([made.map_output], feeds), args.repeats)
-                got = session.run([made.map_output], feeds)[0]
+                seconds = _interleaved(calls, args.repeats)
+                want = walk("numpy")
+            diff = 0.0
+            for got in [walk("onnx"), *(session.run([made.map_output], feeds)[0] for session in sessions.values())]:
                 diff = max(diff, float(np.abs(got - want).max() / np.abs(want).max()))
-            cuda_time = f"{seconds['cuda']:.4f}" if "cuda" in seconds else "-"
-            print(f"| {method} | {size} | {walk:.4f} | {seconds['cpu']:.4f} | {cuda_time} | {diff:.1e} |")
+
+            def cell(name: str) -> str:
+                if name not in seconds:
+                    return "-"
+                return f"{1e3 * seconds[name]:.1f} ({seconds[name] / seconds['plain']:.2f}x)"
+
+            cells = " | ".join(cell(n) for n in ("plain", "numpy", "onnx", "cpu", "cuda"))
+            print(f"| {method} | {size} | {cells} | {diff:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from PIL import Image
 
 from fixtrace import validate
 from fixtrace.backends import DEVICES
+from fixtrace.compile import BACKWARDS
 from fixtrace.errors import EmptyMapWarning, FixtraceError, ModelError, OptionError
 from fixtrace.explanation import ClassScore, Explanation
 from fixtrace.fixations.options import CONV_LOCATIONS, DEFAULT_CONV_LOCATION
@@ -120,6 +121,10 @@ class Explainer:
         ge: sharpen every method's map with Gradual Extrapolation (methods with coarse maps only).
         any_output: explain the output even when it does not look like class scores (see
             ``fixtrace.model.outputs.choose_output``).
+        backward: where the gradient methods' walks run: ``"numpy"`` (the rules' numpy form),
+            ``"onnx"`` (their ONNX form, run by onnxruntime on the forward's kept tensors) or
+            ``"auto"``: onnx where every rule on the walk has an ONNX form, else numpy (see
+            ``fixtrace.compile.backward``).
 
     Raises:
         ModelError: the model cannot be read, is not a 1- or 3-channel image classifier, its
@@ -145,6 +150,7 @@ class Explainer:
         layer: str | None = None,
         ge: bool = False,
         any_output: bool = False,
+        backward: str = "auto",
         **unknown: Any,
     ) -> None:
         validate.keywords(unknown, _INIT_OPTIONS, "Explainer()")
@@ -159,6 +165,7 @@ class Explainer:
             layer=layer,
             ge=ge,
             any_output=any_output,
+            backward=backward,
         )
         self.runner = Runner(
             model, options["preset"], options["output"], options["threads"], options["device"], options["any_output"]
@@ -166,6 +173,10 @@ class Explainer:
         #: Options that apply to every method taking them.
         self.defaults = {"conv_location": options["conv_location"], "layer": options["layer"]}
         self.ge: bool = options["ge"]
+        #: Where the gradient walks run (``compile.backward.BACKWARDS``).
+        self.backward: str = options["backward"]
+        #: Method label -> where its gradient walk runs (``"onnx"``, ``"numpy"``; absent: no walk).
+        self.walks_on: dict[str, str] = {}
         self._methods: dict[str, Method] = {}
         #: Methods checked on a blank image (after onnxruntime loaded the model).
         self._checked: set[str] = set()
@@ -234,6 +245,11 @@ class Explainer:
             method = build(spec, self.graph, self.logits, self.runner.shapes, self.defaults)
             self._methods[spec.label] = method
         if spec.label not in self._checked and self.runner.probed:
+            from fixtrace.compile.backward import choose_backward  # emits ONNX nodes: only for gradient methods
+
+            walks_on = choose_backward(method, self.backward, self.runner)
+            if walks_on:
+                self.walks_on[spec.label] = walks_on
             self.runner.prepare(method)
             self._checked.add(spec.label)
         return method
@@ -572,6 +588,7 @@ class Explainer:
                 "box_threshold": box_threshold,
                 "gradual_extrapolation": spec.ge,
                 **method.settings(),
+                **({"backward": self.walks_on[label]} if label in self.walks_on else {}),
             }
             if spec.name == "fixations":
                 settings |= {"outlier_removal": render["outlier_removal"], "sigma": render["sigma"]}
@@ -694,7 +711,19 @@ def _asks_all(method: Any) -> bool:
 _CACHE: OrderedDict[tuple, Explainer] = OrderedDict()
 _CACHE_SIZE = 4
 #: What ``Explainer()`` takes besides the model.
-_INIT_OPTIONS = ("preset", "conv_location", "output", "labels", "threads", "device", "method", "layer", "ge", "any_output")
+_INIT_OPTIONS = (
+    "preset",
+    "conv_location",
+    "output",
+    "labels",
+    "threads",
+    "device",
+    "method",
+    "layer",
+    "ge",
+    "any_output",
+    "backward",
+)
 
 
 def explain(
@@ -726,7 +755,7 @@ def explain(
         method, layer, ge: the explanation method (see Explainer).
         **options: ``Explainer.explain``'s (outlier_removal, sigma, box_threshold, crops, and
             the pictures' colormap, legend, points, view, clip) and ``Explainer``'s others (output,
-            threads, any_output).
+            threads, any_output, backward).
 
     Returns:
         An Explanation, or a list of them for several classes; with several methods (``method``
@@ -735,8 +764,9 @@ def explain(
     Raises:
         ModelError, ImageError, TargetError, OptionError: as ``Explainer`` and ``Explainer.explain``.
     """
-    validate.keywords(options, (*RENDER_OPTIONS, "output", "threads", "any_output", "methods", "crops"), "fixtrace.explain()")
-    init: dict[str, Any] = {k: options.pop(k) for k in ("output", "threads", "any_output") if k in options}
+    init_only = ("output", "threads", "any_output", "backward")
+    validate.keywords(options, (*RENDER_OPTIONS, *init_only, "methods", "crops"), "fixtrace.explain()")
+    init: dict[str, Any] = {k: options.pop(k) for k in init_only if k in options}
     init |= {"preset": preset, "conv_location": conv_location, "labels": labels, "device": device, "method": method}
     init |= {"layer": layer, "ge": ge}
     # The options as given key the cache; Explainer() checks them when it is first made.
@@ -763,6 +793,7 @@ def explainer_options(
     layer: Any,
     ge: Any,
     any_output: Any,
+    backward: Any = "auto",
 ) -> dict[str, Any]:
     """``Explainer``'s options checked and normalised (method and preset names are case-blind).
 
@@ -782,6 +813,7 @@ def explainer_options(
         "layer": validate.text("layer", layer, "--layer"),
         "ge": validate.boolean("ge", ge),
         "any_output": validate.boolean("any_output", any_output),
+        "backward": validate.choice("backward", backward, BACKWARDS, "--backward"),
     }
 
 

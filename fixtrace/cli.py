@@ -160,6 +160,15 @@ def _parser() -> Parser:
         help="class names file, one per line (default: the model's own names in its metadata, else ImageNet's for 1000 classes)",
     )
     _runtime_options(ex, batch_size=8)
+    from fixtrace.compile import BACKWARDS
+
+    ex.add_argument(
+        "--backward",
+        choices=BACKWARDS,
+        default="auto",
+        help="where gradient methods walk back: numpy, onnx (onnxruntime runs the rules' ONNX form) or auto "
+        "(onnx where every op on the walk has an ONNX form, else numpy; default)",
+    )
     _preprocessing_options(ex)
     ex.add_argument("--quiet", action="store_true", help="print only errors")
     ex.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -452,7 +461,7 @@ def _explain(args: argparse.Namespace) -> int:
         raise OutputError(f"cannot write {summary_path}: something that is not a file is in the way")
     images = _collect_images(args.images)
     warnings.simplefilter("ignore", EmptyMapWarning)  # reported below, one line per photo
-    given = ("conv_location", "labels", "threads", "device", "method", "layer", "ge", "output", "any_output")
+    given = ("conv_location", "labels", "threads", "device", "method", "layer", "ge", "output", "any_output", "backward")
     explainer = Explainer(args.model, preset=preset, **{name: getattr(args, name) for name in given})
     explainer.check_targets(args.target, args.top_k)
     crop_count(args.crops, explainer.preset, explainer.graph.image_input.fixed_batch)

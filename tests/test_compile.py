@@ -94,6 +94,8 @@ GEOMETRIES: dict[str, OpCase] = {
     "conv-depthwise-stride2": OpCase(
         "Conv", {"group": 6, "strides": [2, 2], "pads": [1, 1, 1, 1]}, {"w": _W[:, :1]}, shape=(2, 6, 8, 7)
     ),
+    "conv-grouped-stride1": OpCase("Conv", {"group": 3, "pads": [0, 2, 1, 0]}, {"w": _W}, shape=(2, 6, 7, 8)),
+    "conv-pad-past-kernel": OpCase("Conv", {"pads": [3, 0, 0, 1]}, {"w": _W[:, :2]}, shape=(2, 2, 6, 6)),
     "conv-unread-rows": OpCase("Conv", {"strides": [3, 2]}, {"w": _W[:, :2]}, shape=(2, 2, 10, 8)),
     "conv-same-upper": OpCase("Conv", {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, {"w": _W[:, :2]}, shape=(2, 2, 8, 7)),
     "conv-opset7": OpCase("Conv", {"pads": [0, 1, 2, 1]}, {"w": _W[:, :2]}, shape=(1, 2, 6, 6), opset=7),
@@ -131,6 +133,25 @@ def test_emitted_rule_equals_numpy_rule_on_one_node(name, mode):
     spec = ONE_NODE[name]
     case = spec.case()
     assert_emit_matches_vjp(_rule(case.graph, "y", mode), case.tensors, case.graph)
+
+
+@pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("conv-grouped-stride1", "Conv"),
+        ("conv-opset7", "Conv"),
+        ("conv-pad-past-kernel", "ConvTranspose"),
+        ("conv-grouped-dilated", "ConvTranspose"),
+    ],
+)
+def test_a_stride_one_conv_sends_its_gradient_back_through_a_conv(name, written):
+    """Stride 1, dilation 1 and pads within the kernel: a Conv of the flipped weights (onnxruntime runs it
+    faster than ConvTranspose); other windows keep ConvTranspose. The values: the one-node contracts above."""
+    case = ONE_NODE[name].case()
+    shapes = {t: tuple(case.tensors.shape(t)) for t in ("x", "y")}
+    builder = GraphBuilder(case.graph.opset, {"g", *shapes, *case.graph.constants}, shapes, case.graph.constants)
+    _rule(case.graph, "y").emit(builder, "g")
+    assert [n.op_type for n in builder.nodes] == [written]
 
 
 def test_maxpool_ties_go_to_the_first_cell_like_the_numpy_rule():

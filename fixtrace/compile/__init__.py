@@ -10,7 +10,10 @@ from fixtrace.lazy import lazy_exports
 if TYPE_CHECKING:
     from fixtrace.compile.compiler import Compiled, compile_explanation, compiled_methods
 
-__all__ = ["Compiled", "compile_explanation", "compiled_methods"]
+#: Where a gradient walk runs (``Explainer(backward=...)``, ``--backward``; see ``compile.backward``).
+BACKWARDS = ("auto", "numpy", "onnx")
+
+__all__ = ["BACKWARDS", "Compiled", "compile_explanation", "compiled_methods"]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,

@@ -15,6 +15,7 @@ from fixtrace.compile.maps import COMPILED
 from fixtrace.errors import ModelError, OptionError
 from fixtrace.images.preset_choice import PresetArg
 from fixtrace.model.load import ModelSource
+from fixtrace.runtime.runner import Runner
 
 #: The metadata key recording what a compiled model computes.
 METADATA_KEY = "fixtrace.compiled"
@@ -87,8 +88,8 @@ def compile_explanation(
     prepared = explainer.map_method
     graph = explainer.graph
     original = graph.model
-    shapes = _shapes(explainer, prepared.touched | {explainer.logits})
-    builder = GraphBuilder(graph.opset, _names(original), shapes, graph.constants)
+    shapes = static_shapes(explainer.runner, prepared.touched | {explainer.logits})
+    builder = GraphBuilder(graph.opset, graph_names(original), shapes, graph.constants)
     image = next(i for i in original.graph.input if i.name == graph.image_input.name)
     if image.type.tensor_type.elem_type != TensorProto.FLOAT:
         kind = helper.tensor_dtype_to_string(image.type.tensor_type.elem_type).split(".")[-1].lower()
@@ -140,7 +141,7 @@ def compile_explanation(
     )
 
 
-def _names(model: onnx.ModelProto) -> set[str]:
+def graph_names(model: onnx.ModelProto) -> set[str]:
     """Every name the graph uses: tensors, nodes, initializers, inputs, outputs."""
     g = model.graph
     names = {n.name for n in g.node} | {t for n in g.node for t in (*n.input, *n.output)}
@@ -154,12 +155,11 @@ def _dim(dim: onnx.TensorShapeProto.Dimension) -> int | str | None:
     return dim.dim_param or None
 
 
-def _shapes(explainer, touched: set[str]) -> dict[str, tuple[int, ...]]:
+def static_shapes(runner: Runner, touched: set[str]) -> dict[str, tuple[int, ...]]:
     """Static shapes at a batch of 2 (so that a dim broadcast over the batch shows as 1), or at
     the model's fixed batch; those inference cannot tell read from a run on a black input."""
-    runner = explainer.runner
-    batch = runner.batch_shape(explainer.graph.image_input.fixed_batch or 2)
-    shapes = dict(explainer.graph.shapes(batch))
+    batch = runner.batch_shape(runner.graph.image_input.fixed_batch or 2)
+    shapes = dict(runner.graph.shapes(batch))
     unknown = {t for t in touched if t not in shapes}
     if unknown:
         values = runner.session.run(np.zeros(batch, np.float32))

@@ -4,11 +4,12 @@ or as ONNX nodes (``emit``, for ``fixtrace compile``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import onnx
 
+from fixtrace.errors import ModelError
 from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.ops.base import RELU_MODES, VjpRule, compilable
 from fixtrace.ops.registry import GRADIENTS, rules_below
@@ -18,6 +19,15 @@ if TYPE_CHECKING:
     from fixtrace.compile.builder import GraphBuilder
 
 T = TypeVar("T")
+
+
+class Engine(Protocol):
+    """Something that runs a plan's walk another way: the end's gradient from the seed. When
+    ``optional``, a ModelError it raises drops it and the numpy rules run instead."""
+
+    optional: bool
+
+    def run(self, seed: np.ndarray, tensors: Tensors) -> np.ndarray: ...
 
 
 class GradientPlan:
@@ -46,6 +56,8 @@ class GradientPlan:
         self.touched: set[str] = {
             t for r in self.rules for t in (*r.node.inputs, *r.node.outputs) if t and not graph.is_constant(t)
         }
+        #: Runs the walk instead of the numpy rules when set (``compile.backward.OnnxBackward``).
+        self.engine: Engine | None = None
 
     @property
     def end(self) -> str:
@@ -63,6 +75,13 @@ class GradientPlan:
         Returns:
             Tensor name -> gradient, for the image input (or ``bottom``) and every tensor in ``keep`` reached.
         """
+        if self.engine is not None and not keep:
+            try:
+                return {self.end: self.engine.run(seed, tensors)}
+            except ModelError:
+                if not self.engine.optional:
+                    raise
+                self.engine = None
         keep = keep or set()
         kept: dict[str, np.ndarray] = {}
 

@@ -143,6 +143,9 @@ class Method:
     #: How its maps are shown (``render.display``): pixel-level gradient maps clip at the 99th
     #: percentile (``GRADIENT_DISPLAY``); the others show the map up to its max.
     display: ClassVar[Display] = Display()
+    #: Whether onnxruntime may run its gradient walks (``GradientPlan`` attributes) instead of
+    #: the numpy rules (``compile.backward``); ``keep_for_walk`` then keeps what they read.
+    onnx_backward: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -163,6 +166,10 @@ class Method:
         self.recipes: dict[str, Any] = {}
         #: Set by Gradual Extrapolation: ``explain`` fills ``Maps.coarse``.
         self.wants_coarse = False
+
+    def keep_for_walk(self, names: set[str]) -> None:
+        """Keep ``names`` for its gradient walk (run on the batch's own forward: ``needs``)."""
+        self.needs |= names
 
     def check(self, tensors: Tensors) -> None:
         """Refuse what only a real run's shapes reveal (called once per model, on a blank image)."""

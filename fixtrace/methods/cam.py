@@ -81,6 +81,8 @@ class LayerGradientMethod(LayerMethod):
         FixtraceError: ``layer`` is not a rank-4 tensor on the way to the logits.
     """
 
+    onnx_backward = True
+
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
         self.layer: str = self.params["layer"] or last_spatial_layer(graph, self.shapes)

@@ -44,6 +44,7 @@ class InputGradient(Method):
 
     mode = "plain"
     display = GRADIENT_DISPLAY
+    onnx_backward = True
 
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
@@ -119,11 +120,17 @@ class CopiesGradient(Method):
     together.
     """
 
+    onnx_backward = True
+
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
         self.plan = GradientPlan(graph, logits, "plain")
         # What the copies' forward keeps: the walk's reads, and tensors whose shapes inference cannot tell.
         self.keep = frozenset(self.plan.needs | {t for t in self.plan.touched if t not in self.shapes})
+
+    def keep_for_walk(self, names: set[str]) -> None:
+        """The walk runs on the copies' forward: that one keeps ``names``."""
+        self.keep |= names
 
     def per_walk(self, run: Run) -> int:
         """Copies walked at once: what ``WALK_BYTES`` holds (a fixed batch dim: exactly that many)."""

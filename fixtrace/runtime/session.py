@@ -43,19 +43,7 @@ class Session:
         model.CopyFrom(layer_graph.model)
         for name in self.kept:
             model.graph.output.append(onnx.ValueInfoProto(name=name))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 4  # fixtrace reports failures itself, in one line
-        # Idle onnxruntime threads must not spin while numba backtracks between runs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        wanted = providers or ["CPUExecutionProvider"]
-        available = ort.get_available_providers()
-        try:
-            self._session = ort.InferenceSession(
-                model.SerializeToString(), options, providers=[p for p in wanted if p in available] or ["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception classes; all mean "cannot run"
-            raise ModelError(f"onnxruntime cannot load the model: {_clean(first_line(exc))}") from None
+        self._session, wanted, available = open_session(model.SerializeToString(), providers, threads, "the model")
         self.providers_requested = wanted
         self.providers_in_use = list(self._session.get_providers())
         missing = [p for p in wanted if p not in self.providers_in_use]
@@ -94,8 +82,36 @@ class Session:
         try:
             values = self._session.run(self.output_names, {self.input_name: tensor})
         except Exception as exc:  # onnxruntime's own error types
-            raise ModelError(f"onnxruntime failed while running the model: {_clean(first_line(exc))}") from None
+            raise ModelError(f"onnxruntime failed while running the model: {clean_error(first_line(exc))}") from None
         return dict(zip(self.output_names, values))
+
+
+def open_session(
+    model: bytes, providers: list[str] | None, threads: int, what: str
+) -> tuple[ort.InferenceSession, list[str], list[str]]:
+    """An onnxruntime session with fixtrace's options: ``threads`` intra-op threads (0: onnxruntime's
+    choice), no spinning, no log; the asked ``providers`` this build has (default: CPU).
+
+    Returns:
+        (the session, the providers asked for, the providers this build offers).
+
+    Raises:
+        ModelError: onnxruntime refuses the model (``what`` names it in the message).
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 4  # fixtrace reports failures itself, in one line
+    # Idle onnxruntime threads must not spin while numba backtracks between runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    wanted = providers or ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    try:
+        session = ort.InferenceSession(
+            model, options, providers=[p for p in wanted if p in available] or ["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own exception classes; all mean "cannot run"
+        raise ModelError(f"onnxruntime cannot load {what}: {clean_error(first_line(exc))}") from None
+    return session, wanted, available
 
 
 def padded(inputs: np.ndarray, fixed: int | None) -> np.ndarray:
@@ -124,6 +140,6 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def _clean(message: str) -> str:
+def clean_error(message: str) -> str:
     """Drop onnxruntime's source locations ("/onnxruntime_src/...cc:123 func(...)") from an error."""
     return re.sub(r"\S*onnxruntime_src\S*(\s+\S+\([^)]*\))?\s*", "", message).strip()
