@@ -292,6 +292,9 @@ def _parser() -> Parser:
     from fixtrace.compile import command as compile_command
 
     compile_command.add_parser(sub)
+    from fixtrace.graph_mining import command as graph_command
+
+    graph_command.add_parser(sub)
     return parser
 
 
