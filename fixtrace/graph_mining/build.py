@@ -54,9 +54,9 @@ def conv_layers(
     raw = {node.outputs[0] for node in reader.graph.nodes if node.op_type == "Conv" and node.outputs}
     for name in reader.layers:
         if name not in convs and name not in raw:
-            producer = reader.graph.producer[name].op_type
+            producer = reader.graph.producer[name]  # LayerReader took computed tensors only
             raise OptionError(
-                f"--layers {name!r} is made by a {producer} node, not by a Conv: give a Conv's output "
+                f"--layers {name!r} is the output of {producer.op_type} node {producer.name!r}, not of a Conv: give a Conv's output "
                 "(or its BatchNorm/ReLU that follows; `fixtrace layers MODEL` lists the maps)"
             )
     order = {name: k for k, node in enumerate(reader.graph.nodes) for name in node.outputs}

@@ -11,7 +11,7 @@ from fixtrace.graph_mining.localize import Located
 from fixtrace.images.load import load_photo
 from fixtrace.render.legend import text_font
 from fixtrace.render.tiles import tile_grid
-from fixtrace.toolbox.top_images import _cut
+from fixtrace.toolbox.top_images import cut_patch
 
 #: One colour per graph layer (lowest first), cycled.
 PALETTE = ((230, 80, 60), (60, 140, 230), (60, 180, 90), (200, 140, 30), (160, 80, 200), (40, 170, 170))
@@ -73,7 +73,7 @@ def node_patches(graph: ExplanatoryGraph, layer: int, node: int, count: int, til
         cell = [int(round((position[a] - field.offset[a]) / max(field.stride[a], 1))) for a in (0, 1)]
         photo = load_photo(graph.sources[photo_index])
         box = graph.geometries[photo_index].box_to_original(*field.window(*cell))
-        patch = _cut(photo.pixels, box, photo.size)
+        patch = cut_patch(photo.pixels, box, photo.size)
         patches.append(np.asarray(Image.fromarray(patch).convert("RGB").resize((tile, tile), Image.Resampling.BILINEAR)))
     return patches
 

@@ -311,7 +311,9 @@ class TopImageFinder:
             box = (0, 0, width, height)
         else:
             box = geometry.box_to_original(*self.field.window(*cell))
-        return Winner(unit, rank, index, source, score, cell, box, _cut(photo.pixels, box, photo.size), probability, geometry)
+        return Winner(
+            unit, rank, index, source, score, cell, box, cut_patch(photo.pixels, box, photo.size), probability, geometry
+        )
 
     def _names(self) -> dict[int, str]:
         if self.kind == "channel":
@@ -376,7 +378,7 @@ def _units(what: str, flag: str, given: Sequence[int], count: int, having: str, 
     return units
 
 
-def _cut(pixels: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+def cut_patch(pixels: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
     """The part of ``pixels`` inside ``box`` (photo pixels; ``pixels`` may be a reduced copy of a
     photo of ``size``)."""
     sx, sy = pixels.shape[1] / size[0], pixels.shape[0] / size[1]
