@@ -123,8 +123,8 @@ class Explainer:
             ``fixtrace.model.outputs.choose_output``).
         backward: where the gradient methods' walks run: ``"numpy"`` (the rules' numpy form),
             ``"onnx"`` (their ONNX form, run by onnxruntime on the forward's kept tensors) or
-            ``"auto"``: onnx where every rule on the walk has an ONNX form, else numpy (see
-            ``fixtrace.compile.backward``).
+            ``"auto"``: onnx for the walks down to the input where every rule has an ONNX form,
+            numpy for the Grad-CAM family's short walks and elsewhere (see ``fixtrace.compile.backward``).
 
     Raises:
         ModelError: the model cannot be read, is not a 1- or 3-channel image classifier, its

@@ -167,7 +167,7 @@ def _parser() -> Parser:
         choices=BACKWARDS,
         default="auto",
         help="where gradient methods walk back: numpy, onnx (onnxruntime runs the rules' ONNX form) or auto "
-        "(onnx where every op on the walk has an ONNX form, else numpy; default)",
+        "(onnx for walks down to the input where every op has an ONNX form, else numpy; default)",
     )
     _preprocessing_options(ex)
     ex.add_argument("--quiet", action="store_true", help="print only errors")

@@ -50,11 +50,12 @@ def test_onnx_walks_equal_numpy_walks_on_the_fashion_models(name):
     _assert_same(_maps(model, methods, photo, "numpy", preset="raw"), _maps(model, methods, photo, "onnx", preset="raw"))
 
 
-def test_auto_runs_every_emitting_walk_in_onnxruntime_and_leaves_the_rest(mobilenet_path, chelsea_path):
+def test_auto_runs_the_walks_to_the_input_in_onnxruntime_and_leaves_the_rest(mobilenet_path, chelsea_path):
     found = Explainer(mobilenet_path, method="gradcam,saliency,fixations,integrated-gradients:steps=2", device="cpu").explain(
         chelsea_path
     )
-    assert found["gradcam"].settings["backward"] == found["saliency"].settings["backward"] == "onnx"
+    assert found["saliency"].settings["backward"] == "onnx"
+    assert found["gradcam"].settings["backward"] == "numpy"  # a walk of about 1 ms: numpy was the faster
     assert found["integrated-gradients:steps=2"].settings["backward"] == "onnx"  # walks on its copies' forward
     assert "backward" not in found["fixations"].settings  # no gradient walk
 

@@ -2,10 +2,12 @@
 model fed the forward's kept tensors, in place of the numpy walk (``GradientPlan.run``).
 
 ``Explainer(backward=...)`` chooses: ``numpy``, ``onnx``, or ``auto`` (the default): onnxruntime
-wherever every rule of the walk has an ONNX form, numpy otherwise. On MobileNetV2 (2 threads,
-bench/bench_compile.py) the onnxruntime walk's forward + backward took 42 against 49 ms for
-saliency at batch 1 and 263 against 398 ms at batch 8, tied for guided backprop and Grad-CAM, and
-on a loaded machine it held at 4x a forward where numpy's walk went to 14-25x.
+for the walks down to the input (saliency, guided backprop, deconvnet, Integrated Gradients,
+SmoothGrad) wherever every rule has an ONNX form, numpy for the short walks down to a layer (the
+Grad-CAM family) and wherever an op has no ONNX form. On MobileNetV2 (2 threads,
+bench/bench_compile.py, forward + walk) onnxruntime took 3.4x a forward against numpy's 3.8x for
+saliency at batch 1 and 5.3x against 7.3x at batch 8; Grad-CAM's walk is about 1 ms either way, and
+at batch 8 the numpy one was the faster end to end (1.08x against 1.49x).
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def choose_backward(method: Method, choice: str, runner: Runner) -> str | None:
     choice = validate.choice("backward", choice, BACKWARDS, "--backward")
     places = set()
     for owner, plan in list(walks(method)):
-        if choice != "numpy":
+        if choice == "onnx" or (choice == "auto" and plan.bottom is None):
             try:
                 plan.engine = engine = OnnxBackward(plan, runner, optional=choice == "auto")
             except FixtraceError:  # an op without an ONNX form, a shape the backward cannot be written for

@@ -45,6 +45,8 @@ class GraphBuilder:
         self._taken = set(taken)
         self._shape_of: dict[str, str] = {}
         self._scalars: dict[float, str] = {}
+        self._batch: tuple[str, int] | None = None
+        self._batch_size: str | None = None
 
     def fresh(self, hint: str, prefixed: bool = True) -> str:
         """A name not used in the graph, from ``hint`` (after ``prefix`` unless told otherwise)."""
@@ -93,10 +95,25 @@ class GraphBuilder:
             raise ModelError(f"the shape of tensor {name!r} is unknown: the backward cannot be written for it")
         return tuple(self.shapes[name])
 
+    def batch_from(self, tensor: str, size: int) -> None:
+        """Take the batch size from ``tensor`` (batch first, ``size`` rows at the compile batch)
+        when a forward tensor's run-time shape is asked for (``shape_of``)."""
+        self._batch = (tensor, size)
+
     def shape_of(self, name: str) -> str:
-        """A Shape node of ``name`` (one per tensor)."""
+        """The run-time shape of ``name`` (one per tensor). A forward tensor whose static shape
+        leads with the batch (see ``batch_from``) gets its batch from there and the rest as a
+        constant, so that the backward reads no forward tensor for its shape alone (a backward-only
+        model need not be fed it, and onnxruntime keeps its fusions)."""
         if name not in self._shape_of:
-            self._shape_of[name] = self.op("Shape", [name], "shape")
+            static = self.shapes.get(name)
+            if self._batch is not None and static is not None and len(static) > 1 and static[0] == self._batch[1]:
+                if self._batch_size is None:
+                    self._batch_size = self.slice(self.op("Shape", [self._batch[0]], "shape"), [0], [1], [0])
+                rest = self.const(np.asarray(static[1:], np.int64), "shape")
+                self._shape_of[name] = self.op("Concat", [self._batch_size, rest], "shape", axis=0)
+            else:
+                self._shape_of[name] = self.op("Shape", [name], "shape")
         return self._shape_of[name]
 
     def reshape_like(self, x: str, like: str) -> str:

@@ -74,7 +74,12 @@ class ActivationPassThrough(PassThrough):
 @vjp_rule("Relu", "Clip")
 class ReluVjp(ElementwiseVjp):
     """The gradient where the input is inside the bounds (strictly, as torch does), shaped by the mode:
-    guided keeps only positive gradients there; deconvnet keeps positive gradients anywhere."""
+    guided keeps only positive gradients there; deconvnet keeps positive gradients anywhere.
+
+    low < x < high exactly where low < y < high, so the mask is read from the output y: the forward
+    keeps the activation, not the conv output before it (which would break onnxruntime's Conv + Clip
+    fusion), and the numpy and ONNX forms read the same tensor.
+    """
 
     def __init__(self, node, graph, mode):
         super().__init__(node, graph, mode)
@@ -82,15 +87,14 @@ class ReluVjp(ElementwiseVjp):
         if bounds is None:
             raise self.unsupported("the clip bounds are computed, not constant")
         self.low, self.high = bounds
+        self.needs = (node.outputs[0],)
 
     def vjp(self, grad, tensors):
-        x = np.ascontiguousarray(tensors.value(self.node.inputs[0]), dtype=np.float32)
-        passed = masked_gradient(np.ascontiguousarray(grad, dtype=np.float32), x, self.low, self.high, _MODES[self.mode])
-        return [(self.node.inputs[0], passed.reshape(x.shape))]
+        y = np.ascontiguousarray(tensors.value(self.node.outputs[0]), dtype=np.float32)
+        passed = masked_gradient(np.ascontiguousarray(grad, dtype=np.float32), y, self.low, self.high, _MODES[self.mode])
+        return [(self.node.inputs[0], passed.reshape(y.shape))]
 
     def emit(self, builder, grad):
-        # low < x < high exactly where low < y < high: reading the output leaves the input free for
-        # the runtime to fuse its producer with this node (Conv + Relu).
         x, y = self.node.inputs[0], self.node.outputs[0]
         if self.mode == "deconvnet":
             return [(x, builder.masked(grad, builder.op("Greater", [grad, builder.scalar(0.0)], "positive")))]
