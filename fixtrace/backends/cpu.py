@@ -16,6 +16,7 @@ class CpuBackend(Backend):
     """Kernels compiled with ``numba.njit`` (cached on disk)."""
 
     name = "cpu"
+    pointwise_channels_last = True
     conv, pool, dense, index = conv, pool, dense, index
 
     def asarray(self, array: np.ndarray) -> np.ndarray:
