@@ -12,6 +12,7 @@ from fixtrace.kernels.cpu.conv import (
     depthwise_backtrack_recomputed,
     pointwise_backtrack,
 )
+from fixtrace.kernels.cpu.sets import merge_dense, merge_duplicates
 from fixtrace.kernels.shared.conv import LOCATION_ARGMAX, LOCATION_CENTRE, conv_geometry
 
 
@@ -65,7 +66,7 @@ def test_depthwise_on_recomputed_input_equals_depthwise_on_the_dense_input(src_k
     for location in (LOCATION_ARGMAX, LOCATION_CENTRE):
         expected = conv_backtrack(dense.reshape(-1), w_dw.reshape(-1), index, g, location)
         got = depthwise_backtrack_recomputed(
-            np.ascontiguousarray(src.transpose(0, 2, 3, 1)).reshape(-1),
+            src.reshape(-1),
             np.ascontiguousarray(w_src.transpose(0, 2, 3, 1)).reshape(-1),
             b_src,
             src_g,
@@ -123,3 +124,14 @@ def test_pointwise_driver_settles_float32_ties_in_float64():
     np.testing.assert_array_equal(fast, serial)
     diagonal = fast.reshape(4, 4)[np.arange(4), np.arange(4)]  # output (m, column m)
     assert list(diagonal // 4) == [3, 4, 0, 5]  # their input channels (H = 1, W = 4)
+
+
+def test_dense_merge_equals_the_sorting_merge():
+    """Same indices and bit-identical sums: the copies of an index are added in input order
+    (counts of very different sizes make the order visible)."""
+    rng = np.random.default_rng(3)
+    index = rng.integers(0, 500, 4000).astype(np.int64)
+    counts = rng.choice([1e-17, 1.0, 3.0, 1e16], index.size) * rng.random(index.size)
+    dense, sorted_ = merge_dense(index, counts, 600), merge_duplicates(index, counts)
+    np.testing.assert_array_equal(dense[0], sorted_[0])
+    assert dense[1].tobytes() == sorted_[1].tobytes()

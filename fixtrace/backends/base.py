@@ -63,8 +63,8 @@ class Backend(ABC):
         """Fixations with count 1 at the given flat indices, in this backend's memory."""
 
     @abstractmethod
-    def union(self, sets: list[FixationSet]) -> FixationSet:
-        """All fixations of several sets on the same tensor."""
+    def union(self, sets: list[FixationSet], size: int | None = None) -> FixationSet:
+        """All fixations of several sets on the same tensor (of ``size`` elements, when known)."""
 
     @abstractmethod
     def compact(self, fixations: FixationSet) -> FixationSet:
