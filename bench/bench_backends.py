@@ -1,6 +1,8 @@
-"""Backtrack time per image on the CPU and CUDA backends, batch 1 and 64, and end-to-end throughput.
+"""Backtrack time per image on the CPU and CUDA backends, batch 1 and 64, and end-to-end throughput
+against plain batched inference (a session keeping nothing, the same batch, interleaved).
 
 Usage: python bench/bench_backends.py [--model models/mobilenet_v2.onnx] [--repeats 20] [--threads 0]
+       [--batches 1 64]
 
 One command on any machine: the CUDA rows run where numba sees a real GPU and are reported as
 absent (with the reason) elsewhere. The forward uses onnxruntime's CUDA provider when the
@@ -36,6 +38,19 @@ def median_ms(fn, repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def interleaved_ms(first, second, repeats: int) -> tuple[float, float]:
+    """Median ms of two functions timed alternately (one warm-up each), so that both see the
+    same machine load."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, kept in zip((first, second), times):
+            t = time.perf_counter()
+            fn()
+            kept.append(time.perf_counter() - t)
+    return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "models" / "mobilenet_v2.onnx"))
@@ -48,6 +63,7 @@ def main() -> None:
     from fixtrace.backends import cuda_status
     from fixtrace.backends.cpu import CpuBackend
     from fixtrace.images.preprocess import preprocess
+    from fixtrace.runtime.session import Session
 
     status = cuda_status()
     backends = [CpuBackend()]
@@ -56,6 +72,9 @@ def main() -> None:
 
         backends.append(CudaBackend())
     explainers = {b.name: Explainer(args.model, device=b.name, threads=args.threads) for b in backends}
+    plains = {
+        name: Session(e.graph, keep=[], providers=e.runner.providers, threads=args.threads) for name, e in explainers.items()
+    }
     photos = real_photos(max(args.batches))
     prepared = [preprocess(p, explainers["cpu"].graph.image_input, explainers["cpu"].preset) for _, p in photos]
 
@@ -82,9 +101,12 @@ def main() -> None:
             def end_to_end():
                 explainer.explain_batch([p for _, p in photos[:n]], batch, [g for _, g in prepared[:n]])
 
+            def plain_forward():
+                plains[backend.name].run(batch)
+
             walk_ms = median_ms(backtrack, args.repeats)
             both_ms = median_ms(forward_and_backtrack, max(3, args.repeats // 2))
-            full_ms = median_ms(end_to_end, max(3, args.repeats // 4))
+            full_ms, plain_ms = interleaved_ms(end_to_end, plain_forward, max(3, args.repeats // 4))
             rows.append(
                 (
                     backend.name,
@@ -92,6 +114,7 @@ def main() -> None:
                     walk_ms / n,
                     n * 1e3 / both_ms,
                     n * 1e3 / full_ms,
+                    n * 1e3 / plain_ms,
                     ", ".join(explainer.session.providers_in_use),
                 )
             )
@@ -103,11 +126,12 @@ def main() -> None:
         f"median of {args.repeats}\n"
     )
     print(
-        "| backend | batch | backtrack ms / image | forward + backtrack images/s | end to end (with render) images/s | forward on |"
+        "| backend | batch | backtrack ms / image | forward + backtrack images/s | end to end (with render) images/s "
+        "| plain inference images/s | end to end / plain | forward on |"
     )
-    print("|---|---|---|---|---|---|")
-    for name, n, per_image, both, full, providers in rows:
-        print(f"| {name} | {n} | {per_image:.3f} | {both:.1f} | {full:.1f} | {providers} |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, n, per_image, both, full, plain, providers in rows:
+        print(f"| {name} | {n} | {per_image:.3f} | {both:.1f} | {full:.1f} | {plain:.1f} | {full / plain:.2f} | {providers} |")
     if not status["gpu"]:
         print(f"\nCUDA rows absent: {status.get('reason')}")
 

@@ -55,7 +55,7 @@ def main() -> None:
     photo = load_image(args.image)
     sample, geometry = preprocess(photo, explainer.graph.image_input, explainer.preset)
     batch = sample[None]
-    target = explainer.explain_prepared(photo, batch, geometry).target.index
+    target = explainer.explain_batch([photo], batch, [geometry])[0][0].target.index
     values = explainer.session.run(batch)
     tensors = explainer.tensors(values, batch)
 
@@ -67,13 +67,13 @@ def main() -> None:
     }
     for _ in range(3):  # warm-up
         plain.run(batch)
-        explainer.explain_prepared(photo, batch, geometry, target)
+        explainer.explain_batch([photo], batch, [geometry], target)
     for _ in range(args.repeats):
         t = time.perf_counter()
         plain.run(batch)
         stages["plain forward"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        explainer.explain_prepared(photo, batch, geometry, target)
+        explainer.explain_batch([photo], batch, [geometry], target)
         stages["fixations end to end"].append(time.perf_counter() - t)
         t = time.perf_counter()
         explainer.session.run(batch)

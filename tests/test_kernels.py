@@ -1,11 +1,18 @@
-"""Kernel drivers that must agree exactly: the parallel conv driver against the serial one."""
+"""Kernel drivers that must agree exactly: the parallel conv driver and the channels-last 1x1
+driver against the serial one."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fixtrace.kernels.cpu.conv import conv_backtrack, conv_backtrack_parallel, depthwise_backtrack_recomputed
+from fixtrace.kernels.cpu.conv import (
+    conv_backtrack,
+    conv_backtrack_parallel,
+    depthwise_backtrack_recomputed,
+    pointwise_backtrack,
+)
+from fixtrace.kernels.cpu.sets import merge_dense, merge_duplicates
 from fixtrace.kernels.shared.conv import LOCATION_ARGMAX, LOCATION_CENTRE, conv_geometry
 
 
@@ -59,7 +66,7 @@ def test_depthwise_on_recomputed_input_equals_depthwise_on_the_dense_input(src_k
     for location in (LOCATION_ARGMAX, LOCATION_CENTRE):
         expected = conv_backtrack(dense.reshape(-1), w_dw.reshape(-1), index, g, location)
         got = depthwise_backtrack_recomputed(
-            np.ascontiguousarray(src.transpose(0, 2, 3, 1)).reshape(-1),
+            src.reshape(-1),
             np.ascontiguousarray(w_src.transpose(0, 2, 3, 1)).reshape(-1),
             b_src,
             src_g,
@@ -71,3 +78,60 @@ def test_depthwise_on_recomputed_input_equals_depthwise_on_the_dense_input(src_k
             location,
         )
         np.testing.assert_array_equal(got, expected)
+
+
+def _pointwise_both(x: np.ndarray, w: np.ndarray, groups: int = 1, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(channels-last driver, serial driver) on every output position of a 1x1 conv."""
+    out = (x.shape[2] - 1) // stride + 1, (x.shape[3] - 1) // stride + 1
+    g = conv_geometry(x.shape, w.shape, out, groups, (stride, stride), (0, 0), (1, 1))
+    index = np.arange(x.shape[0] * w.shape[0] * out[0] * out[1], dtype=np.int64)
+    channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1)
+    fast = pointwise_backtrack(channels_last, w.reshape(-1), index, g)
+    return fast, conv_backtrack(x.reshape(-1), w.reshape(-1), index, g, LOCATION_ARGMAX)
+
+
+@pytest.mark.parametrize("groups, stride", [(1, 1), (1, 2), (4, 1)])
+@pytest.mark.parametrize("data", ["random", "relu", "whole"])
+def test_pointwise_driver_equals_serial(groups, stride, data):
+    rng = np.random.default_rng(groups + 10 * stride)
+    x = rng.standard_normal((2, 48, 9, 9))
+    if data == "relu":
+        x = np.maximum(x, 0)  # zeros, and -0.0 products among them: ties in both precisions
+    elif data == "whole":
+        x = rng.integers(-2, 3, x.shape)  # small whole numbers: exact ties everywhere
+    w = rng.integers(-2, 3, (40, 48 // groups, 1, 1)) if data == "whole" else rng.standard_normal((40, 48 // groups, 1, 1))
+    fast, serial = _pointwise_both(x.astype(np.float32), w.astype(np.float32), groups, stride)
+    np.testing.assert_array_equal(fast, serial)
+
+
+def test_pointwise_driver_settles_float32_ties_in_float64():
+    """Products equal in float32 but not exactly: the exact argmax is a later channel, which the
+    first float32 maximum would miss. Overflow (inf in float32, finite in float64) and NaN too.
+    Case k is output channel k at input column k."""
+    one_ulp = np.float32(1 + 2**-23)
+    x = np.ones((1, 6, 1, 4), dtype=np.float32)
+    w = np.ones((4, 6, 1, 1), dtype=np.float32)
+    # Case 0: channel 0 is exactly 1 + 2**-22, channel 3 is (1 + 2**-23)**2 = 1 + 2**-22 + 2**-46,
+    # both 1 + 2**-22 in float32.
+    x[0, 0, 0, 0], x[0, 3, 0, 0], w[0, 3] = np.float32(1 + 2**-22), one_ulp, one_ulp
+    # Case 1: 1e30 * 1e30 overflows float32 in channels 1 and 4; channel 4 is larger in float64.
+    x[0, 1, 0, 1], x[0, 4, 0, 1], w[1, 1], w[1, 4] = 1e30, 2e30, 1e30, 1e30
+    # Case 2: a NaN first product keeps channel 0, as the serial driver's first-on-ties loop does.
+    x[0, 0, 0, 2], x[0, 5, 0, 2] = np.nan, 5.0
+    # Case 3: a NaN later is never the maximum.
+    x[0, 2, 0, 3], x[0, 5, 0, 3] = np.nan, 5.0
+    fast, serial = _pointwise_both(x, w)
+    np.testing.assert_array_equal(fast, serial)
+    diagonal = fast.reshape(4, 4)[np.arange(4), np.arange(4)]  # output (m, column m)
+    assert list(diagonal // 4) == [3, 4, 0, 5]  # their input channels (H = 1, W = 4)
+
+
+def test_dense_merge_equals_the_sorting_merge():
+    """Same indices and bit-identical sums: the copies of an index are added in input order
+    (counts of very different sizes make the order visible)."""
+    rng = np.random.default_rng(3)
+    index = rng.integers(0, 500, 4000).astype(np.int64)
+    counts = rng.choice([1e-17, 1.0, 3.0, 1e16], index.size) * rng.random(index.size)
+    dense, sorted_ = merge_dense(index, counts, 600), merge_duplicates(index, counts)
+    np.testing.assert_array_equal(dense[0], sorted_[0])
+    assert dense[1].tobytes() == sorted_[1].tobytes()

@@ -30,6 +30,8 @@ class Backend(ABC):
     """
 
     name: str = ""
+    #: Whether 1x1 convs are faster read channels last (``pointwise_backtrack``), a copy included.
+    pointwise_channels_last: bool = False
     conv: ModuleType
     pool: ModuleType
     dense: ModuleType
@@ -61,8 +63,8 @@ class Backend(ABC):
         """Fixations with count 1 at the given flat indices, in this backend's memory."""
 
     @abstractmethod
-    def union(self, sets: list[FixationSet]) -> FixationSet:
-        """All fixations of several sets on the same tensor."""
+    def union(self, sets: list[FixationSet], size: int | None = None) -> FixationSet:
+        """All fixations of several sets on the same tensor (of ``size`` elements, when known)."""
 
     @abstractmethod
     def compact(self, fixations: FixationSet) -> FixationSet:
@@ -88,6 +90,10 @@ class Backend(ABC):
     ) -> Any:
         """See ``kernels.shared.conv.depthwise_recomputed_one``."""
         return self.conv.depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, index, g, location)
+
+    def pointwise_backtrack(self, xl: Any, wf: Any, index: Any, g: tuple[int, ...]) -> Any:
+        """See ``kernels.cpu.conv.pointwise_backtrack`` (only where ``pointwise_channels_last``)."""
+        return self.conv.pointwise_backtrack(xl, wf, index, g)
 
     def pool_argmax(self, xf: Any, index: Any, g: tuple[int, ...]) -> Any:
         """See ``kernels.shared.pool.pool_one``."""

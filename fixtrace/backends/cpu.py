@@ -16,6 +16,7 @@ class CpuBackend(Backend):
     """Kernels compiled with ``numba.njit`` (cached on disk)."""
 
     name = "cpu"
+    pointwise_channels_last = True
     conv, pool, dense, index = conv, pool, dense, index
 
     def asarray(self, array: np.ndarray) -> np.ndarray:
@@ -24,10 +25,10 @@ class CpuBackend(Backend):
     def start(self, flat: Sequence[int] | np.ndarray) -> FixationSet:
         return FixationSet.single(np.asarray(flat, dtype=np.int64))
 
-    def union(self, sets: list[FixationSet]) -> FixationSet:
+    def union(self, sets: list[FixationSet], size: int | None = None) -> FixationSet:
         if len(sets) == 1:
-            return sets[0].merged()
-        return FixationSet(np.concatenate([s.index for s in sets]), np.concatenate([s.count for s in sets])).merged()
+            return sets[0].merged(size)
+        return FixationSet(np.concatenate([s.index for s in sets]), np.concatenate([s.count for s in sets])).merged(size)
 
     def compact(self, fixations: FixationSet) -> FixationSet:
         keep = fixations.index >= 0

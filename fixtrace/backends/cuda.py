@@ -42,7 +42,7 @@ class CudaBackend(Backend):
         host = FixationSet.single(np.asarray(flat, dtype=np.int64))
         return FixationSet(self.asarray(host.index), self.asarray(host.count), unique=True)
 
-    def union(self, sets: list[FixationSet]) -> FixationSet:
+    def union(self, sets: list[FixationSet], size: int | None = None) -> FixationSet:
         if len(sets) == 1:
             return sets[0]
         total = sum(len(s) for s in sets)

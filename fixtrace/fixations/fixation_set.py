@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fixtrace.kernels.cpu.sets import merge_duplicates
+from fixtrace.kernels.cpu.sets import DENSE_RATIO, merge_dense, merge_duplicates
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,19 @@ class FixationSet:
         """The same counts moved to new indices (which may now collide)."""
         return FixationSet(index, self.count)
 
-    def merged(self) -> FixationSet:
-        """This set (host arrays) with duplicates merged (counts summed), indices sorted."""
+    def merged(self, size: int | None = None) -> FixationSet:
+        """This set (host arrays) with duplicates merged (counts summed), indices sorted.
+
+        Args:
+            size: elements in the tensor (batch included), when known: a set with many
+                fixations per element is merged by marking instead of sorting.
+        """
         if self.unique:
             return self
-        index, count = merge_duplicates(self.index, self.count)
+        if size is not None and size <= DENSE_RATIO * self.index.size:
+            index, count = merge_dense(self.index, self.count, size)
+        else:
+            index, count = merge_duplicates(self.index, self.count)
         return FixationSet(index, count, unique=True)
 
     def host(self) -> FixationSet:

@@ -42,6 +42,10 @@ class ConvRecipe:
     high: float
     #: ``weights`` flattened (set after init).
     flat_weights: np.ndarray = field(init=False, repr=False)
+    #: ``conv_geometry`` per (source shape, output shape), filled on use.
+    geometries: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[int, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flat_weights", self.weights.reshape(-1))
@@ -58,23 +62,26 @@ class ConvRecipe:
             out_shape: the recomputed tensor's shape.
 
         Returns:
-            (source channels last, weights, bias, ``conv_geometry``, low, high).
+            (source flat, weights, bias, ``conv_geometry``, low, high).
         """
         in_shape = tensors.shape(self.source)
-        m, kh, kw, c_group = self.weights.shape
-        win = window(self.conv, (kh, kw), (in_shape[2], in_shape[3]), (out_shape[2], out_shape[3]))
-        g = conv_geometry(
-            in_shape,
-            (m, c_group, kh, kw),
-            (out_shape[2], out_shape[3]),
-            int(attribute(self.conv, "group")),
-            win.strides,
-            win.pads,
-            win.dilations,
-        )
+        g = self.geometries.get((in_shape, out_shape))
+        if g is None:
+            m, kh, kw, c_group = self.weights.shape
+            win = window(self.conv, (kh, kw), (in_shape[2], in_shape[3]), (out_shape[2], out_shape[3]))
+            g = conv_geometry(
+                in_shape,
+                (m, c_group, kh, kw),
+                (out_shape[2], out_shape[3]),
+                int(attribute(self.conv, "group")),
+                win.strides,
+                win.pads,
+                win.dilations,
+            )
+            self.geometries[(in_shape, out_shape)] = g
         backend = tensors.backend
         return (
-            tensors.channels_last(self.source),
+            tensors.flat(self.source),
             backend.constant(self.flat_weights),
             backend.constant(self.bias),
             g,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from fixtrace.fixations.fixation_set import FixationSet
@@ -90,15 +91,17 @@ class BacktrackPlan:
         pending: dict[str, list[FixationSet]] = {self.logits: [start]}
         result = BacktrackResult()
         for r in self.rules:
-            arriving = pending.pop(r.node.outputs[0], None)
+            output = r.node.outputs[0]
+            arriving = pending.pop(output, None)
             if not arriving:
                 continue
-            fixations = backend.union(arriving)
-            result.per_tensor[r.node.outputs[0]] = fixations
+            fixations = backend.union(arriving, math.prod(tensors.shape(output)))
+            result.per_tensor[output] = fixations
             for name, sent in r.backtrack(fixations, tensors):
                 if len(sent):
                     pending.setdefault(name, []).append(sent)
-        arrived = pending.get(self.graph.image_input.name, [])
-        result.input = backend.union(arrived) if arrived else backend.start([])
-        result.per_tensor[self.graph.image_input.name] = result.input
+        image = self.graph.image_input.name
+        arrived = pending.get(image, [])
+        result.input = backend.union(arrived, math.prod(tensors.shape(image))) if arrived else backend.start([])
+        result.per_tensor[image] = result.input
         return result

@@ -41,6 +41,7 @@ class ConvRule(FixationRule):
         self.location = _LOCATIONS.get(options.conv_location, LOCATION_ARGMAX)
         self.coarse_centre = options.conv_location == "coarse-centre"
         self.image = graph.image_input
+        self._geometries: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[int, ...]] = {}
         # A depthwise conv reads only its fixations' windows in one channel: those can be recomputed.
         self.depthwise = self.weights.shape[1] == 1
         if self.depthwise:
@@ -50,19 +51,43 @@ class ConvRule(FixationRule):
 
     def backtrack(self, fixations, tensors):
         name = self.node.inputs[0]
-        out_shape = tensors.shape(self.node.outputs[0])
         in_shape = tensors.shape(name)
-        win = window(self.node, self.weights.shape[2:], in_shape[2:], out_shape[2:], self.opset)
-        g = conv_geometry(in_shape, self.weights.shape, out_shape[2:], self.groups, win.strides, win.pads, win.dilations)
+        g = self._geometry(in_shape, tensors.shape(self.node.outputs[0]))
         backend = tensors.backend
         weights = backend.constant(self.flat_weights)
         location = self._location(in_shape, tensors)
         if self.depthwise and name not in tensors.values:
-            source = tensors.recipes[name].arguments(tensors, in_shape)
-            index = backend.depthwise_backtrack_recomputed(*source, weights, fixations.index, g, location)
+            if location == LOCATION_CENTRE:
+                # The centre is geometry only: the recompute body never reads its source then.
+                index = backend.depthwise_backtrack_recomputed(
+                    weights, weights, weights, g, 0.0, 0.0, weights, fixations.index, g, location
+                )
+            else:
+                source = tensors.recipes[name].arguments(tensors, in_shape)
+                index = backend.depthwise_backtrack_recomputed(*source, weights, fixations.index, g, location)
+        elif self._one_cell(g) and backend.pointwise_channels_last and 2 * len(fixations) * g[4] >= np.prod(in_shape):
+            # Enough work per input value to pay for a channels-last copy (shared with recomputes).
+            index = backend.pointwise_backtrack(tensors.channels_last(name), weights, fixations.index, g)
         else:
             index = backend.conv_backtrack(tensors.flat(name), weights, fixations.index, g, location)
         return [(name, fixations.with_index(index))]
+
+    def _geometry(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``conv_geometry`` of this node for these shapes (computed once per pair)."""
+        key = (in_shape, out_shape)
+        g = self._geometries.get(key)
+        if g is None:
+            kernel, in_hw, out_hw = self.weights.shape[2:4], (in_shape[2], in_shape[3]), (out_shape[2], out_shape[3])
+            win = window(self.node, (int(kernel[0]), int(kernel[1])), in_hw, out_hw, self.opset)
+            g = conv_geometry(in_shape, self.weights.shape, out_hw, self.groups, win.strides, win.pads, win.dilations)
+            self._geometries[key] = g
+        return g
+
+    @staticmethod
+    def _one_cell(g: tuple[int, ...]) -> bool:
+        """Whether every window of ``conv_geometry`` g is one valid input cell (a 1x1 conv, no leading pads)."""
+        height, width, kh, kw, out_h, out_w, sh, sw, pt, pl = g[1], g[2], g[5], g[6], g[7], g[8], g[10], g[11], g[12], g[13]
+        return kh == kw == 1 and pt == pl == 0 and (out_h - 1) * sh < height and (out_w - 1) * sw < width
 
     def _location(self, in_shape: tuple[int, ...], tensors) -> int:
         """The location rule of this run: ``coarse-centre`` compares the conv's input grid with the image's."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
-from fixtrace.kernels.shared.conv import conv_one, depthwise_recomputed_one
+from fixtrace.kernels.shared.conv import conv_one, depthwise_recomputed_one, window_origin
 
 #: Work (fixations x channels x kernel cells) above which the parallel driver pays off.
 PARALLEL_WORK = 200_000
@@ -63,4 +64,88 @@ def depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, out_
     result = np.empty(out_index.size, dtype=np.int64)
     for f in range(out_index.size):
         result[f] = depthwise_recomputed_one(src, src_w, src_bias, sg, low, high, wf, out_index[f], g, location)
+    return result
+
+
+@register_jitable
+def _unique_argmax32(products):  # pragma: no cover - numba
+    """The index of the largest of float32 ``products`` when exactly one entry holds it, else -1
+    (a tie, a NaN first entry or an infinite maximum).
+
+    Rounding to float32 is monotonic: a product whose float32 value is below the maximum has a
+    smaller exact value too, so a maximum held by one entry is the exact argmax.
+    """
+    n = products.size
+    m0 = products[0]
+    if m0 != m0:
+        return -1
+    # Four running maxima: one chain of compare-and-select per element would serialise the loop.
+    m1, m2, m3 = m0, m0, m0
+    quads = n // 4
+    for k in range(quads):
+        p0, p1, p2, p3 = products[4 * k], products[4 * k + 1], products[4 * k + 2], products[4 * k + 3]
+        m0 = p0 if p0 > m0 else m0
+        m1 = p1 if p1 > m1 else m1
+        m2 = p2 if p2 > m2 else m2
+        m3 = p3 if p3 > m3 else m3
+    for c in range(4 * quads, n):
+        m0 = products[c] if products[c] > m0 else m0
+    best = max(max(m0, m1), max(m2, m3))
+    if best == np.inf:
+        return -1
+    first = -1
+    for c in range(n):
+        if products[c] == best:
+            if first >= 0:
+                return -1
+            first = c
+    return first
+
+
+@register_jitable
+def _argmax64(xl, wf, xo, wo, n):  # pragma: no cover - numba
+    """The channel with the largest float64 product xl[xo + c] * wf[wo + c], first on ties:
+    ``conv_one``'s one-cell sums."""
+    best = -np.inf
+    best_c = 0
+    for c in range(n):
+        total = np.float64(xl[xo + c]) * np.float64(wf[wo + c])
+        if c == 0 or total > best:
+            best = total
+            best_c = c
+    return best_c
+
+
+@njit(cache=True, boundscheck=False)
+def pointwise_backtrack(xl, wf, out_index, g):  # pragma: no cover - numba
+    """``conv_backtrack`` for a conv whose every window is one valid input cell (1x1, no leading
+    pads), reading its input channels last: the same indices, any location rule.
+
+    The channel argmax runs on float32 products (``_unique_argmax32``); a row it cannot settle
+    is redone in float64 exactly as ``shared.conv.conv_one`` does.
+
+    Args:
+        xl: the input activations channels last, flat float32 (B * H * W * C).
+        wf, out_index, g: as in ``conv_backtrack``.
+
+    Returns:
+        int64 flat indices into the (channels-first) input, one per output fixation.
+    """
+    n_in, height, width = g[0], g[1], g[2]
+    c_group = g[4]
+    plane = height * width
+    result = np.empty(out_index.size, dtype=np.int64)
+    products = np.empty(c_group, dtype=np.float32)
+    for f in range(out_index.size):
+        b, m, c0, top, left = window_origin(out_index[f], g)
+        xo = (b * plane + top * width + left) * n_in + c0
+        wo = m * c_group
+        xr = xl[xo : xo + c_group]
+        wr = wf[wo : wo + c_group]
+        for c in range(c_group):  # slices indexed from range: no negative-index checks, so this vectorises
+            products[c] = xr[c] * wr[c]
+        best_c = _unique_argmax32(products)
+        if best_c < 0:
+            best_c = _argmax64(xl, wf, xo, wo, c_group)
+        result[f] = ((b * n_in + c0 + best_c) * height + top) * width + left
     return result

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+#: ``merge_dense`` replaces the sort when the tensor has at most this many elements per index.
+DENSE_RATIO = 4
+
 
 @njit(cache=True)
 def merge_duplicates(index, counts):  # pragma: no cover - numba
@@ -30,3 +33,39 @@ def merge_duplicates(index, counts):  # pragma: no cover - numba
             out_count[n] = counts[order[k]]
             n += 1
     return out_index[:n], out_count[:n]
+
+
+@njit(cache=True)
+def merge_dense(index, counts, size):  # pragma: no cover - numba
+    """``merge_duplicates`` for indices into a tensor of ``size`` elements, by marking instead
+    of sorting (O(n + size)); the copies of an index are added in the same (input) order, so the
+    result is the same.
+
+    Args:
+        index: int64 flat indices in 0..size-1, any order, duplicates allowed.
+        counts: float64 count per index.
+        size: elements in the tensor.
+
+    Returns:
+        (unique sorted indices, summed counts).
+    """
+    seen = np.zeros(size, dtype=np.bool_)
+    total = np.empty(size, dtype=np.float64)
+    n = 0
+    for k in range(index.size):
+        i = index[k]
+        if seen[i]:
+            total[i] += counts[k]
+        else:
+            seen[i] = True
+            total[i] = counts[k]
+            n += 1
+    out_index = np.empty(n, dtype=np.int64)
+    out_count = np.empty(n, dtype=np.float64)
+    j = 0
+    for i in range(size):
+        if seen[i]:
+            out_index[j] = i
+            out_count[j] = total[i]
+            j += 1
+    return out_index, out_count

@@ -119,7 +119,7 @@ def conv_value(src, src_w, src_bias, cell, sg, low, high):  # pragma: no cover -
     """One value of Clip(Conv(src)) as onnxruntime would have kept it (float32, then clipped).
 
     Args:
-        src: the conv's input channels last, flat float32 (B * H * W * C).
+        src: the conv's input, flat float32 (B * C * H * W).
         src_w: its weights channels last, flat float32 (M * KH * KW * C // groups).
         src_bias: float32 (M,).
         cell: flat index into the conv's output (B, M, out_h, out_w).
@@ -133,13 +133,15 @@ def conv_value(src, src_w, src_bias, cell, sg, low, high):  # pragma: no cover -
     b, m, c0, top, left = window_origin(cell, sg)
     i_lo, i_hi = taps(top, dh, kh, height)
     j_lo, j_hi = taps(left, dw, kw, width)
+    plane = height * width
     total = np.float64(0.0)
     for i in range(i_lo, i_hi):
         for j in range(j_lo, j_hi):
-            xo = ((b * height + top + i * dh) * width + left + j * dw) * n_in + c0
+            # Read in place (channel stride ``plane``): a few windows do not pay for a channels-last copy.
+            xo = (b * n_in + c0) * plane + (top + i * dh) * width + left + j * dw
             wo = ((m * kh + i) * kw + j) * c_group
             for c in range(c_group):
-                total += np.float64(src[xo + c]) * np.float64(src_w[wo + c])
+                total += np.float64(src[xo + c * plane]) * np.float64(src_w[wo + c])
     value = np.float64(np.float32(total + np.float64(src_bias[m])))
     if value < low:
         value = low
