@@ -4,11 +4,18 @@ The public names are imported on first use, so that ``import fixtrace`` (and the
 argument parsing) stays light.
 """
 
+import os
 from typing import TYPE_CHECKING
 
 from fixtrace.lazy import lazy_exports
 
 __version__ = "0.1.0"
+
+# OpenMP threads (numba's omp layer, scikit-learn's t-SNE) that spin while waiting collapse on a
+# machine where other work runs: t-SNE of 400 codes went 1.8 s -> 6.2 s with one busy process beside
+# it, 2.3 s -> 2.5 s with passive waiting (bench/bench_load.py). Only before an OpenMP runtime loads,
+# and only when the user has not chosen.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from fixtrace.api import BatchItem, Explainer, explain
