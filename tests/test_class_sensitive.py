@@ -111,6 +111,65 @@ def test_heads_of_every_spelling_are_global_pools_and_a_flattened_conv_is_not():
     assert not reads_global_pool(LayerGraph.from_model(build(body, ["N", 3, 8, 8], ["y"], inits)), "y")
 
 
+def _head_graph(head: list, extra: dict | None = None) -> LayerGraph:
+    """A conv body (8x8 -> 4 channels, ReLU) then ``head`` (nodes from "a" to "y")."""
+    from test_rules_oracle import _w, build
+
+    rng = np.random.default_rng(5)
+    body = [
+        onnx.helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        onnx.helper.make_node("Relu", ["c"], ["a"]),
+    ]
+    inits = {"w": _w(rng, 4, 3, 3, 3), "w1": _w(rng, 6, 4, 1, 1), "w2": _w(rng, 5, 6, 1, 1), "fc": _w(rng, 5, 4)}
+    return LayerGraph.from_model(build(body + head, [1, 3, 8, 8], ["y"], inits | (extra or {})))
+
+
+_N = onnx.helper.make_node
+#: Heads that pool the whole map without a Global* op or with ops on the pooled vector.
+POOLED_HEADS = {
+    "full-map AveragePool": [
+        _N("AveragePool", ["a"], ["p"], kernel_shape=[8, 8]),
+        _N("Flatten", ["p"], ["f"]),
+        _N("Gemm", ["f", "fc"], ["y"], transB=1),
+    ],
+    "1x1 conv classifier after the pool": [
+        _N("GlobalAveragePool", ["a"], ["p"]),
+        _N("Conv", ["p", "w1"], ["h"], kernel_shape=[1, 1]),
+        _N("HardSigmoid", ["h"], ["hs"]),
+        _N("Conv", ["hs", "w2"], ["z"], kernel_shape=[1, 1]),
+        _N("Flatten", ["z"], ["y"]),
+    ],
+    "a LayerNorm on the pooled vector": [
+        _N("GlobalAveragePool", ["a"], ["p"]),
+        _N("Flatten", ["p"], ["f"]),
+        _N("ReduceMean", ["f"], ["m"], axes=[1]),
+        _N("Sub", ["f", "m"], ["d"]),
+        _N("Mul", ["d", "d"], ["sq"]),
+        _N("Gemm", ["sq", "fc"], ["y"], transB=1),
+    ],
+}
+
+
+@pytest.mark.parametrize("head", list(POOLED_HEADS))
+def test_heads_that_pool_in_other_spellings_are_global_pools_given_the_shapes(head):
+    from fixtrace.fixations.head import reads_global_pool
+
+    graph = _head_graph(POOLED_HEADS[head])
+    assert reads_global_pool(graph, "y", graph.shapes((1, 3, 8, 8)))
+
+
+def test_a_partial_pool_before_a_dense_layer_is_a_flattened_map():
+    from fixtrace.fixations.head import reads_global_pool
+
+    head = [
+        _N("AveragePool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        _N("Flatten", ["p"], ["f"]),
+        _N("Gemm", ["f", "big"], ["y"], transB=1),
+    ]
+    graph = _head_graph(head, {"big": np.ones((5, 64), np.float32)})
+    assert not reads_global_pool(graph, "y", graph.shapes((1, 3, 8, 8)))
+
+
 @pytest.mark.parametrize(
     "model, location, rule", [(MODEL, "coarse-centre", "spread"), (FASHION / "vgg.onnx", "centre", "authors")]
 )

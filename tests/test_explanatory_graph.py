@@ -161,11 +161,13 @@ def test_cli_writes_every_file_and_skips_a_corrupt_photo(mobilenet_path, tmp_pat
     out = tmp_path / "out"
     done = run_cli(
         "explanatory-graph", mobilenet_path, folder, "--layers", layers, "--out", out, "--iterations", "3", "--top-m", "40",
-        "--strips", "2", "--locate", IMAGES / "coffee.jpg", "--quiet", cwd=tmp_path,
+        "--strips", "2", "--locate", IMAGES / "coffee.jpg", "--locate", folder / "broken.jpg", "--quiet", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "broken.jpg" in done.stderr and "skipped" in done.stderr and "Traceback" not in done.stderr
-    for name in ("graph.json", "graph.graphml", "graph.jpg", "strips.jpg", "located/coffee.jpg.jpg"):
+    assert "1 photo(s) given to --locate could not be read" in done.stderr
+    assert [p.name for p in (out / "located").iterdir()] == ["000_coffee.jpg"]
+    for name in ("graph.json", "graph.graphml", "graph.jpg", "strips.jpg"):
         assert (out / name).is_file(), name
     assert len(list((out / "strips").glob("*.jpg"))) == 4
     data = json.loads((out / "graph.json").read_text())

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from fixtrace import validate
 from fixtrace.compile import BACKWARDS
 from fixtrace.compile.builder import GraphBuilder
-from fixtrace.compile.compiler import graph_names, static_shapes
+from fixtrace.compile.compiler import batch_led, graph_names, static_shapes
 from fixtrace.errors import FixtraceError, ModelError, first_line
 from fixtrace.gradients import GradientPlan
 from fixtrace.methods.base import Method
@@ -48,8 +48,9 @@ class OnnxBackward:
     def __init__(self, plan: GradientPlan, runner: Runner, optional: bool = False) -> None:
         self.optional = optional
         graph = plan.graph
+        shapes = static_shapes(runner, plan.touched | {plan.top})
         builder = GraphBuilder(
-            graph.opset, graph_names(graph.model), static_shapes(runner, plan.touched | {plan.top}), graph.constants
+            graph.opset, graph_names(graph.model), shapes, graph.constants, batch_led=batch_led(runner, shapes)
         )
         self.seed = builder.fresh("seed", prefixed=False)
         self.output = builder.output(plan.emit(builder, self.seed), "gradient")

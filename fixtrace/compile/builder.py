@@ -3,7 +3,7 @@ that write each op in the form the model's opset defines (attributes before, inp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ class GraphBuilder:
             so that a dim broadcast over the batch shows as 1).
         constants: the graph's constants (their shapes are theirs).
         prefix: put before every name made here.
+        batch_led: forward tensors whose first dim is the batch (``compiler.batch_led``).
 
     Attributes:
         nodes, initializers: what was emitted, in order.
@@ -35,17 +36,19 @@ class GraphBuilder:
         shapes: Mapping[str, tuple[int, ...]],
         constants: Mapping[str, np.ndarray] | None = None,
         prefix: str = "xai/",
+        batch_led: Collection[str] = (),
     ) -> None:
         self.opset = opset
         self.shapes = shapes
         self.constants = constants or {}
         self.prefix = prefix
+        self.batch_led = frozenset(batch_led)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._taken = set(taken)
         self._shape_of: dict[str, str] = {}
         self._scalars: dict[float, str] = {}
-        self._batch: tuple[str, int] | None = None
+        self._batch: str | None = None
         self._batch_size: str | None = None
 
     def fresh(self, hint: str, prefixed: bool = True) -> str:
@@ -95,10 +98,10 @@ class GraphBuilder:
             raise ModelError(f"the shape of tensor {name!r} is unknown: the backward cannot be written for it")
         return tuple(self.shapes[name])
 
-    def batch_from(self, tensor: str, size: int) -> None:
-        """Take the batch size from ``tensor`` (batch first, ``size`` rows at the compile batch)
-        when a forward tensor's run-time shape is asked for (``shape_of``)."""
-        self._batch = (tensor, size)
+    def batch_from(self, tensor: str) -> None:
+        """Take the batch size from ``tensor`` (batch first) when the run-time shape of a forward
+        tensor in ``batch_led`` is asked for (``shape_of``)."""
+        self._batch = tensor
 
     def shape_of(self, name: str) -> str:
         """The run-time shape of ``name`` (one per tensor). A forward tensor whose static shape
@@ -107,9 +110,9 @@ class GraphBuilder:
         model need not be fed it, and onnxruntime keeps its fusions)."""
         if name not in self._shape_of:
             static = self.shapes.get(name)
-            if self._batch is not None and static is not None and len(static) > 1 and static[0] == self._batch[1]:
+            if self._batch is not None and static is not None and name in self.batch_led:
                 if self._batch_size is None:
-                    self._batch_size = self.slice(self.op("Shape", [self._batch[0]], "shape"), [0], [1], [0])
+                    self._batch_size = self.slice(self.op("Shape", [self._batch], "shape"), [0], [1], [0])
                 rest = self.const(np.asarray(static[1:], np.int64), "shape")
                 self._shape_of[name] = self.op("Concat", [self._batch_size, rest], "shape", axis=0)
             else:

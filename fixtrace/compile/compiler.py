@@ -89,7 +89,9 @@ def compile_explanation(
     graph = explainer.graph
     original = graph.model
     shapes = static_shapes(explainer.runner, prepared.touched | {explainer.logits})
-    builder = GraphBuilder(graph.opset, graph_names(original), shapes, graph.constants)
+    builder = GraphBuilder(
+        graph.opset, graph_names(original), shapes, graph.constants, batch_led=batch_led(explainer.runner, shapes)
+    )
     image = next(i for i in original.graph.input if i.name == graph.image_input.name)
     if image.type.tensor_type.elem_type != TensorProto.FLOAT:
         kind = helper.tensor_dtype_to_string(image.type.tensor_type.elem_type).split(".")[-1].lower()
@@ -165,3 +167,14 @@ def static_shapes(runner: Runner, touched: set[str]) -> dict[str, tuple[int, ...
         values = runner.session.run(np.zeros(batch, np.float32))
         shapes |= {t: tuple(values[t].shape) for t in unknown if t in values}
     return shapes
+
+
+def batch_led(runner: Runner, shapes: dict[str, tuple[int, ...]]) -> set[str]:
+    """The tensors of ``shapes`` (at the compile batch, ``static_shapes``) whose first dim is the
+    batch: it follows the batch from 2 to 3 in shape inference (with a fixed batch, every tensor
+    is static: all of them)."""
+    fixed = runner.graph.image_input.fixed_batch
+    if fixed:
+        return {t for t, s in shapes.items() if len(s) > 1 and s[0] == fixed}
+    at_three = runner.graph.shapes(runner.batch_shape(3))
+    return {t for t, s in shapes.items() if len(s) > 1 and s[0] == 2 and tuple(at_three.get(t, ())) == (3, *s[1:])}

@@ -37,6 +37,7 @@ class BacktrackPlan:
         options: walk options (``auto`` choices are resolved from the model's head).
         output: graph output to explain (default: the first).
         logits: the class-score tensor itself (instead of ``output``).
+        shapes: static tensor shapes, when known (they help tell the model's head: ``reads_global_pool``).
 
     Raises:
         UnsupportedOpError: a node on the path has no rule.
@@ -44,12 +45,17 @@ class BacktrackPlan:
     """
 
     def __init__(
-        self, graph: LayerGraph, options: FixationOptions | None = None, output: str | None = None, logits: str | None = None
+        self,
+        graph: LayerGraph,
+        options: FixationOptions | None = None,
+        output: str | None = None,
+        logits: str | None = None,
+        shapes: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
         self.graph = graph
         self.logits = logits or find_logits(graph, output)
         #: Whether the class scores read a global pool (else a flattened map): what ``auto`` options follow.
-        self.pooled_head = reads_global_pool(graph, self.logits)
+        self.pooled_head = reads_global_pool(graph, self.logits, shapes)
         self.options = (options or FixationOptions()).resolved(self.pooled_head)
         self.rules: list[FixationRule] = rules_below(
             graph, self.logits, lambda node: FIXATIONS.rule_for(node)(node, graph, self.options)

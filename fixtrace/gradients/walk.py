@@ -113,7 +113,7 @@ class GradientPlan:
             others = sorted({r.node.op_type for r in missing} - {missing[0].node.op_type})
             more = f"; nor have {', '.join(others)} on the same path" if others else ""
             raise missing[0].unsupported(f"its gradient has no ONNX form for `fixtrace compile` yet{more}", compilable())
-        builder.batch_from(seed, builder.shape(self.top)[0])
+        builder.batch_from(seed)
         end = self._walk(seed, lambda rule, grad: rule.emit(builder, grad), lambda a, b: builder.op("Add", [a, b], "sum"))
         if end is None:
             zero = onnx.helper.make_tensor("value", onnx.TensorProto.FLOAT, [1], [0.0])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -124,12 +125,14 @@ def _run(args: argparse.Namespace) -> int:
     written = save(graph, out, strips=args.strips)
     if args.locate:
         place = make_folder(out / "located")
-        for found_on in locate(graph, args.locate, preset=preset, threads=args.threads):
+        located = locate(graph, args.locate, preset=preset, threads=args.threads)
+        for k, found_on in enumerate(located):
             picture = draw_located(graph, found_on)
-            path = place / f"{safe_name(str(found_on.source).rsplit('/', 1)[-1])}.jpg"
+            # numbered: two photos of one name from different folders keep a picture each
+            path = place / f"{k:03d}_{safe_name(Path(str(found_on.source)).stem)}.jpg"
             write_atomic(path, functools.partial(picture.save, format="JPEG", quality=88))
             written.append(path)
-        missing = len(args.locate) - len(list(place.iterdir()))
+        missing = len(args.locate) - len(located)
         if missing > 0:
             _error(f"{missing} photo(s) given to --locate could not be read")
             failed.append("--locate")

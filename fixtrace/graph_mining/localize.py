@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from fixtrace.errors import OptionError
 from fixtrace.graph_mining.build import conv_layers, read_peaks
 from fixtrace.graph_mining.graph import ExplanatoryGraph
 from fixtrace.graph_mining.mining import LayerNodes, infer, parent_shift
@@ -91,6 +92,14 @@ def locate(
     convs = conv_layers(
         model if model is not None else graph.model, [n.layer for n in graph.layers], preset=chosen, threads=threads
     )
+    for nodes in graph.layers:
+        shape = convs.reader.shapes[nodes.layer]
+        channels = convs.reader.nchw(nodes.layer, np.broadcast_to(np.float32(0), shape)).shape[1]
+        if len(nodes.scale) != channels:
+            raise OptionError(
+                f"the graph was mined on {len(nodes.scale)} filters of {nodes.layer!r}; this model's has {channels}: "
+                "locate with the model the graph was mined on"
+            )
     found, sources, geometries = read_peaks(convs, images, graph.peaks, batch_size)
     if not sources:
         return []

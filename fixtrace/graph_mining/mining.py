@@ -10,7 +10,7 @@ its score on I over its variance (the authors' code). The top layer has no paren
 An EM loop (``iterations``) alternates:
 
 * E: each node scores each peak of its filter ``value * exp(-|p - prior|^2 / 2 sigma^2)`` (zero
-  beyond ``deform_ratio`` sigmas: the search window); the node's inferred position on the photo is
+  beyond sqrt(2) ``deform_ratio`` sigmas: the search window); the node's inferred position on the photo is
   its best peak and its score is that product (the paper's part localisation). The patterns of a
   filter compete for its peaks: a peak's activation is shared in proportion to the patterns'
   scores, against a background term ``tau`` (the authors' ``validTau``).
@@ -238,7 +238,7 @@ def infer(peaks: np.ndarray, values: np.ndarray, prior: np.ndarray, sigma: np.nd
     d2 = (offsets**2).sum(axis=-1)  # (n, C, K, P)
     s2 = (sigma**2)[None, :, :, None]
     score = values[:, :, None, :] * np.exp(-d2 / (2 * s2))
-    score[d2 > 2 * settings.deform_ratio**2 * s2] = 0  # outside the search window
+    score[d2 > 2 * settings.deform_ratio**2 * s2] = 0  # outside the search window: sqrt(2) deform_ratio sigmas
     best = score.argmax(axis=3)
     n, c, k = best.shape
     positions = np.take_along_axis(np.broadcast_to(peaks[:, :, None], (n, c, k, *peaks.shape[2:])), best[..., None, None], 3)

@@ -49,7 +49,10 @@ class Fixations(Method):
     def __init__(self, graph: LayerGraph, logits: str, **options: Any) -> None:
         super().__init__(graph, logits, **options)
         self.plan = BacktrackPlan(
-            graph, FixationOptions(conv_location=self.params["conv_location"], rule=self.params["rule"]), logits=logits
+            graph,
+            FixationOptions(conv_location=self.params["conv_location"], rule=self.params["rule"]),
+            logits=logits,
+            shapes=self.shapes,
         )
         self.options = self.plan.options
         self.needs = set(self.plan.needs)

@@ -73,7 +73,11 @@ class WindowArgmax(FixationRule):
 _AVERAGING = ("GlobalAveragePool", "ReduceMean", "ReduceSum")
 
 
-@fixation_rule("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceL2")
+#: Ops that reduce a whole map to one value per channel (global pools, reductions over rows and columns).
+GLOBAL_POOLS = ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceL2")
+
+
+@fixation_rule(*GLOBAL_POOLS)
 class GlobalArgmax(FixationRule):
     """Channel k -> (k, the spatial argmax of channel k); any two reduced axes of a rank-4 map.
 
