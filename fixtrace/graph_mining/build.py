@@ -116,6 +116,14 @@ def mine(
         for k in range(len(fitted) - 1)
         for child, parent, weight, d, sigma in edge_priors(fitted[k], fitted[k + 1])
     ]
+    # A parent that never scored with its child has no prior and no edge: the graph forgets it, so
+    # that locating with the mined graph and with its saved file (edges only) agree.
+    for k, layer in enumerate(fitted[:-1]):
+        linked = {(e.child, e.parent) for e in edges if e.layer == k}
+        for v, u in zip(*np.nonzero(layer.parents >= 0)):
+            if (int(v), int(layer.parents[v, u])) not in linked:
+                layer.parents[v, u] = -1
+                layer.weights[v, u] = 0
     return fitted, edges
 
 
