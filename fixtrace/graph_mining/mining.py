@@ -58,6 +58,8 @@ RESELECT = 5
 EDGE_CUT = 0.1
 #: Photos per E-step chunk (bounds the (photos, nodes, peaks) temporaries).
 _CHUNK = 32
+#: Bytes for the parent choice's temporaries (``choose_parents``).
+_TEMP_BYTES = 256 * 2**20
 
 
 def default_density(rows: int) -> float:
@@ -297,8 +299,10 @@ def choose_parents(
     count = min(top_n, int(candidate.sum()))
     parents = np.full((positions.shape[1], top_n), -1, np.int64)
     weights = np.zeros((positions.shape[1], top_n), np.float32)
-    for first in range(0, positions.shape[1], 64):
-        v = slice(first, first + 64)
+    # Children at a time: the (photos, children, U, 2) temporaries stay near _TEMP_BYTES.
+    step = int(np.clip(_TEMP_BYTES // (12 * len(positions) * max(len(upper), 1)), 1, 64))
+    for first in range(0, positions.shape[1], step):
+        v = slice(first, first + step)
         d2 = ((deviation[:, v, None, :] - deviation_up[:, None, :, :]) ** 2).sum(axis=-1)  # (I, v, U)
         spread = np.maximum(d2.mean(axis=(0, 2)), 1e-6)[None, :, None]
         agreement = (np.exp(-d2 / (2 * spread)) * scores[:, v, None]).sum(axis=0) * candidate[None]  # (v, U)
