@@ -5,9 +5,9 @@ model fed the forward's kept tensors, in place of the numpy walk (``GradientPlan
 for the walks down to the input (saliency, guided backprop, deconvnet, Integrated Gradients,
 SmoothGrad) wherever every rule has an ONNX form, numpy for the short walks down to a layer (the
 Grad-CAM family) and wherever an op has no ONNX form. On MobileNetV2 (2 threads,
-bench/bench_compile.py, forward + walk) onnxruntime took 3.4-4.1x a forward against numpy's
-3.8-4.2x for saliency at batch 1 and 5.3-5.5x against 7.2-7.3x at batch 8; Grad-CAM's walk is 1-2
-ms either way, and at batch 8 the numpy one was the faster end to end (1.06-1.08x against 1.34-1.49x).
+bench/bench_compile.py, forward + walk) onnxruntime took 3.4-4.4x a forward against numpy's
+3.8-5.6x for saliency at batch 1 and 4.5-5.5x against 6.5-7.3x at batch 8; Grad-CAM's walk is 1-2
+ms either way, and the runs disagree on which is faster end to end.
 """
 
 from __future__ import annotations
