@@ -359,6 +359,31 @@ def stream_options(parser: argparse.ArgumentParser, batch_size: int, quiet: str 
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
 
 
+def stream_start(args: argparse.Namespace) -> tuple[PresetChoice, list[Path]]:
+    """What a verb with ``stream_options`` does first: the preset its flags ask for, ``--batch-size``
+    checked, and the image files its arguments name (folders searched).
+
+    Raises:
+        OptionError: a bad preprocessing flag or batch size, or no image.
+    """
+    from fixtrace import validate
+
+    preset = _preset_choice(args)
+    validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
+    return preset, [path for path, _ in _collect_images(args.images)]
+
+
+def stream_preprocessing(args: argparse.Namespace, preset: Preset, source: str) -> None:
+    """Print the preprocessing line on stderr, unless ``--quiet``."""
+    if not args.quiet:
+        print(_preprocessing_line(args, preset, source), file=sys.stderr)
+
+
+def skipped(source: object, why: object) -> None:
+    """Say that a photo of a stream was skipped, and why (one line on stderr)."""
+    _error(f"{source}: {why}; skipped")
+
+
 def _runtime_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     """--batch-size, --device and --threads."""
     from fixtrace.backends import DEVICES

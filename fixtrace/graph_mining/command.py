@@ -58,15 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from fixtrace import validate
-    from fixtrace.cli import (
-        EXIT_ITEM_FAILED,
-        EXIT_OK,
-        _collect_images,
-        _error,
-        _output_folder,
-        _preprocessing_line,
-        _preset_choice,
-    )
+    from fixtrace.cli import EXIT_ITEM_FAILED, EXIT_OK, _error, _output_folder, skipped, stream_preprocessing, stream_start
     from fixtrace.errors import one_line
     from fixtrace.files import make_folder, safe_name, write_atomic
     from fixtrace.graph_mining.build import check_settings, conv_layers, mine, read_peaks
@@ -77,8 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     from fixtrace.graph_mining.picture import draw_located
     from fixtrace.progress import Progress
 
-    preset = _preset_choice(args)
-    validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
+    preset, images = stream_start(args)
     validate.integer("peaks", args.peaks, 1, flag="--peaks")
     validate.integer("strips", args.strips, 0, flag="--strips")
     settings = Settings(
@@ -92,18 +83,16 @@ def _run(args: argparse.Namespace) -> int:
     check_settings(settings)
     names = [part.strip() for part in args.layers.split(",") if part.strip()]
     convs = conv_layers(args.model, names, preset=preset, output=args.output, threads=args.threads)
-    images = [path for path, _ in _collect_images(args.images)]
     out = _output_folder(args.out)
-    if not args.quiet:
-        print(_preprocessing_line(args, convs.reader.preset, convs.reader.preset_source), file=sys.stderr)
-    failed = []
+    stream_preprocessing(args, convs.reader.preset, convs.reader.preset_source)
+    failed: list[object] = []
 
-    def skipped(source: object, why: str) -> None:
+    def failed_photo(source: object, why: str) -> None:
         failed.append(source)
-        _error(f"{source}: {why}; skipped")
+        skipped(source, why)
 
     progress = Progress(len(images), enabled=not args.quiet, interval=2.0)
-    found, sources, geometries = read_peaks(convs, images, args.peaks, args.batch_size, progress.step, skipped)
+    found, sources, geometries = read_peaks(convs, images, args.peaks, args.batch_size, progress.step, failed_photo)
     if not sources:
         _error("no photo could be read")
         return EXIT_ITEM_FAILED

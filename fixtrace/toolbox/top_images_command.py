@@ -4,7 +4,6 @@ class) the most, as one picture plus the winners in JSON and CSV."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,23 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fixtrace import validate
-    from fixtrace.cli import (
-        EXIT_ITEM_FAILED,
-        EXIT_OK,
-        _collect_images,
-        _error,
-        _output_folder,
-        _preprocessing_line,
-        _preset_choice,
-    )
+    from fixtrace.cli import EXIT_ITEM_FAILED, EXIT_OK, _output_folder, skipped, stream_preprocessing, stream_start
     from fixtrace.errors import one_line
     from fixtrace.progress import Progress
     from fixtrace.toolbox.top_images import TopImageFinder
 
-    preset = _preset_choice(args)
-    validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
-    images = [path for path, _ in _collect_images(args.images)]
+    preset, images = stream_start(args)
     finder = TopImageFinder(
         args.model,
         args.layer,
@@ -75,13 +63,10 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     out = _output_folder(args.out)
-    if not args.quiet:
-        print(_preprocessing_line(args, finder.reader.preset, finder.reader.preset_source), file=sys.stderr)
+    stream_preprocessing(args, finder.reader.preset, finder.reader.preset_source)
     # A stream of thousands: off a terminal, one progress line every 2 s (as the audit's).
     progress = Progress(len(images), enabled=not args.quiet, interval=2.0)
-    result = finder.run(
-        images, args.batch_size, on_step=progress.step, on_failure=lambda source, why: _error(f"{source}: {why}; skipped")
-    )
+    result = finder.run(images, args.batch_size, on_step=progress.step, on_failure=skipped)
     written = result.save(out)
     if not args.quiet:
         for unit, found in result.winners.items():

@@ -65,15 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``fixtrace tsne``; returns the exit code (1 when some images were skipped)."""
     from fixtrace import validate
-    from fixtrace.cli import (
-        EXIT_ITEM_FAILED,
-        EXIT_OK,
-        _collect_images,
-        _error,
-        _output_folder,
-        _preprocessing_line,
-        _preset_choice,
-    )
+    from fixtrace.cli import EXIT_ITEM_FAILED, EXIT_OK, _output_folder, skipped, stream_preprocessing, stream_start
     from fixtrace.errors import one_line
     from fixtrace.files import write_atomic
     from fixtrace.progress import Progress
@@ -81,27 +73,25 @@ def run(args: argparse.Namespace) -> int:
     from fixtrace.toolbox.tsne import embed, require_sklearn
     from fixtrace.toolbox.tsne_pictures import MAX_SIDE, default_side, grid_picture, scatter_picture
 
-    preset = _preset_choice(args)
     require_sklearn()
-    validate.integer("batch_size", args.batch_size, 1, flag="--batch-size")
+    preset, images = stream_start(args)
     validate.integer("thumb", args.thumb, 8, 512, flag="--thumb")
     if args.grid is not None:
         validate.integer("grid", args.grid, 1, MAX_SIDE, flag="--grid")
-    images = _collect_images(args.images)
     out = _output_folder(args.out)
     progress = Progress(len(images), enabled=not args.quiet)
     reduction = "pool" if args.pool else "flatten"
 
     def started(reader, layer) -> None:
+        stream_preprocessing(args, reader.preset, reader.preset_source)
         if not args.quiet:
-            print(_preprocessing_line(args, reader.preset, reader.preset_source), file=sys.stderr)
             print(
                 one_line(f"codes: {layer.name!r} ({code_width(reader, layer.name, reduction)} values per image): {layer.reason}")
             )
 
     result = embed(
         args.model,
-        [path for path, _ in images],
+        images,
         args.layer,
         reduction=reduction,
         perplexity=args.perplexity,
@@ -115,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         on_step=lambda source: progress.step(Path(source).name),
     )
     for source, exc in result.codes.failed.values():
-        _error(f"{source}: {exc}; skipped")
+        skipped(source, exc)
     for note in [] if args.quiet else result.notes:
         print(f"fixtrace: note: {one_line(note)}", file=sys.stderr)
     written = result.save(out)
