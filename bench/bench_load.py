@@ -18,9 +18,7 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -30,19 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_threads import burn, cpu_model  # noqa: E402
-
-
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median ms of ``fn`` after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+from bench_threads import burn, cpu_model, paired_medians  # noqa: E402
 
 
 def stages(threads: int, codes: int) -> dict[str, Callable[[], object]]:
@@ -87,13 +73,13 @@ def main() -> None:
     parser.add_argument("--codes", type=int, default=400)
     args = parser.parse_args()
     calls = stages(args.threads, args.codes)
-    quiet = {name: median_ms(fn, args.repeats) for name, fn in calls.items()}
+    quiet = {name: paired_medians([fn], args.repeats)[0] for name, fn in calls.items()}
     stop = mp.Event()
     burners = [mp.Process(target=burn, args=(stop,), daemon=True) for _ in range(args.burners)]
     for p in burners:
         p.start()
     try:
-        loaded = {name: median_ms(fn, args.repeats) for name, fn in calls.items()}
+        loaded = {name: paired_medians([fn], args.repeats)[0] for name, fn in calls.items()}
     finally:
         stop.set()
         for p in burners:

@@ -19,8 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fixtrace import validate
 from fixtrace.compile import BACKWARDS
-from fixtrace.compile.builder import GraphBuilder
-from fixtrace.compile.compiler import batch_led, graph_names, static_shapes
+from fixtrace.compile.compiler import model_builder
 from fixtrace.errors import FixtraceError, ModelError, first_line
 from fixtrace.gradients import GradientPlan
 from fixtrace.methods.base import Method
@@ -48,10 +47,7 @@ class OnnxBackward:
     def __init__(self, plan: GradientPlan, runner: Runner, optional: bool = False) -> None:
         self.optional = optional
         graph = plan.graph
-        shapes = static_shapes(runner, plan.touched | {plan.top})
-        builder = GraphBuilder(
-            graph.opset, graph_names(graph.model), shapes, graph.constants, batch_led=batch_led(runner, shapes)
-        )
+        builder = model_builder(runner, plan.touched | {plan.top})
         self.seed = builder.fresh("seed", prefixed=False)
         self.output = builder.output(plan.emit(builder, self.seed), "gradient")
         self.end = plan.end

@@ -88,10 +88,7 @@ def compile_explanation(
     prepared = explainer.map_method
     graph = explainer.graph
     original = graph.model
-    shapes = static_shapes(explainer.runner, prepared.touched | {explainer.logits})
-    builder = GraphBuilder(
-        graph.opset, graph_names(original), shapes, graph.constants, batch_led=batch_led(explainer.runner, shapes)
-    )
+    builder = model_builder(explainer.runner, prepared.touched | {explainer.logits})
     image = next(i for i in original.graph.input if i.name == graph.image_input.name)
     if image.type.tensor_type.elem_type != TensorProto.FLOAT:
         kind = helper.tensor_dtype_to_string(image.type.tensor_type.elem_type).split(".")[-1].lower()
@@ -155,6 +152,14 @@ def _dim(dim: onnx.TensorShapeProto.Dimension) -> int | str | None:
     if dim.HasField("dim_value"):
         return int(dim.dim_value)
     return dim.dim_param or None
+
+
+def model_builder(runner: Runner, touched: set[str]) -> GraphBuilder:
+    """A builder of nodes for the runner's model: its names taken, the static shapes of what the
+    nodes touch (``static_shapes``), its constants, and which tensors lead with the batch."""
+    graph = runner.graph
+    shapes = static_shapes(runner, touched)
+    return GraphBuilder(graph.opset, graph_names(graph.model), shapes, graph.constants, batch_led=batch_led(runner, shapes))
 
 
 def static_shapes(runner: Runner, touched: set[str]) -> dict[str, tuple[int, ...]]:
