@@ -126,6 +126,19 @@ def test_pointwise_driver_settles_float32_ties_in_float64():
     assert list(diagonal // 4) == [3, 4, 0, 5]  # their input channels (H = 1, W = 4)
 
 
+def test_pointwise_driver_equals_serial_on_special_values():
+    """The channel search runs on integer order keys: signed zeros, infinities and NaNs of
+    either sign (the sign bit of a NaN flips its key) land where the float compares put them."""
+    rng = np.random.default_rng(7)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45], dtype=np.float32)
+    x = rng.standard_normal((2, 24, 5, 5)).astype(np.float32)
+    picks = rng.random(x.shape) < 0.15
+    x[picks] = rng.choice(specials, int(picks.sum()))
+    w = rng.integers(-1, 2, (16, 24, 1, 1)).astype(np.float32)
+    fast, serial = _pointwise_both(x, w)
+    np.testing.assert_array_equal(fast, serial)
+
+
 def test_dense_merge_equals_the_sorting_merge():
     """Same indices and bit-identical sums: the copies of an index are added in input order
     (counts of very different sizes make the order visible)."""

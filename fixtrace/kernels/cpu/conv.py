@@ -67,39 +67,46 @@ def depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, out_
     return result
 
 
+#: The order key (``_order_keys``) of float32 +inf: a larger key is +inf or a NaN.
+_INF_KEY = 0x7F800000
+
+
 @register_jitable
 def _unique_argmax32(products):  # pragma: no cover - numba
     """The index of the largest of float32 ``products`` when exactly one entry holds it, else -1
-    (a tie, a NaN first entry or an infinite maximum).
+    (a tie, a NaN first entry or an infinite or NaN maximum). ``products`` is scratch: its bits
+    are overwritten with order keys.
 
     Rounding to float32 is monotonic: a product whose float32 value is below the maximum has a
     smaller exact value too, so a maximum held by one entry is the exact argmax.
+
+    The search runs on integer order keys: LLVM vectorises an int32 max and a count of hits, not
+    a float compare-and-select chain (which numba's LLVM leaves scalar).
     """
     n = products.size
-    m0 = products[0]
-    if m0 != m0:
+    if products[0] != products[0]:
         return -1
-    # Four running maxima: one chain of compare-and-select per element would serialise the loop.
-    m1, m2, m3 = m0, m0, m0
-    quads = n // 4
-    for k in range(quads):
-        p0, p1, p2, p3 = products[4 * k], products[4 * k + 1], products[4 * k + 2], products[4 * k + 3]
-        m0 = p0 if p0 > m0 else m0
-        m1 = p1 if p1 > m1 else m1
-        m2 = p2 if p2 > m2 else m2
-        m3 = p3 if p3 > m3 else m3
-    for c in range(4 * quads, n):
-        m0 = products[c] if products[c] > m0 else m0
-    best = max(max(m0, m1), max(m2, m3))
-    if best == np.inf:
-        return -1
-    first = -1
+    keys = products.view(np.int32)
+    # Every step cast back to int32: numba widens int32 arithmetic to int64 (half the lanes).
+    top = np.int32(-2147483648)
+    magnitude = np.int32(0x7FFFFFFF)
     for c in range(n):
-        if products[c] == best:
-            if first >= 0:
-                return -1
-            first = c
-    return first
+        bits = keys[c]
+        sign = np.int32(bits >> np.int32(31))
+        # Negative floats order backwards as integers: flip their magnitude bits, and add 1 so
+        # that -0.0 and +0.0 share the key 0 (they are equal, hence a tie, as floats).
+        key = np.int32(np.int32(bits ^ np.int32(sign & magnitude)) - sign)
+        keys[c] = key
+        top = key if key > top else top
+    if top >= np.int32(_INF_KEY):
+        return -1
+    hits = np.int32(0)
+    where = np.int32(0)
+    for c in range(n):
+        hit = np.int32(keys[c] == top)
+        hits = np.int32(hits + hit)
+        where = np.int32(where + np.int32(hit * np.int32(c)))
+    return where if hits == 1 else -1
 
 
 @register_jitable
