@@ -43,7 +43,7 @@ from fixtrace.render.display import STYLE_OPTIONS, Style
 from fixtrace.render.heatmap import DEFAULT_SIGMA
 from fixtrace.runtime.runner import Runner
 from fixtrace.runtime.session import padded
-from fixtrace.runtime.threads import limit_threads
+from fixtrace.runtime.threads import limit_threads, map_in_threads, thread_budget
 from fixtrace.targets import check_targets, rank_classes
 
 #: The methods ``method=`` accepts (besides specs with options, lists and ``"all"``).
@@ -606,32 +606,51 @@ class Explainer:
                         self._merge_crops(made, scores, crops, photos[0], geometries, ranked[0], chosen[0], context)
                     )
                     continue
-                for b in range(n):
-                    t3 = time.perf_counter()
-                    score, top_classes, _ = ranked[b]
-                    timings = {"load_ms": load_ms, "forward_ms": forward_ms, "method_ms": method_ms}
-                    e = explanation(
-                        made,
-                        b,
-                        photos[b],
-                        geometries[b],
-                        score(chosen[b]),
-                        top_classes,
-                        outlier_removal=render["outlier_removal"],
-                        sigma=render["sigma"],
-                        box_threshold=box_threshold,
-                        settings=settings,
-                        info=self._info(n, timings),
-                        display=method.display,
-                        style=render["style"],
-                        notes=notes,
-                        bgr=self.preset.bgr,
-                    )
-                    timings["render_ms"] = (time.perf_counter() - t3) * 1e3
+
+                timings = {"load_ms": load_ms, "forward_ms": forward_ms, "method_ms": method_ms}
+                context = (settings, notes, method.display, render, box_threshold, timings)
+                one = functools.partial(self._rendered, made, photos, geometries, ranked, chosen, context)
+                # Photos are rendered in threads (photo-size numpy passes and nogil kernels).
+                for b, e in enumerate(map_in_threads(one, range(n), thread_budget())):
                     if e.empty:
                         warnings.warn(e.empty_message(), EmptyMapWarning, stacklevel=3)
                     results[b][label].append(e)
         return results
+
+    def _rendered(
+        self,
+        made: Maps,
+        photos: list[np.ndarray],
+        geometries: list[Geometry],
+        ranked: list[Any],
+        chosen: list[int],
+        context: tuple[dict[str, Any], list[str], Any, dict[str, Any], float, dict[str, float]],
+        b: int,
+    ) -> Explanation:
+        """Photo ``b``'s Explanation of a method's maps (``_explain_batch``'s ``context``)."""
+        settings, notes, display, render, box_threshold, batch_timings = context
+        t3 = time.perf_counter()
+        score, top_classes, _ = ranked[b]
+        timings = dict(batch_timings)
+        e = explanation(
+            made,
+            b,
+            photos[b],
+            geometries[b],
+            score(chosen[b]),
+            top_classes,
+            outlier_removal=render["outlier_removal"],
+            sigma=render["sigma"],
+            box_threshold=box_threshold,
+            settings=settings,
+            info=self._info(len(photos), timings),
+            display=display,
+            style=render["style"],
+            notes=notes,
+            bgr=self.preset.bgr,
+        )
+        timings["render_ms"] = (time.perf_counter() - t3) * 1e3
+        return e
 
     def _merge_crops(
         self,

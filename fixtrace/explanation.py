@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -84,6 +85,39 @@ class LayerFixations:
         }
 
 
+class PerLayer(Mapping[str, LayerFixations]):
+    """One photo's fixations per tensor (``Explanation.per_layer``), each ``LayerFixations``
+    made when first read: a batch of 32 through MobileNetV2 reaches 100 tensors, 3,200 records
+    that most runs never read.
+
+    Args:
+        heads: per tensor, in walk order: (producing node's name, its op type, one photo's shape).
+        fixations: per tensor, the whole batch's fixations.
+        item: which photo of the batch.
+    """
+
+    def __init__(
+        self, heads: Mapping[str, tuple[str, str, tuple[int, ...]]], fixations: Mapping[str, FixationSet], item: int
+    ) -> None:
+        self._heads = heads
+        self._fixations = fixations
+        self._item = item
+        self._made: dict[str, LayerFixations] = {}
+
+    def __getitem__(self, name: str) -> LayerFixations:
+        made = self._made.get(name)
+        if made is None:
+            node, op_type, shape = self._heads[name]
+            made = self._made[name] = LayerFixations(name, node, op_type, shape, self._fixations[name], self._item)
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._heads)
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+
 @dataclass
 class Explanation:
     """Where the model looked when it scored one class on one photo.
@@ -121,7 +155,7 @@ class Explanation:
     counts: np.ndarray
     inliers: np.ndarray
     heatmap: np.ndarray
-    per_layer: dict[str, LayerFixations]
+    per_layer: Mapping[str, LayerFixations]
     box_threshold: float = BOX_THRESHOLDS["fixations"]
     settings: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -143,7 +177,9 @@ class Explanation:
     def empty(self) -> bool:
         """The map shows nothing: its heat map is all zero, or a map is not finite."""
         maps = [self.heatmap] if self.input_map is None else [self.heatmap, self.input_map]
-        return not all(np.isfinite(m).all() for m in maps) or not np.any(self.heatmap)
+        # A min and a max per map (NaN carries through both): no photo-size temporaries.
+        ranges = [(float(m.min()), float(m.max())) if m.size else (0.0, 0.0) for m in maps]
+        return not all(np.isfinite(r).all() for r in ranges) or ranges[0] == (0.0, 0.0)
 
     def empty_message(self) -> str:
         """Why an ``empty`` explanation is not worth keeping, in one line."""

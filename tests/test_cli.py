@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +222,7 @@ def test_api_explanation(reference, tmp_path):
     assert e.heatmap.dtype == np.float32 and e.heatmap.shape == (300, 451)
     assert 0.0 <= e.heatmap.min() and e.heatmap.max() == pytest.approx(1.0)
     assert isinstance(e.box, tuple) and len(e.box) == 4 and all(isinstance(v, int) for v in e.box)
-    assert isinstance(e.per_layer, dict) and "input" in e.per_layer and "logits" in e.per_layer
+    assert isinstance(e.per_layer, Mapping) and "input" in e.per_layer and "logits" in e.per_layer
     assert all(isinstance(v, LayerFixations) for v in e.per_layer.values())
     assert e.per_layer["logits"].positions.tolist() == [[285]]
 

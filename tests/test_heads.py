@@ -4,6 +4,7 @@ up to a positive scale on a linear global-average-pool head), shapes computed by
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -379,3 +380,25 @@ def test_an_empty_map_warns_in_python_and_fails_the_photo_on_the_command_line(tm
     assert code == 1
     assert len(err) == 1 and "is empty (all zero or not finite)" in err[0] and "nothing written" in err[0]
     assert not (out / "photo" / "heatmap.png").exists()
+
+
+@pytest.mark.parametrize(
+    "heat, input_map, empty",
+    [
+        (0.0, 0.0, True),
+        (-0.0, 1.0, True),  # the heat map is what is shown: all zero is empty
+        (0.5, 0.0, False),
+        (np.nan, 0.0, True),
+        (0.5, np.inf, True),
+        (0.5, -np.inf, True),
+        (0.5, np.nan, True),
+    ],
+)
+def test_empty_is_an_all_zero_heat_map_or_a_map_that_is_not_finite(heat, input_map, empty):
+    with pytest.warns(EmptyMapWarning):
+        made = Explainer(all_negative_class_model(), method="gradcam", preset="raw", device="cpu").explain(
+            np.full((SIDE, SIDE, 3), 128, np.uint8), target=1
+        )
+    heatmap, grid = np.zeros_like(made.heatmap), np.zeros_like(made.input_map)
+    heatmap[3, 4], grid[1, 2] = heat, input_map
+    assert dataclasses.replace(made, heatmap=heatmap, input_map=grid).empty is empty

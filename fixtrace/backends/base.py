@@ -32,6 +32,9 @@ class Backend(ABC):
     name: str = ""
     #: Whether 1x1 convs are faster read channels last (``pointwise_backtrack``), a copy included.
     pointwise_channels_last: bool = False
+    #: Whether the kernels release the GIL: ``BacktrackPlan.run`` may then walk groups of a batch's
+    #: photos in threads (``serial`` gives the backend to use inside them).
+    splits_items: bool = False
     conv: ModuleType
     pool: ModuleType
     dense: ModuleType
@@ -52,6 +55,10 @@ class Backend(ABC):
             held = (array, self.asarray(np.ascontiguousarray(array)))
             self._constants[id(array)] = held
         return held[1]
+
+    def serial(self) -> Backend:
+        """This backend with no kernel that starts threads of its own (to run inside threads)."""
+        return self
 
     def describe(self) -> dict[str, Any]:
         """What runs the kernels, for reports."""

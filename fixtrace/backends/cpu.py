@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from fixtrace.backends.base import Backend
 from fixtrace.fixations.fixation_set import FixationSet
-from fixtrace.kernels.cpu import conv, dense, index, pool
+from fixtrace.kernels.cpu import conv, dense, index, pool, sets
 
 
 class CpuBackend(Backend):
@@ -17,7 +18,15 @@ class CpuBackend(Backend):
 
     name = "cpu"
     pointwise_channels_last = True
+    splits_items = True
     conv, pool, dense, index = conv, pool, dense, index
+    #: Whether big conv backtracks may use numba's parallel driver.
+    parallel = True
+
+    def serial(self) -> CpuBackend:
+        own = copy.copy(self)  # shares the placed constants
+        own.parallel = False
+        return own
 
     def asarray(self, array: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(array)
@@ -38,7 +47,7 @@ class CpuBackend(Backend):
 
     def conv_backtrack(self, xf, wf, index, g, location):
         work = index.size * g[4] * g[5] * g[6]  # fixations x channels per group x kernel cells
-        kernel = conv.conv_backtrack_parallel if work > conv.PARALLEL_WORK else conv.conv_backtrack
+        kernel = conv.conv_backtrack_parallel if self.parallel and work > conv.PARALLEL_WORK else conv.conv_backtrack
         return kernel(xf, wf, index, g, location)
 
     def dense_positive(self, af, wf, fixations, n_batch, n_in, n_out, weighted=False):
@@ -49,8 +58,8 @@ class CpuBackend(Backend):
 
     @staticmethod
     def _nonzero(acc: np.ndarray) -> FixationSet:
-        chosen = np.flatnonzero(acc).astype(np.int64)
-        return FixationSet(chosen, acc[chosen], unique=True)
+        chosen, counts = sets.nonzero_entries(acc)
+        return FixationSet(chosen, counts, unique=True)
 
     def winner(self, candidates: list[tuple[Any, Any]]) -> np.ndarray:
         best = candidates[0][0][candidates[0][1]]

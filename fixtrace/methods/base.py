@@ -9,6 +9,7 @@ with a class decorated ``@register``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -99,7 +100,7 @@ class Maps:
     maps: np.ndarray
     coarse: np.ndarray | None = None
     points: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
-    per_layer: list[dict[str, LayerFixations]] | None = None
+    per_layer: Sequence[Mapping[str, LayerFixations]] | None = None
     heat_from_points: bool = False
     relative: bool = False
     gradients: np.ndarray | None = None

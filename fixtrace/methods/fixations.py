@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fixtrace.explanation import LayerFixations
+from fixtrace.explanation import PerLayer
 from fixtrace.fixations import BacktrackPlan, FixationOptions, FixationSet
 from fixtrace.fixations.options import CONV_LOCATIONS, DEFAULT_CONV_LOCATION, DEFAULT_RULE, RULES
 from fixtrace.fixations.walk import BacktrackResult
@@ -17,6 +17,7 @@ from fixtrace.model.layer_graph import LayerGraph
 from fixtrace.model.layout import channel_axis, feature_layouts
 from fixtrace.runtime.run import Run
 from fixtrace.runtime.tensors import Tensors
+from fixtrace.runtime.threads import thread_budget
 
 
 @register
@@ -73,7 +74,7 @@ class Fixations(Method):
     def explain(self, run: Run, targets: list[int]) -> Maps:
         tensors = run.tensors
         n, n_classes = run.size, int(np.prod(tensors.shape(self.logits)[1:]))
-        walk = self.plan.run(run.backend.start([b * n_classes + targets[b] for b in range(n)]), tensors)
+        walk = self.plan.run(run.backend.start([b * n_classes + targets[b] for b in range(n)]), tensors, thread_budget())
         assert walk.input is not None  # the walk always ends on the input
         arrived = walk.input.host()
         per_item = int(np.prod(run.batch.shape[1:]))
@@ -82,7 +83,7 @@ class Fixations(Method):
         for b, (rows, cols, counts) in enumerate(points):
             maps[b, rows, cols] = counts
         coarse = self._counts_on(self.coarse_layer, self.coarse_layout, walk, tensors, n) if self.coarse_layer else None
-        per_layer = [self._layers(walk, tensors, b) for b in range(n)]
+        per_layer = self._layers(walk, tensors, n)
         return Maps(maps, coarse, points, per_layer, heat_from_points=True)
 
     def settings(self) -> dict[str, Any]:
@@ -109,16 +110,10 @@ class Fixations(Method):
             counts[own.index] = own.count
         return counts.reshape(shape).sum(axis=channel_axis(layout))[:n]
 
-    def _layers(self, walk: BacktrackResult, tensors: Tensors, item: int) -> dict[str, LayerFixations]:
-        layers = {}
-        for name, fixations in walk.per_tensor.items():
+    def _layers(self, walk: BacktrackResult, tensors: Tensors, n: int) -> list[PerLayer]:
+        """Per photo, the fixations on every tensor the walk reached (records made when read)."""
+        heads = {}
+        for name in walk.per_tensor:
             node = self.graph.producer.get(name)
-            layers[name] = LayerFixations(
-                tensor=name,
-                node=node.name if node else "",
-                op_type=node.op_type if node else "Input",
-                shape=(1, *tensors.shape(name)[1:]),
-                fixations=fixations,
-                item=item,
-            )
-        return layers
+            heads[name] = (node.name if node else "", node.op_type if node else "Input", (1, *tensors.shape(name)[1:]))
+        return [PerLayer(heads, walk.per_tensor, b) for b in range(n)]

@@ -3,6 +3,8 @@ centre or argmax; the input gradient is the transposed convolution of the output
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fixtrace.kernels.cpu.gradients import depthwise_input_gradient
@@ -65,7 +67,7 @@ class ConvRule(FixationRule):
             else:
                 source = tensors.recipes[name].arguments(tensors, in_shape)
                 index = backend.depthwise_backtrack_recomputed(*source, weights, fixations.index, g, location)
-        elif self._one_cell(g) and backend.pointwise_channels_last and 2 * len(fixations) * g[4] >= np.prod(in_shape):
+        elif self._one_cell(g) and backend.pointwise_channels_last and 2 * len(fixations) * g[4] >= math.prod(in_shape):
             # Enough work per input value to pay for a channels-last copy (shared with recomputes).
             index = backend.pointwise_backtrack(tensors.channels_last(name), weights, fixations.index, g)
         else:

@@ -3,6 +3,8 @@ a channel's spatial argmax; gradients to the window's maximum, or shared over it
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto
@@ -108,7 +110,7 @@ class GlobalArgmax(FixationRule):
         axes = self._axes(shape)
         # The output keeps (batch, channel) in the same order whether or not keepdims is set.
         (channel_axis,) = (a for a in (1, 2, 3) if a not in axes)
-        strides = [int(np.prod(shape[a + 1 :], dtype=np.int64)) for a in range(4)]
+        strides = [math.prod(shape[a + 1 :]) for a in range(4)]
         g = (
             shape[channel_axis],
             shape[axes[0]],

@@ -78,5 +78,5 @@ def heatmap(xy: np.ndarray, counts: np.ndarray, size: tuple[int, int], sigma: fl
     top = float(grid.max())
     if top <= 0:
         return np.zeros((height, width), dtype=np.float32)
-    grid /= top
-    return np.clip(grid, 0.0, 1.0, out=grid)
+    grid /= top  # in [0, 1] as it stands: every value is >= 0 and <= top
+    return grid

@@ -24,6 +24,8 @@ def bilinear(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarr
     Returns:
         float32 (H, W).
     """
+    from fixtrace.kernels.cpu.resample import blend_rows  # numba: not for the CLI's parser
+
     g = np.asarray(grid, dtype=np.float32)
     c0, c1, wc, cvalid = _taps(np.asarray(cols, np.float64), g.shape[1])
     r0, r1, wr, rvalid = _taps(np.asarray(rows, np.float64), g.shape[0])
@@ -39,8 +41,7 @@ def bilinear(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarr
             across = _across(g[first : int(r1[band].max()) + 1], c0, c1, wc, cvalid)
         else:
             first, across = 0, whole
-        np.multiply(across[r0[band] - first], ((1 - wr[band]) * rvalid[band])[:, None], out=out[band])
-        out[band] += across[r1[band] - first] * (wr[band] * rvalid[band])[:, None]
+        blend_rows(across, r0[band], r1[band], (1 - wr[band]) * rvalid[band], wr[band] * rvalid[band], first, out[band])
     return out
 
 

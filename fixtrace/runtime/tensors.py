@@ -42,6 +42,16 @@ class Tensors:
             backend = CpuBackend()
         self.backend = backend
         self._placed: dict[tuple[str, str], Any] = {}
+        #: Photos (first, end) that channel-last copies are made for (None: all).
+        self._items: tuple[int, int] | None = None
+
+    def for_items(self, first: int, end: int, backend: Backend) -> Tensors:
+        """The same values for a walk of photos ``first:end`` only (in a thread of its own, on a
+        host backend): its channel-last copies hold those photos' rows, the rest left unwritten
+        (never read, and on most systems never given memory)."""
+        view = Tensors(self.values, self.shapes, self.constants, self.recipes, backend)
+        view._items = (first, end)
+        return view
 
     def value(self, name: str) -> np.ndarray:
         """The host value of a tensor (a computed one that was kept, a constant, or the input)."""
@@ -62,8 +72,14 @@ class Tensors:
         """A rank-4 NCHW tensor as flat float32 NHWC in the backend's memory (placed once per run)."""
         key = (name, "nhwc")
         if key not in self._placed:
-            value = np.asarray(self.value(name), dtype=np.float32).transpose(0, 2, 3, 1)
-            self._placed[key] = self.backend.asarray(np.ascontiguousarray(value).reshape(-1))
+            value = np.asarray(self.value(name), dtype=np.float32)
+            if self._items is None:
+                last = np.ascontiguousarray(value.transpose(0, 2, 3, 1))
+            else:
+                first, end = self._items
+                last = np.empty((value.shape[0], *value.shape[2:], value.shape[1]), dtype=np.float32)
+                last[first:end] = value[first:end].transpose(0, 2, 3, 1)
+            self._placed[key] = self.backend.asarray(last.reshape(-1))
         return self._placed[key]
 
     def shape(self, name: str) -> tuple[int, ...]:

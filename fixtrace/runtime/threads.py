@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numba
 from threadpoolctl import ThreadpoolController
 
 from fixtrace import validate
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 @contextlib.contextmanager
@@ -46,6 +51,32 @@ def limit_threads(n: int) -> Iterator[None]:
             yield
     finally:
         numba.set_num_threads(previous)
+
+
+def thread_budget() -> int:
+    """Threads this thread may use for fixtrace's own work: the innermost ``limit_threads``
+    limit, else numba's default (every core)."""
+    return int(numba.get_num_threads())
+
+
+def map_in_threads(function: Callable[[A], R], items: Sequence[A], workers: int) -> list[R]:
+    """``[function(item) for item in items]``, shared among up to ``workers`` threads (for work
+    that releases the GIL: numba kernels marked ``nogil``, numpy's loops). The first exception
+    in item order is raised, as the loop would.
+
+    Args:
+        function: called once per item.
+        items: the items, in order.
+        workers: threads at most (1: the calling thread only).
+
+    Returns:
+        The results in item order.
+    """
+    workers = min(workers, len(items))
+    if workers < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(function, items))
 
 
 _scanned: tuple[int, ThreadpoolController] | None = None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from numba.extending import register_jitable
+from numba.core import types
+from numba.extending import intrinsic, register_jitable
 
 from fixtrace.kernels.shared.conv import conv_one, depthwise_recomputed_one, window_origin
 
@@ -13,14 +14,14 @@ PARALLEL_WORK = 200_000
 _CHUNKS = 16
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, boundscheck=False, nogil=True)
 def _fill(xf, wf, out_index, g, location, result, lo, hi):  # pragma: no cover - numba
     """result[lo:hi] for out_index[lo:hi]."""
     for f in range(lo, hi):
         result[f] = conv_one(xf, wf, out_index[f], g, location)
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, boundscheck=False, nogil=True)
 def conv_backtrack(xf, wf, out_index, g, location):  # pragma: no cover - numba
     """Map conv output fixations to input fixations (see ``shared.conv.conv_one``).
 
@@ -39,7 +40,7 @@ def conv_backtrack(xf, wf, out_index, g, location):  # pragma: no cover - numba
     return result
 
 
-@njit(cache=True, boundscheck=False, parallel=True)
+@njit(cache=True, boundscheck=False, parallel=True, nogil=True)
 def conv_backtrack_parallel(xf, wf, out_index, g, location):  # pragma: no cover - numba
     """``conv_backtrack`` with the fixations shared out over threads; same results."""
     result = np.empty(out_index.size, dtype=np.int64)
@@ -50,7 +51,7 @@ def conv_backtrack_parallel(xf, wf, out_index, g, location):  # pragma: no cover
     return result
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, boundscheck=False, nogil=True)
 def depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, out_index, g, location):  # pragma: no cover - numba
     """``conv_backtrack`` for a depthwise conv whose input is recomputed from the producing conv.
 
@@ -67,31 +68,42 @@ def depthwise_backtrack_recomputed(src, src_w, src_bias, sg, low, high, wf, out_
     return result
 
 
-#: The order key (``_order_keys``) of float32 +inf: a larger key is +inf or a NaN.
+#: The order key (``_unique_argmax32``) of float32 +inf: a larger key is +inf or a NaN.
 _INF_KEY = 0x7F800000
 
 
+@intrinsic
+def _float_bits(typingctx, value):  # pragma: no cover - numba
+    """The bits of a float32 as an int32 (a bit cast: numba has no scalar ``view``)."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int32))
+
+    return types.int32(types.float32), codegen
+
+
 @register_jitable
-def _unique_argmax32(products):  # pragma: no cover - numba
-    """The index of the largest of float32 ``products`` when exactly one entry holds it, else -1
-    (a tie, a NaN first entry or an infinite or NaN maximum). ``products`` is scratch: its bits
-    are overwritten with order keys.
+def _unique_argmax32(xr, wr, keys):  # pragma: no cover - numba
+    """The index of the largest float32 product ``xr[c] * wr[c]`` when exactly one entry holds it,
+    else -1 (a tie, a NaN first product or an infinite or NaN maximum). ``keys`` is scratch.
 
     Rounding to float32 is monotonic: a product whose float32 value is below the maximum has a
     smaller exact value too, so a maximum held by one entry is the exact argmax.
 
-    The search runs on integer order keys: LLVM vectorises an int32 max and a count of hits, not
-    a float compare-and-select chain (which numba's LLVM leaves scalar).
+    The search runs on integer order keys of the products' bits: LLVM vectorises an int32 max
+    and a count of hits, not a float compare-and-select chain (which numba's LLVM leaves scalar).
     """
-    n = products.size
-    if products[0] != products[0]:
+    n = xr.size
+    first = xr[0] * wr[0]
+    if first != first:
         return -1
-    keys = products.view(np.int32)
     # Every step cast back to int32: numba widens int32 arithmetic to int64 (half the lanes).
     top = np.int32(-2147483648)
     magnitude = np.int32(0x7FFFFFFF)
     for c in range(n):
-        bits = keys[c]
+        bits = _float_bits(xr[c] * wr[c])
         sign = np.int32(bits >> np.int32(31))
         # Negative floats order backwards as integers: flip their magnitude bits, and add 1 so
         # that -0.0 and +0.0 share the key 0 (they are equal, hence a tie, as floats).
@@ -123,7 +135,7 @@ def _argmax64(xl, wf, xo, wo, n):  # pragma: no cover - numba
     return best_c
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, boundscheck=False, nogil=True)
 def pointwise_backtrack(xl, wf, out_index, g):  # pragma: no cover - numba
     """``conv_backtrack`` for a conv whose every window is one valid input cell (1x1, no leading
     pads), reading its input channels last: the same indices, any location rule.
@@ -142,16 +154,12 @@ def pointwise_backtrack(xl, wf, out_index, g):  # pragma: no cover - numba
     c_group = g[4]
     plane = height * width
     result = np.empty(out_index.size, dtype=np.int64)
-    products = np.empty(c_group, dtype=np.float32)
+    keys = np.empty(c_group, dtype=np.int32)
     for f in range(out_index.size):
         b, m, c0, top, left = window_origin(out_index[f], g)
         xo = (b * plane + top * width + left) * n_in + c0
         wo = m * c_group
-        xr = xl[xo : xo + c_group]
-        wr = wf[wo : wo + c_group]
-        for c in range(c_group):  # slices indexed from range: no negative-index checks, so this vectorises
-            products[c] = xr[c] * wr[c]
-        best_c = _unique_argmax32(products)
+        best_c = _unique_argmax32(xl[xo : xo + c_group], wf[wo : wo + c_group], keys)
         if best_c < 0:
             best_c = _argmax64(xl, wf, xo, wo, c_group)
         result[f] = ((b * n_in + c0 + best_c) * height + top) * width + left

@@ -8,7 +8,7 @@ from numba import njit
 from fixtrace.kernels.shared.dense import contribution, dense_argmax_one, positive_total, share
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dense_positive(af, wf, out_index, counts, n_batch, n_in, n_out, weighted):  # pragma: no cover - numba
     """Every input whose contribution a[j] * w[j, i] is positive, for every selected output i.
 
@@ -37,7 +37,7 @@ def dense_positive(af, wf, out_index, counts, n_batch, n_in, n_out, weighted):  
     return acc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dense_argmax(af, wf, out_index, n_in, n_out):  # pragma: no cover - numba
     """The single input with the largest contribution per selected output (first on ties).
 

@@ -14,7 +14,7 @@ MODE_GUIDED = 1
 MODE_DECONVNET = 2
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, boundscheck=False, nogil=True)
 def masked_gradient(grad, x, low, high, mode):  # pragma: no cover - numba
     """ReLU/Clip backward in one pass: grad where low < x < high (plain), also only where
     grad > 0 (guided), or grad > 0 anywhere (deconvnet).
@@ -42,7 +42,7 @@ def masked_gradient(grad, x, low, high, mode):  # pragma: no cover - numba
     return out
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, boundscheck=False, nogil=True)
 def depthwise_input_gradient(grad, w, height, width, strides, pads, dilations):  # pragma: no cover - numba
     """d(loss)/d(x) of a depthwise conv with one output channel per input channel.
 

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def neighbour_mass(xy, counts, radius):  # pragma: no cover - numba
     """For each point, the summed counts of the points within ``radius`` (itself included).
 

@@ -9,7 +9,7 @@ from fixtrace.kernels.shared.dense import share
 from fixtrace.kernels.shared.pool import global_one, global_positive_total, pool_one
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pool_argmax(xf, out_index, g):  # pragma: no cover - numba
     """Map pool output fixations to the input cell holding the window's max.
 
@@ -27,7 +27,7 @@ def pool_argmax(xf, out_index, g):  # pragma: no cover - numba
     return result
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def global_argmax(xf, channel_index, g):  # pragma: no cover - numba
     """int64 flat indices into the map ``xf`` of the spatial argmax of each (batch, channel)
     fixation ``channel_index`` (b * C + c) of a global pool; ``g``: see ``shared.pool.global_one``."""
@@ -37,7 +37,7 @@ def global_argmax(xf, channel_index, g):  # pragma: no cover - numba
     return result
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def global_spread(xf, channel_index, counts, g):  # pragma: no cover - numba
     """Each (batch, channel) fixation of a global average pool shared among the cells of its
     channel in proportion to their positive values (a channel with none: its whole count to the
