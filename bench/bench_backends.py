@@ -64,6 +64,7 @@ def main() -> None:
     from fixtrace.backends.cpu import CpuBackend
     from fixtrace.images.preprocess import preprocess
     from fixtrace.runtime.session import Session
+    from fixtrace.runtime.threads import limit_threads, thread_budget
 
     status = cuda_status()
     backends = [CpuBackend()]
@@ -88,9 +89,12 @@ def main() -> None:
             targets = values[explainer.plan.logits].reshape(n, -1).argmax(axis=1)
 
             def backtrack():
-                # Fresh Tensors: the intermediates' copy to the device is part of the cost.
+                # Fresh Tensors: the intermediates' copy to the device is part of the cost. The
+                # photos are shared among threads as fixtrace does (``thread_budget``).
                 tensors = explainer.runner.tensors(values, batch, backend)
-                walk = explainer.plan.run(backend.start([b * n_classes + int(t) for b, t in enumerate(targets)]), tensors)
+                with limit_threads(args.threads):
+                    start = backend.start([b * n_classes + int(t) for b, t in enumerate(targets)])
+                    walk = explainer.plan.run(start, tensors, thread_budget())
                 walk.input.host()
 
             def forward_and_backtrack():

@@ -139,6 +139,29 @@ def test_pointwise_driver_equals_serial_on_special_values():
     np.testing.assert_array_equal(fast, serial)
 
 
+@pytest.mark.parametrize("n, space", [(50, 10**3), (5000, 32 * 401408), (40000, 2**40), (3000, 2**61)])
+def test_sorting_merge_equals_a_stable_argsort(n, space):
+    """Small sets (quicksort), large ones (radix, several digit passes) and indices too large for
+    position keys (stable argsort): the same indices and bit-identical sums in input order."""
+    rng = np.random.default_rng(n)
+    index = rng.integers(0, space, n, dtype=np.int64)
+    index[: n // 3] = index[n // 3 : 2 * (n // 3)]  # many copies
+    counts = rng.choice([1e-17, 1.0, 3.0, 1e16], n) * rng.random(n)
+    order = np.argsort(index, kind="stable")
+    unique, first = np.unique(index[order], return_index=True)
+    got = merge_duplicates(index, counts)
+    np.testing.assert_array_equal(got[0], unique)
+    assert got[1].tobytes() == np.array([_in_order(c) for c in np.split(counts[order], first[1:])]).tobytes()
+
+
+def _in_order(values: np.ndarray) -> float:
+    """Left-to-right float64 sum (numpy's reduce may pair terms)."""
+    total = 0.0
+    for v in values:
+        total += float(v)
+    return total
+
+
 def test_dense_merge_equals_the_sorting_merge():
     """Same indices and bit-identical sums: the copies of an index are added in input order
     (counts of very different sizes make the order visible)."""
