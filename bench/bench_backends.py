@@ -110,7 +110,7 @@ def main() -> None:
 
             walk_ms = median_ms(backtrack, args.repeats)
             both_ms = median_ms(forward_and_backtrack, max(3, args.repeats // 2))
-            full_ms, plain_ms = interleaved_ms(end_to_end, plain_forward, max(3, args.repeats // 4))
+            full_ms, plain_ms = interleaved_ms(end_to_end, plain_forward, args.repeats)
             rows.append(
                 (
                     backend.name,

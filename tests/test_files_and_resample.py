@@ -24,7 +24,7 @@ from fixtrace.model.layer_graph import ImageInput
 from fixtrace.render.box import box_from_heatmap
 from fixtrace.render.heatmap import heatmap
 from fixtrace.render.overlay import jet, overlay
-from fixtrace.render.resample import bilinear, pixel_centres
+from fixtrace.render.resample import bilinear, pixel_centres, unit_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 CHELSEA = ROOT / "models" / "images" / "chelsea.jpg"
@@ -39,6 +39,23 @@ def test_bilinear_equals_scipy_map_coordinates(grid, out):
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     expected = map_coordinates(g, [rr, cc], order=1, mode="constant", cval=0.0)
     np.testing.assert_allclose(bilinear(g, rows, cols), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "grid, out, shift",
+    [((7, 5), (37, 29), 0.0), ((64, 96), (300, 451), -0.3), ((600, 500), (37, 29), 0.0), ((4, 4), (9, 9), -9.0)],
+)
+def test_bilinear_unit_is_unit_scale_of_the_map_bit_for_bit(grid, out, shift):
+    """The one-pass scaled map (upsampling: its max found without writing) is ``unit_scale`` of the
+    plain one, to the bit: negatives 0, max 1; an all-negative map gives zeros."""
+    g = (np.random.default_rng(3).normal(size=grid) + shift).astype(np.float32)
+    rows = np.linspace(-1.5, grid[0] + 0.5, out[0])
+    cols = np.linspace(-1.2, grid[1] + 0.3, out[1])
+    expected = unit_scale(bilinear(g, rows, cols))
+    ours = bilinear(g, rows, cols, unit=True)
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours.view(np.int32), expected.view(np.int32))
+    assert ours.max() == (1.0 if shift > -5 else 0.0)
 
 
 def test_heatmap_upsampling_equals_pil_bilinear():

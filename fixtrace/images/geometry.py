@@ -64,11 +64,12 @@ class Geometry:
         y1 = min(max(int(np.ceil(xy[:, 1].max() + half_y + 0.5 - 1e-9)), y0 + 1), height)
         return x0, y0, x1, y1
 
-    def to_photo(self, grid: np.ndarray) -> np.ndarray:
+    def to_photo(self, grid: np.ndarray, *, unit: bool = False) -> np.ndarray:
         """A map on the model input's grid resampled onto the photo (bilinear; 0 outside the crop).
 
         Args:
             grid: float (input height, input width).
+            unit: return its ``unit_scale`` (negatives 0, max 1), written in one pass.
 
         Returns:
             float32 (photo height, photo width), built band by band (no full-size temporaries).
@@ -82,7 +83,7 @@ class Geometry:
             grid = grid[:, ::-1]
         rows = _inside_edges((np.arange(height, dtype=np.float64) + 0.5) * sy - 0.5 - self.crop[1], grid.shape[0])
         cols = _inside_edges((np.arange(width, dtype=np.float64) + 0.5) * sx - 0.5 - self.crop[0], grid.shape[1])
-        return bilinear(grid, rows, cols)
+        return bilinear(grid, rows, cols, unit=unit)
 
     def view(self) -> tuple[float, float, float, float]:
         """What the model saw of the photo: (x0, y0, x1, y1), the crop's edges in photo pixels

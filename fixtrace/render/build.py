@@ -89,11 +89,11 @@ def merged_explanation(
     if maps.heat_from_points:
         heat = heatmap(points[inliers], counts[inliers], original, sigma)
     elif len(grids) == 1:
-        heat = unit_scale(_on_photo(maps, grids[0], geometries[0]))
+        heat = _on_photo(maps, grids[0], geometries[0])
     else:
         heat = np.zeros((original[1], original[0]), dtype=np.float32)
         for grid, geometry in zip(grids, geometries):
-            heat += unit_scale(_on_photo(maps, grid, geometry))
+            heat += _on_photo(maps, grid, geometry)
         heat = unit_scale(heat)
     return Explanation(
         image=photo,
@@ -140,5 +140,5 @@ def _photo_points(maps: Maps, item: int, geometry: Geometry) -> tuple[np.ndarray
 
 def _on_photo(maps: Maps, grid: np.ndarray, geometry: Geometry) -> np.ndarray:
     """A map on the input grid resampled onto the photo (shifted to a minimum of 0 where the
-    method's values are relative)."""
-    return geometry.to_photo(grid - grid.min() if maps.relative else grid)
+    method's values are relative), negatives set to 0 and scaled to a maximum of 1."""
+    return geometry.to_photo(grid - grid.min() if maps.relative else grid, unit=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtrace.render.resample import bilinear, pixel_centres
+from fixtrace.render.resample import bilinear, pixel_centres, unit_scale
 
 #: Blur sigma as a fraction of the photo's short side: the value with the lowest mean top-1
 #: localization error of the default fixations on the localization benchmark's validation split,
@@ -74,9 +74,5 @@ def heatmap(xy: np.ndarray, counts: np.ndarray, size: tuple[int, int], sigma: fl
     grid = np.concatenate([rows[k : k + ROWS_PER_PRODUCT] @ cols for k in range(0, grid_h, ROWS_PER_PRODUCT)])
     grid = grid.astype(np.float32)
     if (grid_w, grid_h) != (width, height):  # PIL's bilinear upscaling: half-pixel centres, edges extended
-        grid = bilinear(grid, pixel_centres(height, grid_h), pixel_centres(width, grid_w))
-    top = float(grid.max())
-    if top <= 0:
-        return np.zeros((height, width), dtype=np.float32)
-    grid /= top  # in [0, 1] as it stands: every value is >= 0 and <= top
-    return grid
+        return bilinear(grid, pixel_centres(height, grid_h), pixel_centres(width, grid_w), unit=True)
+    return unit_scale(grid)  # every value is >= 0: in [0, 1] as it stands

@@ -9,7 +9,9 @@ import numpy as np
 BAND = 256
 
 
-def bilinear(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def bilinear(
+    grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None, *, unit: bool = False
+) -> np.ndarray:
     """Sample ``grid`` at every (row, col) of a separable lattice, bilinearly.
 
     Positions outside ``[0, n - 1]`` on either axis give 0 (clip the coordinates first to
@@ -20,37 +22,36 @@ def bilinear(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarr
         rows: (H,) row coordinates in grid pixels.
         cols: (W,) column coordinates in grid pixels.
         out: a float32 (H, W) array to fill (default: a new one).
+        unit: return ``unit_scale`` of the result (the same values), computed without passes
+            over the result when it is upsampled.
 
     Returns:
         float32 (H, W).
     """
-    from fixtrace.kernels.cpu.resample import blend_rows  # numba: not for the CLI's parser
+    from fixtrace.kernels.cpu.resample import blend_columns, blend_rows, blend_rows_max  # numba: not for the CLI's parser
 
-    g = np.asarray(grid, dtype=np.float32)
+    g = np.ascontiguousarray(grid, dtype=np.float32)
     c0, c1, wc, cvalid = _taps(np.asarray(cols, np.float64), g.shape[1])
     r0, r1, wr, rvalid = _taps(np.asarray(rows, np.float64), g.shape[0])
+    w_first, w_second = (1 - wr) * rvalid, wr * rvalid
     if out is None:
         out = np.empty((len(rows), len(cols)), dtype=np.float32)
     # A small grid (upsampling) is resampled along the columns once; a large one (downsampling a
     # photo-size map) band by band, only the grid rows the band reads.
-    whole = _across(g, c0, c1, wc, cvalid) if g.shape[0] <= max(len(rows), BAND) else None
+    if g.shape[0] <= max(len(rows), BAND):
+        across = blend_columns(g, c0, c1, wc, cvalid)
+        top = blend_rows_max(across, r0, r1, w_first, w_second, 0) if unit else np.float32(0)
+        if unit and top <= 0:
+            out[...] = 0
+            return out
+        blend_rows(across, r0, r1, w_first, w_second, 0, out, top)
+        return out
     for start in range(0, len(rows), BAND):
         band = slice(start, start + BAND)
-        if whole is None:
-            first = int(r0[band].min())
-            across = _across(g[first : int(r1[band].max()) + 1], c0, c1, wc, cvalid)
-        else:
-            first, across = 0, whole
-        blend_rows(across, r0[band], r1[band], (1 - wr[band]) * rvalid[band], wr[band] * rvalid[band], first, out[band])
-    return out
-
-
-def _across(g: np.ndarray, c0: np.ndarray, c1: np.ndarray, wc: np.ndarray, cvalid: np.ndarray) -> np.ndarray:
-    """Every row of ``g`` resampled along the columns."""
-    across = g[:, c0] * (1 - wc)
-    across += g[:, c1] * wc
-    across *= cvalid
-    return across
+        first = int(r0[band].min())
+        across = blend_columns(g[first : int(r1[band].max()) + 1], c0, c1, wc, cvalid)
+        blend_rows(across, r0[band], r1[band], w_first[band], w_second[band], first, out[band], np.float32(0))
+    return unit_scale(out) if unit else out
 
 
 def _taps(coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
