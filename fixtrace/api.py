@@ -41,6 +41,7 @@ from fixtrace.render.box import method_box_threshold
 from fixtrace.render.build import explanation, merged_explanation
 from fixtrace.render.display import STYLE_OPTIONS, Style
 from fixtrace.render.heatmap import DEFAULT_SIGMA
+from fixtrace.runtime.prefetch import prefetch
 from fixtrace.runtime.runner import Runner
 from fixtrace.runtime.session import padded
 from fixtrace.runtime.threads import limit_threads, map_in_threads, thread_budget
@@ -402,9 +403,9 @@ class Explainer:
     ) -> Iterator[BatchItem]:
         """Explain many photos, ``batch_size`` at a time through one forward (and each method once).
 
-        The photos are read as they are needed (a generator of paths streams), and a photo that
-        fails (unreadable, or its batch fails and it fails again alone) yields its error; the
-        others go on.
+        The photos are read one batch ahead, on reader threads while the current batch is explained
+        (a generator of paths streams, at most two batches held), and a photo that fails
+        (unreadable, or its batch fails and it fails again alone) yields its error; the others go on.
 
         Args:
             images: paths, bytes, PIL images or arrays (any iterable, not one image).
@@ -432,27 +433,40 @@ class Explainer:
         self.check_targets(target, top_k)
         crops = crop_count(crops, self.preset, self.graph.image_input.fixed_batch)
         size = min(batch_size, self.graph.image_input.fixed_batch or batch_size)
-        stream = iter(images)
-        first = 0
-        while chunk := list(itertools.islice(stream, size)):
-            loaded: list[_Loaded] = []
-            failed: dict[int, FixtraceError] = {}
-            t0 = time.perf_counter()
-            for k, image in enumerate(chunk, start=first):
-                try:
-                    photo = load_photo(image)
-                    loaded.append(self._load(k, photo.pixels, photo.size, crops))
-                except FixtraceError as exc:
-                    failed[k] = exc
-            load_ms = (time.perf_counter() - t0) * 1e3 / max(len(loaded), 1)
-            done = self._run_or_retry_alone(loaded, target, top_k, specs, render, load_ms)
-            for k, image in enumerate(chunk, start=first):
-                result = done.get(k, failed.get(k))
-                if isinstance(result, dict):
-                    yield BatchItem(k, image, explanations=next(iter(result.values())), by_method=result)
-                else:
-                    yield BatchItem(k, image, error=result)
-            first += len(chunk)
+        # The next batch's photos are decoded and preprocessed on reader threads while this one runs
+        # (size + 1: once a batch is taken, the whole next one is in flight).
+        ahead = prefetch(enumerate(images), functools.partial(self._read, crops=crops), self._readers(), ahead=size + 1)
+        try:
+            while chunk := list(itertools.islice(ahead, size)):
+                loaded = [entry.value for entry in chunk if entry.value is not None]
+                failed = {entry.item[0]: entry.error for entry in chunk if entry.error is not None}
+                load_ms = sum(entry.ms for entry in chunk if entry.value is not None) / max(len(loaded), 1)
+                done = self._run_or_retry_alone(loaded, target, top_k, specs, render, load_ms)
+                for entry in chunk:
+                    k, image = entry.item
+                    result = done.get(k, failed.get(k))
+                    if isinstance(result, dict):
+                        yield BatchItem(k, image, explanations=next(iter(result.values())), by_method=result)
+                    else:
+                        yield BatchItem(k, image, error=result)
+        finally:
+            ahead.close()
+
+    def _read(self, numbered: tuple[int, ImageSource], crops: int) -> _Loaded:
+        """Photo ``k`` of ``explain_many`` read and preprocessed (``numbered`` is ``(k, image)``).
+
+        Raises:
+            ImageError, OptionError: as ``load_photo`` and ``_load``.
+        """
+        k, image = numbered
+        photo = load_photo(image)
+        return self._load(k, photo.pixels, photo.size, crops)
+
+    def _readers(self) -> int:
+        """Threads that read ahead in ``explain_many``: a quarter of the Explainer's thread limit
+        (every core when it has none), 1 to 4: decoding takes a few ms a photo, explaining more."""
+        budget = self.runner.threads or os.cpu_count() or 1
+        return max(1, min(4, budget // 4))
 
     def _run_or_retry_alone(
         self,

@@ -20,10 +20,10 @@ from fixtrace.audit.engine import AuditSettings, run_audit
 from fixtrace.audit.inputs import AuditInput, count_inputs, iter_inputs
 from fixtrace.audit.ledger import Ledger, read_records
 from fixtrace.audit.measures import normalised_entropy, pearson
-from fixtrace.audit.prefetch import prefetch
 from fixtrace.audit.truth import Truth
 from fixtrace.cli import main
 from fixtrace.errors import FixtraceError, OptionError
+from fixtrace.runtime.prefetch import prefetch
 from hostile.groups.images import png_header
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -136,6 +136,34 @@ def test_a_bad_photo_in_a_batch_loses_nothing(mobilenet, chelsea_path, coffee_pa
     _same(items[2].explanations[0], mobilenet.explain(coffee_path, target=285))
 
 
+def test_the_next_batch_is_read_while_this_one_is_explained(mobilenet, chelsea_path, coffee_path, tmp_path):
+    """explain_many reads the next batch ahead (on a reader thread) before yielding this one's
+    results: a generator of 5 photos in batches of 2 has been drawn from 4 times when the first
+    result comes. Order and each photo's own result or error are kept, and a break stops it."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(chelsea_path.read_bytes()[:200])
+    photos = [chelsea_path, coffee_path, broken, coffee_path, chelsea_path]
+    drawn: list[int] = []
+
+    def stream():
+        for k, photo in enumerate(photos):
+            drawn.append(k)
+            yield photo
+
+    items = mobilenet.explain_many(stream(), batch_size=2)
+    first = next(items)
+    assert first.index == 0 and first.error is None and drawn == [0, 1, 2, 3]
+    rest = list(items)
+    assert [i.index for i in rest] == [1, 2, 3, 4]
+    assert isinstance(rest[1].error, ImageError) and rest[1].explanations is None
+    assert [i.explanations[0].target.index for i in (first, rest[0], rest[2], rest[3])] == [285, 967, 967, 285]
+    drawn.clear()
+    one_by_one = mobilenet.explain_many(stream(), batch_size=1)
+    assert next(one_by_one).index == 0 and drawn == [0, 1]
+    one_by_one.close()
+    assert drawn == [0, 1]
+
+
 def test_fixed_batch_dim_caps_the_batch(tmp_path, chelsea_path, coffee_path, mobilenet_path):
     model = onnx.load(str(mobilenet_path))
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1

@@ -21,12 +21,12 @@ from fixtrace.audit.ledger import ERROR, OK, Ledger
 from fixtrace.audit.manifest import now
 from fixtrace.audit.measures import agreement, map_measures
 from fixtrace.audit.pictures import write_pictures
-from fixtrace.audit.prefetch import Loaded, prefetch
 from fixtrace.audit.truth import Truth
 from fixtrace.errors import OutputError
 from fixtrace.explanation import ClassScore, Explanation
 from fixtrace.images.load import Photo, load_photo
 from fixtrace.render.heatmap import DEFAULT_SIGMA
+from fixtrace.runtime.prefetch import Loaded, prefetch
 
 #: Handed to ``explain_many`` in place of a photo that could not be read (it fails at once,
 #: without reading the file again); the reading error is what the ledger records.

@@ -1,1 +1,2 @@
-"""Running the model: the onnxruntime session, the values of a run, and the batched forward."""
+"""Running the model: the onnxruntime session, the values of a run, the batched forward, and the
+threads around it (limits, reading ahead)."""
