@@ -12,7 +12,7 @@ import os
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -400,7 +400,7 @@ class Explainer:
         methods: Any = None,
         crops: int = 1,
         **unknown: Any,
-    ) -> Iterator[BatchItem]:
+    ) -> Generator[BatchItem, None, None]:
         """Explain many photos, ``batch_size`` at a time through one forward (and each method once).
 
         The photos are read one batch ahead, on reader threads while the current batch is explained

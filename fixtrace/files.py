@@ -249,8 +249,11 @@ def make_folder(path: str | os.PathLike) -> Path:
 
 
 def output_error(exc: OSError, path: str | os.PathLike) -> OutputError:
-    """An OutputError naming the path and the cause; fatal when the disk is full."""
-    fatal = exc.errno in DISK_FULL or _free_bytes(Path(path)) < NEARLY_FULL
+    """An OutputError naming the path and the cause; fatal when the disk is full (a short write,
+    which numpy reports without an errno, counts: the space another writer thread freed since
+    may hide it from the free-space check)."""
+    short_write = exc.errno is None and " requested and " in str(exc) and str(exc).endswith(" written")
+    fatal = exc.errno in DISK_FULL or short_write or _free_bytes(Path(path)) < NEARLY_FULL
     cause = "the disk is full" if fatal else (exc.strerror or str(exc))
     return OutputError(f"cannot write {path}: {cause}", fatal=fatal)
 

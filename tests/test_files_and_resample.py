@@ -206,6 +206,21 @@ def test_replace_folder_is_all_or_nothing(tmp_path):
         replace_folder(tmp_path / "file", lambda f: None)
 
 
+@pytest.mark.parametrize(
+    "error, fatal",
+    [
+        (OSError("50176 requested and 6112 written"), True),  # numpy's short write: no errno
+        (OSError(28, "No space left on device"), True),
+        (OSError(13, "Permission denied"), False),
+        (OSError("the 3 requested and 3 written were refused by the server"), False),
+    ],
+)
+def test_a_short_write_counts_as_a_full_disk(tmp_path, error, fatal):
+    """With writer threads, the free space a failed write needed may be back by the time it is
+    checked: numpy's short write is itself the sign of a full disk."""
+    assert files.output_error(error, tmp_path / "x").fatal is fatal
+
+
 def test_checkpoint_rewrites_rarely_and_keeps_the_last_change(monkeypatch):
     """10,000 items 10 ms apart, each rewrite taking 1 ms per 100 items written: the first item is
     written at once, then at most once a second and never more than 5% of the time; the final

@@ -82,11 +82,15 @@ def test_full_disk_stops_with_one_line_and_keeps_finished_work(tmp_path, small_d
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr
     assert errors[0].startswith("fixtrace: error: ") and "the disk is full" in errors[0], errors[0]
-    assert "stopped after 1 of 4 images" in errors[0] and "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # Writer threads may fill the disk with two photos at once, so which photo fits is not fixed:
+    # every folder left is complete and in the summary as done, and the count says how many.
     summary = json.loads((out / "summary.json").read_text())
-    assert [(e["folder"], e["status"]) for e in summary] == [("cat_0", "ok")]
-    assert sorted(p.name for p in (out / "cat_0").iterdir()) == OUTPUTS
-    assert sorted(p.name for p in out.iterdir()) == ["cat_0", "summary.json"]  # no half-written folder left
+    assert all(e["status"] == "ok" for e in summary) and len(summary) <= 1
+    assert f"stopped after {len(summary)} of 4 images" in errors[0]
+    for entry in summary:
+        assert sorted(p.name for p in (out / entry["folder"]).iterdir()) == OUTPUTS
+    assert sorted(p.name for p in out.iterdir()) == sorted([e["folder"] for e in summary] + ["summary.json"])
 
 
 @pytest.mark.corpus
