@@ -100,6 +100,29 @@ def test_overlay_blend_tables_equal_the_float_blend(strength):
     assert np.abs(drawn - exact).mean() < 0.5
 
 
+@pytest.mark.parametrize("signed, gain", [(False, 1.0), (False, 2.5), (True, 1.0)])
+def test_the_one_pass_blend_equals_the_numpy_table_blend(signed, gain):
+    """The numba blend writes the bytes of the table blend in numpy (uint16 temporaries): heat
+    outside the levels clipped, white pixels rounding to 256 capped at 255."""
+    from fixtrace.kernels.cpu.blend import blend_levels
+    from fixtrace.render.overlay import _FRACTION, LEVELS, _blend_tables
+
+    rng = np.random.default_rng(4)
+    photo = rng.integers(0, 256, (53, 71, 3), dtype=np.uint8)
+    photo[:5] = 255
+    heat = rng.uniform(-1.2 if signed else -0.2, 1.2, (53, 71)).astype(np.float32)
+    keep, colour = _blend_tables(0.6, "jet", signed)
+    scale = np.float32(gain * (LEVELS - 1) / (2.0 if signed else 1.0))
+    offset = np.float32((LEVELS - 1) / 2.0 + 0.5 if signed else 0.5)
+    level = np.clip(heat * scale + offset, 0.0, LEVELS - 1).astype(np.intp)
+    mixed = photo.astype(np.uint16) * keep[level][..., None] + colour[level] + (1 << (_FRACTION - 1))
+    expected = np.minimum(mixed >> _FRACTION, 255).astype(np.uint8)
+    out = np.empty_like(photo)
+    blend_levels(heat, photo, keep, colour, scale, offset, _FRACTION, out)
+    np.testing.assert_array_equal(out, expected)
+    assert (mixed >> _FRACTION).max() == 256  # the cap is exercised
+
+
 def test_box_on_a_huge_map_is_the_exact_box_within_its_stride():
     small = np.zeros((80, 120), np.float32)
     small[20:50, 30:100] = 1.0

@@ -82,6 +82,8 @@ def overlay(
     Returns:
         RGB PIL image of ``photo``'s size.
     """
+    from fixtrace.kernels.cpu.blend import blend_levels  # numba: not for the CLI's parser
+
     h, w = photo.shape[:2]
     same = heat.shape == (h, w)
     rows, cols = (None, None) if same else (pixel_centres(h, heat.shape[0]), pixel_centres(w, heat.shape[1]))
@@ -97,27 +99,19 @@ def overlay(
     window = _window(view, sx, sy, w, h)
     fade = _Fade(window, w, h, sample, column) if window is not None else None
     scale = np.float32(gain * (LEVELS - 1) / (2.0 if signed else 1.0))
-    offset = (LEVELS - 1) / 2.0 + 0.5 if signed else 0.5
+    offset = np.float32((LEVELS - 1) / 2.0 + 0.5 if signed else 0.5)
     blended = np.empty((h, w, 3), dtype=np.uint8)
     for start in range(0, h, BAND):
         band = slice(start, start + BAND)
-        values = sample(band)
         if fade is not None:
-            values = fade.apply(np.array(values, dtype=np.float32), start)
-        scaled = values * scale
-        scaled += offset
-        np.clip(scaled, 0.0, LEVELS - 1, out=scaled)
-        level = scaled.astype(np.intp)
-        del scaled
-        mixed = photo[band].astype(np.uint16)
+            values = fade.apply(np.array(sample(band), dtype=np.float32), start)
+        else:
+            values = np.ascontiguousarray(sample(band), dtype=np.float32)
+        base = photo[band]
         if window is not None:
-            _grey_outside(mixed, photo[band], start, window)
-        mixed *= keep[level][..., None]
-        mixed += colour[level]
-        mixed += 1 << (_FRACTION - 1)
-        mixed >>= _FRACTION
-        np.minimum(mixed, 255, out=mixed)  # rounding can reach 256 on a white pixel
-        blended[band] = mixed
+            base = np.array(base, dtype=np.uint8)
+            _grey_outside(base, photo[band], start, window)
+        blend_levels(values, np.ascontiguousarray(base, dtype=np.uint8), keep, colour, scale, offset, _FRACTION, blended[band])
     image = Image.fromarray(blended)
     del blended
     draw = ImageDraw.Draw(image)
