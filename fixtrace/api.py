@@ -44,7 +44,7 @@ from fixtrace.render.heatmap import DEFAULT_SIGMA
 from fixtrace.runtime.prefetch import prefetch
 from fixtrace.runtime.runner import Runner
 from fixtrace.runtime.session import padded
-from fixtrace.runtime.threads import limit_threads, map_in_threads, thread_budget
+from fixtrace.runtime.threads import limit_threads, map_in_threads, thread_budget, usable_cores
 from fixtrace.targets import check_targets, rank_classes
 
 #: The methods ``method=`` accepts (besides specs with options, lists and ``"all"``).
@@ -399,19 +399,24 @@ class Explainer:
         method: Any = None,
         methods: Any = None,
         crops: int = 1,
+        readers: int | None = None,
         **unknown: Any,
     ) -> Generator[BatchItem, None, None]:
         """Explain many photos, ``batch_size`` at a time through one forward (and each method once).
 
         The photos are read one batch ahead, on reader threads while the current batch is explained
-        (a generator of paths streams, at most two batches held), and a photo that fails
-        (unreadable, or its batch fails and it fails again alone) yields its error; the others go on.
+        (a generator of paths streams, at most two batches held: an image must not change once
+        handed over, unless ``readers=0``), and a photo that fails (unreadable, or its batch fails
+        and it fails again alone) yields its error; the others go on.
 
         Args:
             images: paths, bytes, PIL images or arrays (any iterable, not one image).
             target, top_k, outlier_removal, sigma, box_threshold, method, methods, crops: as in ``explain``.
             batch_size: photos per forward (capped by a fixed batch dim of the model); with
                 ``crops`` above 1, each photo's crops are one forward.
+            readers: threads that read the next batch ahead (default: a quarter of ``threads``,
+                1 to 4); 0 reads each photo in the calling thread when its batch is made, for
+                images that change after they are handed over (a reused frame buffer).
             **unknown: the pictures' style, as in ``explain``.
 
         Yields:
@@ -421,7 +426,7 @@ class Explainer:
             TargetError: a class index outside the model's outputs (before any photo is run).
             OptionError: a bad option, batch size, or a single image instead of several.
         """
-        validate.keywords(unknown, (*RENDER_OPTIONS, "batch_size"), "Explainer.explain_many()")
+        validate.keywords(unknown, (*RENDER_OPTIONS, "batch_size", "readers"), "Explainer.explain_many()")
         render = render_options(outlier_removal, sigma, box_threshold, **unknown)
         batch_size = validate.integer("batch_size", batch_size, 1, flag="--batch-size")
         if isinstance(images, (str, bytes, bytearray, os.PathLike, np.ndarray, Image.Image)):
@@ -435,7 +440,8 @@ class Explainer:
         size = min(batch_size, self.graph.image_input.fixed_batch or batch_size)
         # The next batch's photos are decoded and preprocessed on reader threads while this one runs
         # (size + 1: once a batch is taken, the whole next one is in flight).
-        ahead = prefetch(enumerate(images), functools.partial(self._read, crops=crops), self._readers(), ahead=size + 1)
+        readers = self._readers() if readers is None else validate.integer("readers", readers, 0)
+        ahead = prefetch(enumerate(images), functools.partial(self._read, crops=crops), readers, ahead=size + 1)
         try:
             while chunk := list(itertools.islice(ahead, size)):
                 loaded = [entry.value for entry in chunk if entry.value is not None]
@@ -463,10 +469,10 @@ class Explainer:
         return self._load(k, photo.pixels, photo.size, crops)
 
     def _readers(self) -> int:
-        """Threads that read ahead in ``explain_many``: a quarter of the Explainer's thread limit
-        (every core when it has none), 1 to 4: decoding takes a few ms a photo, explaining more."""
-        budget = self.runner.threads or os.cpu_count() or 1
-        return max(1, min(4, budget // 4))
+        """Threads that read ahead in ``explain_many`` by default: a quarter of the Explainer's
+        thread limit (every usable core when it has none), 1 to 4: decoding takes a few ms a
+        photo, explaining more."""
+        return max(1, min(4, (self.runner.threads or usable_cores()) // 4))
 
     def _run_or_retry_alone(
         self,

@@ -394,7 +394,12 @@ def _runtime_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument(
         "--device", choices=DEVICES, default="auto", help="where the kernels run: auto (CUDA when a GPU is present), cpu or cuda"
     )
-    parser.add_argument("--threads", type=int, default=0, help="threads for onnxruntime, numba and BLAS (default: 0, all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="threads for onnxruntime, numba and BLAS, and for reading and writing pictures (default: 0, all cores)",
+    )
 
 
 #: The flags that override one field of the preset (besides --bgr/--rgb).
@@ -557,7 +562,7 @@ def _explain(args: argparse.Namespace) -> int:
             if len(item.by_method) > 1:
                 entry |= {"methods": list(item.by_method), "grids": [str(t) for t in written if t.suffix == ".png"]}
         except FixtraceError as exc:
-            if isinstance(exc, OutputError) and exc.fatal:
+            if _fatal(exc):
                 raise
             _error(f"{image}: {exc}")
             entry |= {"status": "error", "error": str(exc)}
@@ -575,18 +580,23 @@ def _explain(args: argparse.Namespace) -> int:
         for item in items:
             pending.append((item, writer.submit(save, item)))
             while pending and (len(pending) > args.batch_size or pending[0][1].done()):
-                failed += not record(*pending.popleft())
+                failed += not record(*pending[0])
+                pending.popleft()  # only once recorded: an interrupt while waiting leaves it pending
         while pending:
-            failed += not record(*pending.popleft())
+            failed += not record(*pending[0])
+            pending.popleft()
     except BaseException as exc:
-        # What is being written is finished and recorded; what was not started is dropped.
+        # What is being written is finished and recorded (as written, or as its photo's own
+        # error); what was not started, and a write that found the disk full, are dropped.
         writer.shutdown(wait=True, cancel_futures=True)
         for item, saving in pending:
-            if not saving.cancelled() and saving.exception() is None:
+            if saving.cancelled() or _fatal(saving.exception()):
+                continue
+            with contextlib.suppress(OutputError):  # the summary's checkpoint: flushed below
                 record(item, saving)
         with contextlib.suppress(OutputError):  # the error under way is the one to tell
             checkpoint.flush()
-        if isinstance(exc, OutputError) and exc.fatal:
+        if _fatal(exc):
             done = sum(e["status"] == "ok" for e in summary)
             raise OutputError(
                 f"{exc}: stopped after {done} of {len(images)} images (those and summary.json are kept)", fatal=True
@@ -602,10 +612,17 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _writers(threads: int) -> int:
-    """Writer threads for ``explain``'s pictures: as many as the thread limit (every core when
-    there is none), at most 8. Encoding the PNGs takes longer than explaining the photo, and
+    """Writer threads for ``explain``'s pictures: as many as the thread limit (every usable core
+    when there is none), at most 8. Encoding the PNGs takes longer than explaining the photo, and
     releases the GIL: on 2 cores, 96 photos took 11.1 s with one writer, 8.6 s with two."""
-    return max(1, min(8, threads or os.cpu_count() or 1))
+    from fixtrace.runtime.threads import usable_cores
+
+    return max(1, min(8, threads or usable_cores()))
+
+
+def _fatal(error: BaseException | None) -> bool:
+    """Whether ``error`` stops a batch (a full disk)."""
+    return isinstance(error, OutputError) and error.fatal
 
 
 def _style(args: argparse.Namespace) -> dict:

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from fixtrace.render.resample import to_uint8
 #: overlay 3% smaller in 3.8x the time (392 against 103 ms), its grey heat map 50 KiB smaller in
 #: 2.7x (42 against 16 ms, beside a 3.5 MB heatmap.npy); encoding was 80% of ``fixtrace explain``'s
 #: time on a folder of photos.
-PICTURE_PNG: dict[str, Any] = {"compress_level": 1}
+PICTURE_PNG: Mapping[str, Any] = MappingProxyType({"compress_level": 1})
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -274,6 +275,9 @@ def _created_mode(mode: int) -> int:
     return mode & ~_umask()
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 @functools.cache
 def _umask() -> int:
     """The process umask, read once, where it can be read without setting it (Linux); elsewhere
@@ -284,8 +288,9 @@ def _umask() -> int:
                 return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
-    mask = os.umask(0o022)
-    os.umask(mask)
+    with _UMASK_LOCK:  # writer threads may ask at once: one sets and restores at a time
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
 
 

@@ -23,7 +23,6 @@ from fixtrace.audit.measures import normalised_entropy, pearson
 from fixtrace.audit.truth import Truth
 from fixtrace.cli import main
 from fixtrace.errors import FixtraceError, OptionError
-from fixtrace.runtime.prefetch import prefetch
 from hostile.groups.images import png_header
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,26 +109,6 @@ def test_inputs_refuse_an_empty_folder_and_a_pattern_matching_nothing(tmp_path):
         count_inputs([str(tmp_path / "empty")])
     with pytest.raises(OptionError, match="no file matches"):
         count_inputs([str(tmp_path / "*.png")])
-
-
-def test_prefetch_keeps_order_and_reads_at_most_ahead(tmp_path):
-    started: list[int] = []
-
-    def load(k: int) -> int:
-        started.append(k)
-        if k == 3:
-            raise FixtraceError("three")
-        time.sleep(0.01 * (k % 3))
-        return k * 10
-
-    stream = prefetch(range(20), load, workers=3, ahead=4)
-    first = next(stream)
-    assert (first.item, first.value) == (0, 0)
-    assert len(started) <= 5  # four waiting, the one handed over
-    rest = list(stream)
-    assert [r.item for r in rest] == list(range(1, 20))
-    assert str(rest[2].error) == "three" and rest[2].value is None
-    assert [r.value for r in prefetch(range(3), load, workers=0, ahead=1)] == [0, 10, 20]
 
 
 # -- ledger and measures ------------------------------------------------------------------------

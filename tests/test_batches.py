@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 from fixtrace import Explainer, ImageError, OptionError
 from fixtrace.backends import cuda_status
@@ -162,6 +163,25 @@ def test_the_next_batch_is_read_while_this_one_is_explained(mobilenet, chelsea_p
     assert next(one_by_one).index == 0 and drawn == [0, 1]
     one_by_one.close()
     assert drawn == [0, 1]
+
+
+def test_readers_0_reads_each_photo_when_its_batch_is_made(mobilenet, chelsea_path, coffee_path):
+    """A frame source that refills one buffer (as video readers do) is read right, one photo a
+    batch, with readers=0; a bad reader count is refused."""
+    from fixtrace.images.load import load_image
+
+    frames = [load_image(chelsea_path), load_image(coffee_path), load_image(chelsea_path)]
+    buffer = np.empty((300, 451, 3), np.uint8)
+
+    def video():
+        for frame in frames:
+            buffer[...] = np.asarray(Image.fromarray(frame).resize((451, 300)))
+            yield buffer
+
+    got = [i.explanations[0].target.index for i in mobilenet.explain_many(video(), batch_size=1, readers=0)]
+    assert got == [285, 967, 285]
+    with pytest.raises(OptionError, match="readers"):
+        list(mobilenet.explain_many(video(), readers=-1))
 
 
 def test_fixed_batch_dim_caps_the_batch(tmp_path, chelsea_path, coffee_path, mobilenet_path):

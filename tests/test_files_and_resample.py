@@ -58,6 +58,19 @@ def test_bilinear_unit_is_unit_scale_of_the_map_bit_for_bit(grid, out, shift):
     assert ours.max() == (1.0 if shift > -5 else 0.0)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_bilinear_unit_keeps_numpys_rules_for_nan_and_inf(bad):
+    """A NaN or an infinity in the map gives what ``unit_scale`` gives (NaN propagates through
+    numpy's max; nothing is scaled by a NaN top), not a map scaled by the finite values."""
+    g = np.random.default_rng(5).random((8, 9)).astype(np.float32)
+    g[3, 4] = bad
+    rows, cols = np.linspace(0, 7, 40), np.linspace(0, 8, 45)
+    with np.errstate(invalid="ignore"):
+        expected = unit_scale(bilinear(g, rows, cols))
+        ours = bilinear(g, rows, cols, unit=True)
+    np.testing.assert_array_equal(ours, expected)
+
+
 def test_heatmap_upsampling_equals_pil_bilinear():
     """The heat map's grid reaches the photo as PIL's BILINEAR resize would take it there."""
     rng = np.random.default_rng(1)
@@ -100,17 +113,20 @@ def test_overlay_blend_tables_equal_the_float_blend(strength):
     assert np.abs(drawn - exact).mean() < 0.5
 
 
-@pytest.mark.parametrize("signed, gain", [(False, 1.0), (False, 2.5), (True, 1.0)])
-def test_the_one_pass_blend_equals_the_numpy_table_blend(signed, gain):
+@pytest.mark.parametrize(
+    "signed, gain, dtype", [(False, 1.0, np.float32), (False, 2.5, np.float32), (True, 1.0, np.float32), (False, 1.3, np.float64)]
+)
+def test_the_one_pass_blend_equals_the_numpy_table_blend(signed, gain, dtype):
     """The numba blend writes the bytes of the table blend in numpy (uint16 temporaries): heat
-    outside the levels clipped, white pixels rounding to 256 capped at 255."""
+    outside the levels clipped, white pixels rounding to 256 capped at 255, a float64 map scaled
+    in float64; a NaN is drawn as heat 0 (never read outside the tables)."""
     from fixtrace.kernels.cpu.blend import blend_levels
     from fixtrace.render.overlay import _FRACTION, LEVELS, _blend_tables
 
     rng = np.random.default_rng(4)
     photo = rng.integers(0, 256, (53, 71, 3), dtype=np.uint8)
     photo[:5] = 255
-    heat = rng.uniform(-1.2 if signed else -0.2, 1.2, (53, 71)).astype(np.float32)
+    heat = rng.uniform(-1.2 if signed else -0.2, 1.2, (53, 71)).astype(dtype)
     keep, colour = _blend_tables(0.6, "jet", signed)
     scale = np.float32(gain * (LEVELS - 1) / (2.0 if signed else 1.0))
     offset = np.float32((LEVELS - 1) / 2.0 + 0.5 if signed else 0.5)
@@ -121,6 +137,9 @@ def test_the_one_pass_blend_equals_the_numpy_table_blend(signed, gain):
     blend_levels(heat, photo, keep, colour, scale, offset, _FRACTION, out)
     np.testing.assert_array_equal(out, expected)
     assert (mixed >> _FRACTION).max() == 256  # the cap is exercised
+    heat[7, 9] = np.nan
+    blend_levels(heat, photo, keep, colour, scale, offset, _FRACTION, out)
+    np.testing.assert_array_equal(out[7, 9], np.minimum((photo[7, 9].astype(np.int64) * keep[0] + colour[0] + 64) >> 7, 255))
 
 
 def test_box_on_a_huge_map_is_the_exact_box_within_its_stride():

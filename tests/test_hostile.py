@@ -72,24 +72,29 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)], capture_output=True)
 
 
-def test_full_disk_stops_with_one_line_and_keeps_finished_work(tmp_path, small_disk):
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_full_disk_stops_with_one_line_and_keeps_finished_work(tmp_path, small_disk, threads):
+    """One writer: the first photo fits, the second fills the disk, and the run stops there. Two
+    writers may fill the disk with two photos at once, so which one fits is not fixed: every
+    folder left is complete and in the summary as done, and the count says how many."""
     photos = tmp_path / "photos"
     photos.mkdir()
     for k in range(4):
         shutil.copy(CHELSEA, photos / f"cat_{k}.jpg")
     out = small_disk / "out"
-    proc = run_cli("explain", MOBILENET, photos, "--out", out, "--quiet", cwd=tmp_path)
+    proc = run_cli("explain", MOBILENET, photos, "--out", out, "--quiet", "--threads", threads, cwd=tmp_path)
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr
     assert errors[0].startswith("fixtrace: error: ") and "the disk is full" in errors[0], errors[0]
     assert "Traceback" not in proc.stderr
-    # Writer threads may fill the disk with two photos at once, so which photo fits is not fixed:
-    # every folder left is complete and in the summary as done, and the count says how many.
     summary = json.loads((out / "summary.json").read_text())
+    if threads == "1":
+        assert [(e["folder"], e["status"]) for e in summary] == [("cat_0", "ok")]
     assert all(e["status"] == "ok" for e in summary) and len(summary) <= 1
     assert f"stopped after {len(summary)} of 4 images" in errors[0]
     for entry in summary:
         assert sorted(p.name for p in (out / entry["folder"]).iterdir()) == OUTPUTS
+    # no half-written folder left, none missing from the summary
     assert sorted(p.name for p in out.iterdir()) == sorted([e["folder"] for e in summary] + ["summary.json"])
 
 

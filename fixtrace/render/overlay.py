@@ -105,8 +105,8 @@ def overlay(
         band = slice(start, start + BAND)
         if fade is not None:
             values = fade.apply(np.array(sample(band), dtype=np.float32), start)
-        else:
-            values = np.ascontiguousarray(sample(band), dtype=np.float32)
+        else:  # a float64 map stays float64, as numpy scaled it
+            values = np.ascontiguousarray(sample(band), dtype=np.result_type(heat.dtype, np.float32))
         base = photo[band]
         if window is not None:
             base = np.array(base, dtype=np.uint8)

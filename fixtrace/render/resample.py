@@ -44,7 +44,10 @@ def bilinear(
         if unit and top <= 0:
             out[...] = 0
             return out
-        blend_rows(across, r0, r1, w_first, w_second, 0, out, top)
+        if unit and not np.isfinite(top):  # NaN or inf: numpy's own rules for them
+            blend_rows(across, r0, r1, w_first, w_second, 0, out, np.float32(0))
+            return unit_scale(out)
+        blend_rows(across, r0, r1, w_first, w_second, 0, out, np.float32(top))
         return out
     for start in range(0, len(rows), BAND):
         band = slice(start, start + BAND)

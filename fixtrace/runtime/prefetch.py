@@ -38,7 +38,9 @@ def prefetch(items: Iterable[T], load: Callable[[T], R], workers: int, ahead: in
     items are loading or loaded and not yet taken. ``workers=0`` loads in the caller's thread.
 
     A FixtraceError of ``load`` is handed over in ``Loaded.error``; other exceptions are raised
-    when their item's turn comes. Closing the iterator drops what was read ahead.
+    when their item's turn comes. An exception of ``items`` itself is raised after the items
+    before it. Closing the iterator drops what was read ahead (the loads under way finish first,
+    so no reader outlives it).
     """
     if workers <= 0:
         yield from (_timed(load, item) for item in items)
@@ -47,14 +49,22 @@ def prefetch(items: Iterable[T], load: Callable[[T], R], workers: int, ahead: in
     stream = iter(items)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fixtrace-read")
     try:
-        for item in stream:
+        while True:
+            try:
+                item = next(stream)
+            except StopIteration:
+                break
+            except BaseException:
+                while pending:  # the items before the failing one, then its error
+                    yield pending.popleft()[1].result()
+                raise
             pending.append((item, pool.submit(_timed, load, item)))
             if len(pending) >= max(ahead, 1):
                 yield pending.popleft()[1].result()
         while pending:
             yield pending.popleft()[1].result()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _timed(load: Callable[[T], R], item: T) -> Loaded[T, R]:

@@ -8,6 +8,7 @@ numba's pool each default to every core, and together they oversubscribed a load
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,12 @@ def limit_threads(n: int) -> Iterator[None]:
             yield
     finally:
         numba.set_num_threads(previous)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system tells it, else all)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
 
 
 def thread_budget() -> int:

@@ -13,7 +13,7 @@ def blend_levels(values, base, keep, colour, scale, offset, fraction, out):  # p
     with photo-size uint16 temporaries, to the same bytes.
 
     Args:
-        values: float32 (h, w) the heat.
+        values: float32 or float64 (h, w) the heat (finite; NaN is drawn as 0).
         base: uint8 (h, w, 3) the photo's pixels (already greyed outside the view).
         keep: uint16 (levels,) the photo's fixed-point weight per level.
         colour: uint16 (levels, 3) the premultiplied colour per level.
@@ -28,7 +28,7 @@ def blend_levels(values, base, keep, colour, scale, offset, fraction, out):  # p
         for j in range(values.shape[1]):
             v = values[i, j] * scale
             v = v + offset
-            v = zero if v < zero else (top if v > top else v)
+            v = top if v > top else (v if v >= zero else zero)  # NaN: level 0, never outside the tables
             level = int(v)
             k = np.int64(keep[level])
             for c in range(3):

@@ -39,8 +39,9 @@ def blend_rows(across, first, second, w_first, w_second, row0, out, top):  # pra
 
 @njit(cache=True, boundscheck=False, nogil=True)
 def blend_rows_max(across, first, second, w_first, w_second, row0):  # pragma: no cover - numba
-    """The largest value ``blend_rows`` would write (and 0 when all are below), computed
-    without writing any: a photo-size map is then written once, already scaled.
+    """The largest value ``blend_rows`` would write (0 when all are below; NaN when one is NaN,
+    as numpy's max), computed without writing any: a photo-size map is then written once,
+    already scaled.
 
     Args:
         as ``blend_rows``'s, without ``out`` and ``top``.
@@ -59,6 +60,8 @@ def blend_rows_max(across, first, second, w_first, w_second, row0):  # pragma: n
             v = a[j] * wa + b[j] * wb
             if v > top:
                 top = v
+            elif v != v:
+                return v
     return top
 
 
