@@ -3,7 +3,7 @@ against the explanations alone (``explain_many``, nothing written), and the CLI'
 peak memory as a user runs it (a fresh process: imports and the numba cache included).
 
 Usage: python bench/bench_explain_folder.py [--model models/mobilenet_v2.onnx] [--photos 96]
-       [--batch-size 8] [--threads 2] [--repeats 3]
+       [--batch-size 8] [--threads 2] [--repeats 3] [--image-format png|jpg]
 
 The photos are bench/real_photos.py's crops and flips of the bundled photos (451x300 to
 1411x1411), saved as JPEG (quality 92). Prints a markdown table for bench/RESULTS.md.
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--image-format", choices=("png", "jpg"), default="png")
     args = parser.parse_args()
 
     from fixtrace import Explainer
@@ -50,7 +51,15 @@ def main() -> None:
         for k, (_, pixels) in enumerate(real_photos(args.photos)):
             Image.fromarray(pixels).save(folder / f"{k:04d}.jpg", quality=92)
         paths = sorted(folder.glob("*.jpg"))
-        flags = ["--batch-size", str(args.batch_size), "--threads", str(args.threads), "--quiet"]
+        flags = [
+            "--batch-size",
+            str(args.batch_size),
+            "--threads",
+            str(args.threads),
+            "--image-format",
+            args.image_format,
+            "--quiet",
+        ]
 
         def command() -> None:
             shutil.rmtree(work / "out", ignore_errors=True)
@@ -85,7 +94,7 @@ def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}; "
         f"date {time.strftime('%Y-%m-%d')}; model {Path(args.model).name}; {args.photos} real photos (JPEG); "
-        f"batch {args.batch_size}; {args.threads} threads; median of {args.repeats}, interleaved\n"
+        f"batch {args.batch_size}; {args.threads} threads; {args.image_format} pictures; median of {args.repeats}, interleaved\n"
     )
     print("| run | s | photos/s | ms/photo |")
     print("|---|---|---|---|")

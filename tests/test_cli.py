@@ -102,6 +102,36 @@ def test_explain_writes_the_four_outputs(default_run):
     ]
 
 
+def test_explain_writes_jpeg_pictures_when_asked(tmp_path):
+    """--image-format jpg: overlay.jpg and heatmap.jpg (the .npy maps unchanged), the methods'
+    grid too; a photo named like a picture (``x.png.jpg``, folder ``x.png``) is still listed among
+    the outputs, not taken for a grid."""
+    photo = tmp_path / "x.png.jpg"
+    shutil.copy(CHELSEA, photo)
+    out = tmp_path / "out"
+    proc = run_cli("explain", MODEL, photo, "--out", out, "--image-format", "jpg", "--quiet", cwd=tmp_path)
+    assert_ok(proc)
+    folder = out / "x.png"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(name.replace(".png", ".jpg") for name in OUTPUTS)
+    for name in ("overlay.jpg", "heatmap.jpg"):
+        with Image.open(folder / name) as picture:
+            assert picture.format == "JPEG" and picture.size == (451, 300)
+    assert np.load(folder / "heatmap.npy").shape == (300, 451)
+    assert json.loads((out / "summary.json").read_text())[0]["outputs"] == [str(folder)]
+
+    proc = run_cli(
+        "explain", MODEL, CHELSEA, "--out", out, "--method", "fixations,gradcam", "--image-format", "jpg", "--quiet", cwd=tmp_path
+    )
+    assert_ok(proc)
+    summary = json.loads((out / "summary.json").read_text())[0]
+    assert summary["grids"] == [str(out / "chelsea" / "grid.jpg")]
+    assert summary["outputs"] == [str(out / "chelsea" / "fixations"), str(out / "chelsea" / "gradcam")]
+    with Image.open(out / "chelsea" / "grid.jpg") as grid:
+        assert grid.format == "JPEG"
+    bad = run_cli("explain", MODEL, CHELSEA, "--out", out, "--image-format", "bmp", cwd=tmp_path)
+    assert bad.returncode == 2 and "invalid choice: 'bmp'" in bad.stderr
+
+
 def test_explain_other_class_with_layers(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("explain", MODEL, CHELSEA, "--out", out, "--class", "281", "--layers", "--quiet", cwd=tmp_path)
@@ -253,6 +283,12 @@ def test_api_image_sources(reference, kind):
     np.testing.assert_array_equal(e.points, reference.points)
     np.testing.assert_array_equal(e.heatmap, reference.heatmap)
     assert e.box == reference.box
+
+
+def test_api_save_refuses_an_unknown_picture_format(reference, tmp_path):
+    with pytest.raises(fixtrace.OptionError, match="image format must be one of png, jpg, not 'bmp'"):
+        reference.save(tmp_path / "x", image_format="bmp")
+    assert not (tmp_path / "x").exists()
 
 
 def test_api_targets():
