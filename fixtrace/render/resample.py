@@ -40,13 +40,16 @@ def bilinear(
     # photo-size map) band by band, only the grid rows the band reads.
     if g.shape[0] <= max(len(rows), BAND):
         across = blend_columns(g, c0, c1, wc, cvalid)
-        top = blend_rows_max(across, r0, r1, w_first, w_second, 0) if unit else np.float32(0)
-        if unit and top <= 0:
-            out[...] = 0
+        if not unit:
+            blend_rows(across, r0, r1, w_first, w_second, 0, out, np.float32(0))
             return out
-        if unit and not np.isfinite(top):  # NaN or inf: numpy's own rules for them
+        top = blend_rows_max(across, r0, r1, w_first, w_second, 0) if np.isfinite(across).all() else np.nan
+        if not np.isfinite(top):  # a NaN or an infinity: numpy's own rules for them
             blend_rows(across, r0, r1, w_first, w_second, 0, out, np.float32(0))
             return unit_scale(out)
+        if top <= 0:
+            out[...] = 0
+            return out
         blend_rows(across, r0, r1, w_first, w_second, 0, out, np.float32(top))
         return out
     for start in range(0, len(rows), BAND):

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
+
+
+@register_jitable
+def _row_pair(across, first, second, w_first, w_second, row0, i):  # pragma: no cover - numba
+    """Output row ``i``'s two grid rows (held from ``row0`` in ``across``) and their weights."""
+    return across[first[i] - row0], across[second[i] - row0], w_first[i], w_second[i]
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
@@ -23,10 +30,7 @@ def blend_rows(across, first, second, w_first, w_second, row0, out, top):  # pra
     width = out.shape[1]
     zero = np.float32(0.0)
     for i in range(out.shape[0]):
-        a = across[first[i] - row0]
-        b = across[second[i] - row0]
-        wa = w_first[i]
-        wb = w_second[i]
+        a, b, wa, wb = _row_pair(across, first, second, w_first, w_second, row0, i)
         o = out[i]
         if top > 0:
             for j in range(width):
@@ -39,9 +43,9 @@ def blend_rows(across, first, second, w_first, w_second, row0, out, top):  # pra
 
 @njit(cache=True, boundscheck=False, nogil=True)
 def blend_rows_max(across, first, second, w_first, w_second, row0):  # pragma: no cover - numba
-    """The largest value ``blend_rows`` would write (0 when all are below; NaN when one is NaN,
-    as numpy's max), computed without writing any: a photo-size map is then written once,
-    already scaled.
+    """The largest value ``blend_rows`` would write (0 when all are below; NaNs are passed over:
+    check ``across`` first), computed without writing any: a photo-size map is then written
+    once, already scaled.
 
     Args:
         as ``blend_rows``'s, without ``out`` and ``top``.
@@ -52,16 +56,11 @@ def blend_rows_max(across, first, second, w_first, w_second, row0):  # pragma: n
     width = across.shape[1]
     top = np.float32(0.0)
     for i in range(first.shape[0]):
-        a = across[first[i] - row0]
-        b = across[second[i] - row0]
-        wa = w_first[i]
-        wb = w_second[i]
+        a, b, wa, wb = _row_pair(across, first, second, w_first, w_second, row0, i)
         for j in range(width):
             v = a[j] * wa + b[j] * wb
             if v > top:
                 top = v
-            elif v != v:
-                return v
     return top
 
 
