@@ -485,14 +485,14 @@ def _preprocessing_line(args: argparse.Namespace, preset: Preset, source: str) -
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from collections import deque
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import Future
 
     from fixtrace import validate
     from fixtrace.api import BatchItem, Explainer, check_render_options
     from fixtrace.files import Checkpoint, UniqueNames, write_json_atomic
     from fixtrace.images.crops import crop_count
     from fixtrace.progress import Progress
+    from fixtrace.runtime.in_order import InOrder
 
     preset = _preset_choice(args)
     check_render_options(args.sigma, args.box_threshold)
@@ -578,29 +578,19 @@ def _explain(args: argparse.Namespace) -> int:
         progress.step(one_line(image.name))
         return entry["status"] == "ok"
 
+    failed = 0
+
+    def finish(item: BatchItem, saving: Future[tuple[list[Path], list[Path]]]) -> None:
+        nonlocal failed
+        failed += not record(item, saving)
+
     # Pictures are encoded and written on writer threads while the next photos are explained;
     # the summary and the report follow the photos' order, at most a batch of photos waiting.
-    writer = ThreadPoolExecutor(max_workers=_writers(args.threads), thread_name_prefix="fixtrace-write")
-    pending: deque[tuple[BatchItem, Future[tuple[list[Path], list[Path]]]]] = deque()
-    failed = 0
     try:
-        for item in items:
-            pending.append((item, writer.submit(save, item)))
-            while pending and (len(pending) > args.batch_size or pending[0][1].done()):
-                failed += not record(*pending[0])
-                pending.popleft()  # only once recorded: an interrupt while waiting leaves it pending
-        while pending:
-            failed += not record(*pending[0])
-            pending.popleft()
+        with InOrder(save, finish, _writers(args.threads), args.batch_size) as writers:
+            for item in items:
+                writers.submit(item)
     except BaseException as exc:
-        # What is being written is finished and recorded (as written, or as its photo's own
-        # error); what was not started, and a write that found the disk full, are dropped.
-        writer.shutdown(wait=True, cancel_futures=True)
-        for item, saving in pending:
-            if saving.cancelled() or _fatal(saving.exception()):
-                continue
-            with contextlib.suppress(OutputError):  # the summary's checkpoint: flushed below
-                record(item, saving)
         with contextlib.suppress(OutputError):  # the error under way is the one to tell
             checkpoint.flush()
         if _fatal(exc):
@@ -610,7 +600,6 @@ def _explain(args: argparse.Namespace) -> int:
             ) from None
         raise
     finally:
-        writer.shutdown(wait=True)
         items.close()
     checkpoint.flush()
     if len(images) > 1 and not args.quiet:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from fixtrace.errors import OutputError
 from fixtrace.explanation import ClassScore, Explanation
 from fixtrace.images.load import Photo, load_photo
 from fixtrace.render.heatmap import DEFAULT_SIGMA
+from fixtrace.runtime.in_order import InOrder
 from fixtrace.runtime.prefetch import Loaded, prefetch
 
 #: Handed to ``explain_many`` in place of a photo that could not be read (it fails at once,
@@ -81,27 +82,21 @@ def run_audit(
     loaded = prefetch(todo, _read, settings.workers, ahead=2 * settings.batch_size)
     explained = explain_loaded(explainer, loaded, settings)
 
-    def finish(item: BatchItem, entry: Loaded[AuditInput, Photo]) -> None:
-        record = record_of(item, entry, audit, truth, names)
+    def write(explained_item: tuple[BatchItem, Loaded[AuditInput, Photo]]) -> dict[str, Any]:
+        return record_of(*explained_item, audit, truth, names)
+
+    def finish(explained_item: tuple[BatchItem, Loaded[AuditInput, Photo]], writing: Future[dict[str, Any]]) -> None:
+        record = writing.result()
         ledger.append(record)
         on_record(record)
 
-    # One writer thread draws, encodes and records each image while the next batch runs; at
+    # One writer thread draws and encodes each image's pictures while the next batch runs; at
     # most a batch of images waits for it. Lines stay in order: pictures first, then the line.
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixtrace-write")
-    pending: deque[Future[None]] = deque()
     try:
-        for item, entry in explained:
-            pending.append(writer.submit(finish, item, entry))
-            while len(pending) > settings.batch_size:
-                pending.popleft().result()
-        while pending:
-            pending.popleft().result()
-    except BaseException:
-        writer.shutdown(wait=True, cancel_futures=True)  # what is being written is finished
-        raise
+        with InOrder(write, finish, workers=1, waiting=settings.batch_size) as writer:
+            for explained_item in explained:
+                writer.submit(explained_item)
     finally:
-        writer.shutdown(wait=True)
         explained.close()
         loaded.close()
 
